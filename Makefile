@@ -1,0 +1,39 @@
+# poolsync developer commands. `make test` and `make run` work on a fresh machine with
+# only Python 3.11+, Node and npm: they create .venv and node_modules themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: deps test run demo bench lint clean
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(PY_STAMP) $(NODE_STAMP)
+
+test: deps
+	$(PY) -m pytest
+
+run: deps
+	$(PY) -m devstack
+
+demo: deps
+	$(PY) -m devstack.demo
+
+bench: deps
+	$(PY) -m bench
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .mypy_cache .hypothesis .devstack

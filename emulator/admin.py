@@ -1,0 +1,93 @@
+"""The `/_emulator/...` admin endpoints (no auth): what tests in other processes use."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from emulator.api import Reply
+from emulator.throttling import BucketSettings
+
+if TYPE_CHECKING:
+    from emulator.app import Emulator
+
+
+class AdminApi:
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> Reply:
+        try:
+            payload = json.loads(body) if body else None
+        except json.JSONDecodeError as exc:
+            return Reply(400, {"error": {"code": "InvalidRequestContent", "message": str(exc)}})
+        emu = self.emulator
+        route = (method, path.rstrip("/") or "/")
+        try:
+            if route == ("GET", "/health"):
+                return Reply(200, {"status": "ok", "world": emu.world.counts()})
+            if route == ("GET", "/stats"):
+                return Reply(200, emu.stats.snapshot())
+            if route in (("POST", "/stats/reset"), ("DELETE", "/stats")):
+                emu.stats.reset()
+                return Reply(204)
+            if route == ("GET", "/faults"):
+                return Reply(200, {"rules": emu.faults.describe()})
+            if route == ("POST", "/faults"):
+                rules = payload if isinstance(payload, list) else [payload]
+                for rule in rules:
+                    emu.faults.add_from_json(rule)
+                return Reply(201, {"rules": emu.faults.describe()})
+            if route in (("DELETE", "/faults"), ("POST", "/faults/clear")):
+                emu.faults.clear()
+                return Reply(204)
+            if route == ("POST", "/reset"):
+                emu.reset(payload or None)
+                return Reply(200, {"world": emu.world.counts()})
+            if route == ("POST", "/topology"):
+                return Reply(200, {"loaded": emu.load_topology(payload or {}), "world": emu.world.counts()})
+            if route == ("POST", "/config"):
+                self._configure(payload or {})
+                return Reply(200, self._config())
+            if route == ("GET", "/config"):
+                return Reply(200, self._config())
+            if route == ("POST", "/events/wait"):
+                timeout = float((payload or {}).get("timeout", 30))
+                return Reply(200, {"drained": emu.wait_events_delivered(timeout)})
+            if route == ("GET", "/events"):
+                return Reply(200, {"events": list(emu.events.published)})
+            if route == ("POST", "/operations/wait"):
+                timeout = float((payload or {}).get("timeout", 30))
+                return Reply(200, {"idle": emu.wait_operations_done(timeout)})
+        except (KeyError, TypeError, ValueError) as exc:
+            return Reply(400, {"error": {"code": "InvalidRequest", "message": str(exc)}})
+        return Reply(404, {"error": {"code": "NotFound", "message": f"no admin endpoint {method} {path}"}})
+
+    def _configure(self, payload: dict[str, Any]) -> None:
+        emu = self.emulator
+        if "operation_seconds" in payload:
+            emu.operation_seconds = float(payload["operation_seconds"])
+        if "lro_retry_after" in payload:
+            emu.lro_retry_after = int(payload["lro_retry_after"])
+        if "page_size" in payload:
+            emu.page_size = int(payload["page_size"])
+        if "event_webhook" in payload:
+            emu.set_event_webhook(payload["event_webhook"] or None)
+        limits = {}
+        for kind in ("reads", "writes"):
+            spec = payload.get(f"throttle_{kind}")
+            if spec:
+                limits[kind] = BucketSettings(int(spec["capacity"]), float(spec["refill_per_second"]))
+        if limits:
+            emu.configure_throttling(limits.get("reads"), limits.get("writes"))
+
+    def _config(self) -> dict[str, Any]:
+        emu = self.emulator
+        return {
+            "operation_seconds": emu.operation_seconds,
+            "lro_retry_after": emu.lro_retry_after,
+            "page_size": emu.page_size,
+            "event_webhook": emu.events.webhook,
+            "throttle_reads": vars(emu.throttle.reads),
+            "throttle_writes": vars(emu.throttle.writes),
+        }

@@ -1,0 +1,444 @@
+"""The ARM operations: GET / list / PUT / DELETE and operation polling, HTTP-agnostic.
+
+`ArmApi.handle` takes a parsed request and returns a `Reply`; the server module only
+moves bytes. Writes become long-running operations (see `lro`), guarded by ETag
+preconditions and the one-operation-at-a-time rule of a load balancer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator import events as ev
+from emulator.errors import ArmError, bad_request
+from emulator.lro import FAILED, IN_PROGRESS, Operation, OperationTracker
+from emulator.routing import Route
+from emulator.stats import Stats
+from emulator.world import World, missing
+from shared.ids import InvalidResourceId, ResourceId, id_key
+
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+# Oldest versions served: IP-based backend pools need network 2020-05-01 or later.
+_MIN_API_VERSION = {"Microsoft.Network": "2020-05-01", "Microsoft.Compute": "2020-06-01"}
+
+
+@dataclass
+class Config:
+    """Knobs tests and benchmarks adjust at run time."""
+
+    operation_seconds: float = 0.05
+    lro_retry_after: int = 0  # seconds; 0 omits Retry-After so the SDK uses its polling_interval
+    page_size: int = 100
+
+
+@dataclass
+class Request:
+    method: str
+    route: Route
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    base_url: str
+    fail_lro: bool = False  # fault injection: this write's operation ends Failed
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ArmApi:
+    def __init__(
+        self,
+        world: World,
+        tracker: OperationTracker,
+        stats: Stats,
+        publisher: ev.EventPublisher,
+        config: Config,
+        clock: Callable[[], float],
+    ) -> None:
+        self.world = world
+        self.tracker = tracker
+        self.stats = stats
+        self.publisher = publisher
+        self.config = config
+        self._clock = clock
+        self._latest_op: dict[str, str] = {}  # resource key -> id of the operation that last wrote it
+
+    # ------------------------------------------------------------ entry
+    def handle(self, request: Request) -> Reply:
+        route = request.route
+        api_version = self._api_version(request)
+        if route.action == "operation":
+            return self._poll_status(request)
+        if route.action == "operation_result":
+            return self._poll_result(request)
+        if route.action == "collection":
+            if request.method != "GET":
+                raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
+            return self._list(request, api_version)
+        try:
+            ResourceId.parse(route.resource_id)
+        except InvalidResourceId as exc:
+            raise bad_request(
+                "InvalidResourceName", f"The resource name in '{request.path}' is invalid."
+            ) from exc
+        if request.method == "GET":
+            return self._get(route)
+        if request.method == "PUT":
+            return self._put(request, api_version)
+        if request.method == "DELETE":
+            return self._delete(request, api_version)
+        raise ArmError(
+            405, "MethodNotAllowed", f"The {request.method} method is not supported by the emulator."
+        )
+
+    def _api_version(self, request: Request) -> str:
+        version = request.query.get("api-version")
+        if not version:
+            raise bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        namespace = request.route.namespace
+        if not _API_VERSION.match(version) or version < _MIN_API_VERSION.get(namespace, ""):
+            raise bad_request(
+                "InvalidApiVersionParameter",
+                f"The api-version '{version}' is invalid. The supported versions for namespace '{namespace}' "
+                f"are '{_MIN_API_VERSION.get(namespace)}' and later.",
+            )
+        return version
+
+    # ------------------------------------------------------------- reads
+    def _get(self, route: Route) -> Reply:
+        getter = {
+            "vnet": self.world.get_vnet,
+            "subnet": self.world.get_subnet,
+            "nic": self.world.get_nic,
+            "vm": self.world.get_vm,
+            "lb": self.world.get_lb,
+            "pool": self.world.get_pool,
+        }[route.kind]
+        resource = getter(route.resource_id)
+        if resource is None:
+            raise self._missing(route)
+        return Reply(200, resource, self._etag_header(resource))
+
+    def _missing(self, route: Route) -> ArmError:
+        rid = ResourceId.parse(route.resource_id)
+        if rid.child_type and self.world.current_etag(str(rid.parent)) is None:
+            return missing(str(rid.parent))
+        return missing(route.resource_id)
+
+    def _list(self, request: Request, api_version: str) -> Reply:
+        route = request.route
+        token = request.query.get("$skiptoken")
+        after = _decode_token(token) if token else None
+        limit = max(1, self.config.page_size)
+        if route.is_child_collection:
+            parent = route.resource_id
+            items = self.world.list_pools(parent) if route.kind == "pool" else self.world.list_subnets(parent)
+            if items is None:
+                raise missing(parent)
+            items = [i for i in items if after is None or id_key(i["id"]) > after]
+            items.sort(key=lambda i: id_key(i["id"]))
+            page, more = items[:limit], len(items) > limit
+            next_after = id_key(page[-1]["id"]) if more else None
+        else:
+            page, next_after = self.world.list_page(
+                route.kind, route.subscription, route.resource_group, after, limit
+            )
+        body: dict[str, Any] = {"value": page}
+        if next_after is not None:
+            body["nextLink"] = (
+                f"{request.base_url}{request.path}?api-version={api_version}"
+                f"&$skiptoken={_encode_token(next_after)}"
+            )
+        return Reply(200, body)
+
+    # ------------------------------------------------------------ writes
+    def _put(self, request: Request, api_version: str) -> Reply:
+        route = request.route
+        body = _json_body(request.body)
+        self._check_preconditions(request)
+        lock_key = self._lb_lock(route)
+        if lock_key is not None:
+            self._refuse_if_busy(lock_key, request)
+        creating = self.world.current_etag(route.resource_id) is None
+        state = "Creating" if creating and route.kind == "vm" else "Updating"
+        putter: Callable[..., tuple[dict[str, Any], bool]]
+        if route.kind == "nic":
+            rendered, created = self.world.put_nic(
+                route.resource_id,
+                body,
+                state,
+                busy_lb=lambda lb_id: self.tracker.busy(id_key(lb_id)) is not None,
+            )
+        else:
+            putter = {
+                "vnet": self.world.put_vnet,
+                "subnet": lambda rid, b, _state: self.world.put_subnet(rid, b),
+                "vm": self.world.put_vm,
+                "lb": self.world.put_lb,
+                "pool": self.world.put_pool,
+            }[route.kind]
+            rendered, created = putter(route.resource_id, body, state)
+        operation = self._start_operation(request, rendered["id"], lock_key, api_version)
+        headers = {**self._etag_header(rendered), **self._lro_headers(request, operation, api_version)}
+        return Reply(201 if created else 200, rendered, headers)
+
+    def _delete(self, request: Request, api_version: str) -> Reply:
+        route = request.route
+        self._check_preconditions(request)
+        if self.world.current_etag(route.resource_id) is None:
+            return Reply(204)
+        lock_key = self._lb_lock(route)
+        if lock_key is not None:
+            self._refuse_if_busy(lock_key, request)
+        self.world.check_delete(route.kind, route.resource_id)
+        resource_id = self._canonical_id(route)
+        self.world.set_provisioning_state(resource_id, "Deleting")
+        operation = self._start_operation(request, resource_id, lock_key, api_version)
+        headers = self._lro_headers(request, operation, api_version)
+        headers["Location"] = f"{request.base_url}{operation.result_path()}?api-version={api_version}"
+        return Reply(202, None, headers)
+
+    def _canonical_id(self, route: Route) -> str:
+        getter = {
+            "vnet": self.world.get_vnet,
+            "subnet": self.world.get_subnet,
+            "nic": self.world.get_nic,
+            "vm": self.world.get_vm,
+            "lb": self.world.get_lb,
+            "pool": self.world.get_pool,
+        }[route.kind]
+        resource = getter(route.resource_id)
+        return resource["id"] if resource else route.resource_id
+
+    def _check_preconditions(self, request: Request) -> None:
+        current = self.world.current_etag(request.route.resource_id)
+        if_match = request.headers.get("if-match")
+        if if_match is not None and (
+            current is None or (if_match.strip() != "*" and if_match.strip() != current)
+        ):
+            raise ArmError(
+                412,
+                "PreconditionFailed",
+                f"Precondition failed for operation on resource {request.route.resource_id}: "
+                f"the If-Match etag "
+                f"{if_match} does not match the current etag {current}.",
+                details=[],
+            )
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match is not None and current is not None and if_none_match.strip() in ("*", current):
+            raise ArmError(
+                412,
+                "PreconditionFailed",
+                f"Precondition failed: resource {request.route.resource_id} already exists (If-None-Match).",
+                details=[],
+            )
+
+    @staticmethod
+    def _lb_lock(route: Route) -> str | None:
+        if route.kind in ("lb", "pool"):
+            return ResourceId.parse(route.resource_id).parent.key()
+        return None
+
+    def _refuse_if_busy(self, lock_key: str, request: Request) -> None:
+        holder = self.tracker.busy(lock_key)
+        if holder is None:
+            return
+        retry_after = max(1, round(holder.deadline - self._clock() + 0.5))
+        status_uri = (
+            f"{request.base_url}{holder.status_path()}?api-version={request.query.get('api-version')}"
+        )
+        raise ArmError(
+            409,
+            "AnotherOperationInProgress",
+            "Another operation on this or dependent resource is in progress. To retrieve status of the "
+            f"operation use uri: {status_uri}.",
+            details=[],
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    def _start_operation(
+        self, request: Request, resource_id: str, lock_key: str | None, api_version: str
+    ) -> Operation:
+        resource = self._location_of(request.route, resource_id)
+        operation = Operation(
+            namespace=request.route.namespace,
+            subscription=request.route.subscription,
+            location=resource,
+            resource_id=resource_id,
+            method=request.method,
+            deadline=self._clock() + self.config.operation_seconds,
+            on_complete=lambda op: self._complete(op, request.route.kind, api_version),
+            lock_key=lock_key,
+            failure=_injected_failure() if request.fail_lro else None,
+        )
+        self._latest_op[id_key(resource_id)] = operation.id
+        return self.tracker.start(operation)
+
+    def _location_of(self, route: Route, resource_id: str) -> str:
+        top = str(ResourceId.parse(resource_id).parent)
+        getter = {
+            "vnet": self.world.get_vnet,
+            "subnet": self.world.get_vnet,
+            "nic": self.world.get_nic,
+            "vm": self.world.get_vm,
+            "lb": self.world.get_lb,
+            "pool": self.world.get_lb,
+        }[route.kind]
+        resource = getter(top)
+        return str((resource or {}).get("location") or "westeurope").replace(" ", "").lower()
+
+    def _lro_headers(self, request: Request, operation: Operation, api_version: str) -> dict[str, str]:
+        headers = {
+            "Azure-AsyncOperation": f"{request.base_url}{operation.status_path()}?api-version={api_version}"
+        }
+        if self.config.lro_retry_after > 0:
+            headers["Retry-After"] = str(self.config.lro_retry_after)
+        return headers
+
+    # -------------------------------------------------------- completion
+    def _complete(self, operation: Operation, kind: str, api_version: str) -> None:
+        key = id_key(operation.resource_id)
+        superseded = self._latest_op.get(key) != operation.id
+        if operation.failure is not None:
+            if not superseded:
+                self.world.set_provisioning_state(operation.resource_id, FAILED)
+            return
+        if operation.method == "PUT":
+            if not superseded:
+                self.world.set_provisioning_state(operation.resource_id, "Succeeded")
+            self.stats.write_succeeded(operation.resource_id)
+            if kind in ("nic", "vm"):
+                self.publisher.publish(
+                    ev.build_event(ev.WRITE_SUCCESS, operation.resource_id, "PUT", api_version)
+                )
+            return
+        self._apply_delete(operation, kind, api_version)
+
+    def _apply_delete(self, operation: Operation, kind: str, api_version: str) -> None:
+        resource_id = operation.resource_id
+        try:
+            if kind == "vm":
+                outcome = self.world.delete_vm(resource_id)
+                deleted_nics = outcome[0] if outcome else []
+                self.publisher.publish(ev.build_event(ev.DELETE_SUCCESS, resource_id, "DELETE", api_version))
+                for nic_id in deleted_nics:
+                    self.publisher.publish(ev.build_event(ev.DELETE_SUCCESS, nic_id, "DELETE", api_version))
+            else:
+                removed = {
+                    "vnet": self.world.delete_vnet,
+                    "subnet": self.world.delete_subnet,
+                    "nic": self.world.delete_nic,
+                    "lb": self.world.delete_lb,
+                    "pool": self.world.delete_pool,
+                }[kind](resource_id)
+                if removed and kind == "nic":
+                    self.publisher.publish(
+                        ev.build_event(ev.DELETE_SUCCESS, resource_id, "DELETE", api_version)
+                    )
+        except ArmError as exc:
+            # the world changed while the delete ran (e.g. a NIC got attached): the operation fails
+            operation.failure = exc.body()["error"]
+            self.world.set_provisioning_state(resource_id, FAILED)
+            return
+        self._latest_op.pop(id_key(resource_id), None)
+        self.stats.write_succeeded(resource_id)
+
+    # ----------------------------------------------------------- polling
+    def _operation(self, request: Request) -> Operation:
+        operation = self.tracker.get(request.route.operation_id)
+        if operation is None or operation.subscription.lower() != request.route.subscription.lower():
+            raise ArmError(
+                404, "OperationNotFound", f"The operation '{request.route.operation_id}' could not be found."
+            )
+        return operation
+
+    def _poll_status(self, request: Request) -> Reply:
+        operation = self._operation(request)
+        headers = {}
+        if operation.status == IN_PROGRESS and self.config.lro_retry_after > 0:
+            headers["Retry-After"] = str(self.config.lro_retry_after)
+        return Reply(200, operation.status_body(), headers)
+
+    def _poll_result(self, request: Request) -> Reply:
+        operation = self._operation(request)
+        if operation.status == IN_PROGRESS:
+            headers = {
+                "Location": f"{request.base_url}{request.path}?api-version={request.query['api-version']}"
+            }
+            if self.config.lro_retry_after > 0:
+                headers["Retry-After"] = str(self.config.lro_retry_after)
+            return Reply(202, None, headers)
+        if operation.status == FAILED:
+            raise ArmError(
+                500,
+                operation.failure.get("code", "InternalServerError")
+                if operation.failure
+                else "InternalServerError",
+                (operation.failure or {}).get("message", "Operation failed."),
+            )
+        if operation.method == "DELETE":
+            return Reply(204)
+        route = Route(
+            "resource",
+            operation.subscription,
+            resource_id=operation.resource_id,
+            kind=_kind_of(operation.resource_id),
+        )
+        return self._get(route)
+
+    @staticmethod
+    def _etag_header(resource: dict[str, Any]) -> dict[str, str]:
+        return {"ETag": resource["etag"]} if resource.get("etag") else {}
+
+
+def _kind_of(resource_id: str) -> str:
+    rid = ResourceId.parse(resource_id)
+    from emulator.routing import KINDS
+
+    return KINDS[rid.full_type.lower()]
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw.decode("utf-8") if raw else "")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(
+            "InvalidRequestContent",
+            f"The request content was invalid and could not be deserialized: '{str(exc)[:200]}'.",
+        ) from exc
+    if not isinstance(body, dict):
+        raise bad_request("InvalidRequestContent", "The request content must be a JSON object.")
+    return body
+
+
+def _injected_failure() -> dict[str, Any]:
+    return {
+        "code": "InternalServerError",
+        "message": f"An error occurred. (injected fault, activity {uuid.uuid4()})",
+        "details": [],
+    }
+
+
+def _encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request("InvalidSkipToken", f"The skip token '{token}' is invalid.") from exc

@@ -1,0 +1,154 @@
+"""`Emulator`: wires world, API, LRO engine, throttling, faults, stats and events to a server."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from emulator import topology as topology_loader
+from emulator.admin import AdminApi
+from emulator.api import ArmApi, Config
+from emulator.events import EventPublisher
+from emulator.faults import Faults
+from emulator.lro import OperationTracker
+from emulator.server import ArmHttpServer
+from emulator.stats import Stats
+from emulator.throttling import DEFAULT_READS, DEFAULT_WRITES, BucketSettings, SubscriptionThrottle
+from emulator.world import World
+
+HOST = "127.0.0.1"
+
+
+class Emulator:
+    def __init__(
+        self,
+        state_dir: str | Path,
+        port: int = 0,
+        topology: dict[str, Any] | str | Path | None = None,
+        operation_seconds: float = 0.05,
+        lro_retry_after: int = 0,
+        page_size: int = 100,
+        event_webhook: str | None = None,
+        read_limit: BucketSettings | None = None,
+        write_limit: BucketSettings | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.port = port
+        self.config = Config(operation_seconds, lro_retry_after, page_size)
+        self.world = World()
+        self.stats = Stats()
+        self.faults = Faults()
+        self._limits = (read_limit or DEFAULT_READS, write_limit or DEFAULT_WRITES)
+        self.throttle = SubscriptionThrottle(*self._limits)
+        self.events = EventPublisher(event_webhook, on_outcome=self.stats.event)
+        self.tracker = OperationTracker(time.monotonic)
+        self.api = ArmApi(self.world, self.tracker, self.stats, self.events, self.config, time.monotonic)
+        self.admin = AdminApi(self)
+        self._server: ArmHttpServer | None = None
+        self._thread: threading.Thread | None = None
+        self.ca_path = str(self.state_dir / "ca.pem")
+        if topology is not None:
+            self.load_topology(topology)
+
+    # ------------------------------------------------------------ settings
+    @property
+    def operation_seconds(self) -> float:
+        return self.config.operation_seconds
+
+    @operation_seconds.setter
+    def operation_seconds(self, value: float) -> None:
+        self.config.operation_seconds = float(value)
+
+    @property
+    def lro_retry_after(self) -> int:
+        return self.config.lro_retry_after
+
+    @lro_retry_after.setter
+    def lro_retry_after(self, value: int) -> None:
+        self.config.lro_retry_after = int(value)
+
+    @property
+    def page_size(self) -> int:
+        return self.config.page_size
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self.config.page_size = int(value)
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return f"https://{HOST}:{self._server.server_address[1]}"
+
+    # ----------------------------------------------------------- lifecycle
+    def start(self) -> Emulator:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(self.ca_path)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert(HOST, "localhost").configure_cert(context)
+        self._server = ArmHttpServer((HOST, self.port), context, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="emulator-http",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.tracker.stop()
+        self.events.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --------------------------------------------------------------- world
+    def reset(self, topology: dict[str, Any] | str | Path | None = None) -> None:
+        """A fresh world; faults, stats, throttling budgets, pending operations and event log cleared."""
+        self.tracker.clear()
+        self.world.clear()
+        self.faults.clear()
+        self.stats.reset()
+        self.throttle.configure(*self._limits)
+        self.events.clear()
+        if topology is not None:
+            self.load_topology(topology)
+
+    def load_topology(self, topology: dict[str, Any] | str | Path) -> dict[str, int]:
+        """Add the resources of a topology (dict, or JSON/YAML file) to the world."""
+        return topology_loader.load(self.world, topology)
+
+    def configure_throttling(
+        self, reads: BucketSettings | None = None, writes: BucketSettings | None = None
+    ) -> None:
+        self.throttle.configure(reads, writes)
+
+    # -------------------------------------------------------------- events
+    def set_event_webhook(self, url: str | None) -> None:
+        self.events.webhook = url
+
+    def wait_events_delivered(self, timeout: float = 30.0) -> bool:
+        return self.events.wait_delivered(timeout)
+
+    def complete_operations(self) -> int:
+        """End all pending long-running operations at once; returns how many there were."""
+        return self.tracker.finish_all()
+
+    def wait_operations_done(self, timeout: float = 30.0) -> bool:
+        """True once no long-running operation is pending (e.g. before inspecting the world)."""
+        return self.tracker.wait_idle(timeout)

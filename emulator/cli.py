@@ -1,0 +1,50 @@
+"""`python -m emulator --port PORT --state-dir DIR [--topology FILE] [--event-webhook URL] ...`"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from emulator.app import Emulator
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator", description="Local Azure Resource Manager emulator"
+    )
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--state-dir", required=True, help="where ca.pem is written")
+    parser.add_argument("--topology", help="JSON or YAML topology to seed the world with")
+    parser.add_argument(
+        "--event-webhook", help="URL receiving Event Grid events for VM/NIC writes and deletes"
+    )
+    parser.add_argument(
+        "--operation-seconds", type=float, default=0.05, help="duration of each long-running write"
+    )
+    parser.add_argument("--lro-retry-after", type=int, default=0, help="Retry-After seconds on LRO responses")
+    parser.add_argument("--page-size", type=int, default=100)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    emulator = Emulator(
+        state_dir=args.state_dir,
+        port=args.port,
+        topology=args.topology,
+        operation_seconds=args.operation_seconds,
+        lro_retry_after=args.lro_retry_after,
+        page_size=args.page_size,
+        event_webhook=args.event_webhook,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    emulator.start()
+    print(f"listening on {emulator.url}", flush=True)
+    stop.wait()
+    emulator.stop()
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,125 @@
+"""URL -> what is addressed: a resource, a collection, or an async operation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from emulator.errors import ArmError, bad_request
+
+# lower-cased full type -> short kind used across the emulator
+KINDS = {
+    "microsoft.network/virtualnetworks": "vnet",
+    "microsoft.network/virtualnetworks/subnets": "subnet",
+    "microsoft.network/networkinterfaces": "nic",
+    "microsoft.network/loadbalancers": "lb",
+    "microsoft.network/loadbalancers/backendaddresspools": "pool",
+    "microsoft.compute/virtualmachines": "vm",
+}
+NAMESPACES = {"microsoft.network": "Microsoft.Network", "microsoft.compute": "Microsoft.Compute"}
+
+_GUIDISH = r"[^/]+"
+_OPERATION = re.compile(
+    rf"^/subscriptions/(?P<sub>{_GUIDISH})/providers/(?P<ns>[^/]+)/locations/(?P<loc>[^/]+)"
+    r"/(?P<what>operations|operationResults)/(?P<op>[^/]+)$",
+    re.IGNORECASE,
+)
+_SUBSCRIPTION_COLLECTION = re.compile(
+    rf"^/subscriptions/(?P<sub>{_GUIDISH})/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)$", re.IGNORECASE
+)
+_GROUP_SCOPED = re.compile(
+    rf"^/subscriptions/(?P<sub>{_GUIDISH})/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)"
+    r"/(?P<rest>.+)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    action: str  # resource | collection | operation | operation_result
+    subscription: str
+    kind: str = ""  # vnet | subnet | nic | lb | pool | vm
+    namespace: str = ""
+    full_type: str = ""  # e.g. Microsoft.Network/loadBalancers/backendAddressPools
+    resource_group: str | None = None
+    resource_id: str = ""  # the addressed resource (resource), or the parent (child collection)
+    operation_id: str = ""
+
+    @property
+    def is_child_collection(self) -> bool:
+        return self.action == "collection" and self.kind in ("pool", "subnet")
+
+
+def resource_type_label(path: str) -> str:
+    """A coarse label for stats and fault matching, also for unroutable paths."""
+    try:
+        route = parse(path)
+    except ArmError:
+        return "unknown"
+    if route.action.startswith("operation"):
+        return f"{route.namespace}/operations"
+    return route.full_type
+
+
+def parse(raw_path: str) -> Route:
+    path = unquote(raw_path).rstrip("/")
+    match = _OPERATION.match(path)
+    if match:
+        namespace = _namespace(match["ns"])
+        return Route(
+            action="operation" if match["what"].lower() == "operations" else "operation_result",
+            subscription=match["sub"],
+            namespace=namespace,
+            full_type=f"{namespace}/locations/operations",
+            operation_id=match["op"],
+        )
+    match = _SUBSCRIPTION_COLLECTION.match(path)
+    if match:
+        namespace = _namespace(match["ns"])
+        kind, full_type = _kind(namespace, [match["type"]])
+        return Route("collection", match["sub"], kind, namespace, full_type)
+    match = _GROUP_SCOPED.match(path)
+    if not match:
+        raise ArmError(404, "NotFound", f"No route registered for '{raw_path}'.")
+    namespace = _namespace(match["ns"])
+    parts = match["rest"].split("/")
+    types, names = parts[0::2], parts[1::2]
+    kind, full_type = _kind(namespace, types)
+    base = f"/subscriptions/{match['sub']}/resourceGroups/{match['rg']}/providers/{namespace}"
+    pairs = [f"{t}/{n}" for t, n in zip(types, names, strict=False)]
+    resource_id = f"{base}/{'/'.join(pairs)}"
+    action = "resource" if len(names) == len(types) else "collection"
+    if action == "collection" and len(types) == 1:
+        resource_id = ""
+    return Route(action, match["sub"], kind, namespace, full_type, match["rg"], resource_id)
+
+
+def _namespace(text: str) -> str:
+    namespace = NAMESPACES.get(text.lower())
+    if namespace is None:
+        raise ArmError(
+            404,
+            "NoRegisteredProviderFound",
+            f"No registered resource provider found for namespace '{text}'.",
+        )
+    return namespace
+
+
+def _kind(namespace: str, types: list[str]) -> tuple[str, str]:
+    full = "/".join([namespace, *types])
+    kind = KINDS.get(full.lower())
+    if kind is None:
+        raise bad_request(
+            "InvalidResourceType",
+            f"The resource type '{'/'.join(types)}' could not be found in the namespace '{namespace}'.",
+        )
+    canonical = {
+        "vnet": "Microsoft.Network/virtualNetworks",
+        "subnet": "Microsoft.Network/virtualNetworks/subnets",
+        "nic": "Microsoft.Network/networkInterfaces",
+        "lb": "Microsoft.Network/loadBalancers",
+        "pool": "Microsoft.Network/loadBalancers/backendAddressPools",
+        "vm": "Microsoft.Compute/virtualMachines",
+    }[kind]
+    return kind, canonical

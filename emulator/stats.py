@@ -1,0 +1,96 @@
+"""Counters for tests and benchmarks: requests, successful writes, rejections, faults."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from shared.ids import ResourceId, id_key
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests: Counter[str] = Counter()
+            self._lb_writes: Counter[str] = Counter()
+            self._pool_writes: Counter[str] = Counter()
+            self._rejections: Counter[str] = Counter()
+            self._faults: Counter[str] = Counter()
+            self._events: Counter[str] = Counter()
+
+    def request(self, method: str, resource_type: str) -> None:
+        with self._lock:
+            self._requests[f"{method} {resource_type}"] += 1
+
+    def rejection(self, status: int, code: str) -> None:
+        with self._lock:
+            self._rejections[f"{status} {code}"] += 1
+
+    def fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] += 1
+
+    def event(self, outcome: str) -> None:
+        with self._lock:
+            self._events[outcome] += 1
+
+    def write_succeeded(self, resource_id: str) -> None:
+        """A write (PUT or DELETE) that completed; counted per load balancer and per pool."""
+        rid = ResourceId.parse(resource_id)
+        if rid.type.lower() != "loadbalancers":
+            return
+        with self._lock:
+            self._lb_writes[rid.parent.key()] += 1
+            if (rid.child_type or "").lower() == "backendaddresspools":
+                self._pool_writes[rid.key()] += 1
+
+    def pool_writes(self, resource_id: str) -> int:
+        """Successful pool writes: of one pool (pool id) or of all pools of a load balancer (LB id)."""
+        key = id_key(resource_id)
+        with self._lock:
+            if "/backendaddresspools/" in key:
+                return self._pool_writes[key]
+            return sum(n for pool, n in self._pool_writes.items() if pool.startswith(key + "/"))
+
+    def lb_writes(self, lb_id: str) -> int:
+        """Successful writes to a load balancer, its own PUTs and its pools' together."""
+        with self._lock:
+            return self._lb_writes[id_key(lb_id)]
+
+    def requests(self, method: str | None = None, resource_type: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                n
+                for key, n in self._requests.items()
+                if (method is None or key.split(" ", 1)[0] == method.upper())
+                and (resource_type is None or key.lower().endswith(resource_type.lower()))
+            )
+
+    def rejections(self, status: int | None = None, code: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                n
+                for key, n in self._rejections.items()
+                if (status is None or key.split(" ", 1)[0] == str(status))
+                and (code is None or key.split(" ", 1)[1] == code)
+            )
+
+    def faults_injected(self, kind: str | None = None) -> int:
+        with self._lock:
+            return sum(n for k, n in self._faults.items() if kind is None or k == kind)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": dict(self._requests),
+                "writes_by_load_balancer": dict(self._lb_writes),
+                "writes_by_pool": dict(self._pool_writes),
+                "rejections": dict(self._rejections),
+                "faults": dict(self._faults),
+                "events": dict(self._events),
+            }

@@ -1,0 +1,156 @@
+"""Read a pool, apply a plan, write it back with If-Match - under the one retry policy.
+
+Every attempt starts from a fresh GET: on 412 (someone else wrote the pool since
+we read it) the retry re-reads and re-plans against the new contents, so other
+writers' changes are never overwritten. The plan is a function of the snapshot
+for exactly that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.arm_json import address_to_json, as_json, pool_from_json
+from shared.azure_clients import AzureClients
+from shared.ids import ResourceId
+from shared.models import PoolAddress, PoolSnapshot
+from shared.plan import GuardSettings, PoolPlan, apply_plan, check_guard
+from shared.retry import RetrySettings, RetryStats, call_with_retry
+
+log = logging.getLogger("poolsync.writer")
+
+PlanMaker = Callable[[PoolSnapshot], PoolPlan]
+
+# Server-computed fields we must not echo back in a PUT body.
+_READ_ONLY_POOL_FIELDS = (
+    "backendIPConfigurations", "loadBalancingRules", "outboundRule", "outboundRules",
+    "inboundNatRules", "provisioningState",
+)
+_READ_ONLY_ADDRESS_FIELDS = ("networkInterfaceIPConfiguration", "inboundNatRulesPortMapping")
+# Fields rebuilt from PoolAddress on every write (absent adminState means None).
+_MODELLED_ADDRESS_FIELDS = ("ipAddress", "virtualNetwork", "subnet", "adminState")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    pool_id: str
+    plan: PoolPlan
+    written: bool  # a PUT was accepted (and, when waited for, completed)
+    dry_run: bool = False
+    attempts: int = 1
+    etag: str | None = None
+    operation_url: str | None = None  # set when the caller did not wait for the LRO
+    addresses: tuple[PoolAddress, ...] = ()  # the pool's addresses after the write (or as planned)
+
+
+def pool_put_body(raw_pool: dict[str, Any], addresses: list[PoolAddress]) -> dict[str, Any]:
+    """The PUT body: the pool as read, minus read-only fields, with the new address list.
+
+    Entries that did not change are sent back exactly as read, so fields poolsync
+    does not model survive the round trip."""
+    original = {entry.get("name"): entry for entry in (raw_pool.get("properties") or {}).get(
+        "loadBalancerBackendAddresses") or []}
+    entries = []
+    for address in addresses:
+        entry = address_to_json(address)
+        previous = original.get(address.name)
+        if previous is not None:
+            kept = {
+                key: value for key, value in (previous.get("properties") or {}).items()
+                if key not in _READ_ONLY_ADDRESS_FIELDS and key not in _MODELLED_ADDRESS_FIELDS
+            }
+            entry = {**previous, "properties": {**kept, **entry["properties"]}}
+        entries.append(entry)
+    properties = {
+        k: v for k, v in (raw_pool.get("properties") or {}).items() if k not in _READ_ONLY_POOL_FIELDS
+    }
+    properties["loadBalancerBackendAddresses"] = entries
+    body: dict[str, Any] = {"properties": properties}
+    if raw_pool.get("name"):
+        body["name"] = raw_pool["name"]
+    return body
+
+
+class PoolWriter:
+    def __init__(
+        self,
+        clients: AzureClients,
+        guard: GuardSettings | None = None,
+        retry: RetrySettings | None = None,
+        stats: RetryStats | None = None,
+    ) -> None:
+        self.clients = clients
+        self.guard = guard or GuardSettings()
+        self.retry = retry or RetrySettings()
+        self.stats = stats
+
+    def _operations(self, pool_id: ResourceId) -> Any:
+        return self.clients.network(pool_id.subscription).load_balancer_backend_address_pools
+
+    def read_raw(self, pool_id: str) -> dict[str, Any]:
+        rid = ResourceId.parse(pool_id)
+        return call_with_retry(
+            lambda: as_json(self._operations(rid).get(rid.resource_group, rid.name, rid.child_name)),
+            settings=self.retry, stats=self.stats, operation=f"GET pool {rid.child_name}",
+        )
+
+    def read(self, pool_id: str) -> PoolSnapshot:
+        return pool_from_json(self.read_raw(pool_id))
+
+    def apply(
+        self,
+        pool_id: str,
+        make_plan: PlanMaker,
+        *,
+        force: bool = False,
+        force_reason: str | None = None,
+        dry_run: bool = False,
+        wait: bool = True,
+    ) -> WriteResult:
+        """Plan against a fresh read and write the result; GuardRefused propagates, unretried."""
+        rid = ResourceId.parse(pool_id)
+        operations = self._operations(rid)
+        attempts = 0
+
+        def attempt() -> WriteResult:
+            nonlocal attempts
+            attempts += 1
+            raw = as_json(operations.get(rid.resource_group, rid.name, rid.child_name))
+            snapshot = pool_from_json(raw)
+            plan = make_plan(snapshot)
+            if plan.is_empty or dry_run:
+                return WriteResult(pool_id, plan, written=False, dry_run=dry_run, attempts=attempts,
+                                   etag=snapshot.etag, addresses=snapshot.addresses)
+            check_guard(plan, snapshot, self.guard, force=force)
+            if force:
+                log.warning("guard overridden for %s: %s", pool_id, force_reason or "no reason given",
+                            extra={"pool": pool_id, "plan": plan.summary(), "force_reason": force_reason})
+            addresses = apply_plan(snapshot.addresses, plan)
+            poller = operations.begin_create_or_update(
+                rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
+                headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
+            )
+            if not wait:
+                return WriteResult(pool_id, plan, written=True, attempts=attempts,
+                                   operation_url=_operation_url(poller), addresses=tuple(addresses))
+            written = pool_from_json(as_json(poller.result()))
+            log.info("wrote pool %s: %s", pool_id, plan.summary(),
+                     extra={"pool": pool_id, "plan": plan.summary(), "attempt": attempts})
+            return WriteResult(pool_id, plan, written=True, attempts=attempts, etag=written.etag,
+                               addresses=written.addresses)
+
+        return call_with_retry(
+            attempt, settings=self.retry, stats=self.stats, operation=f"write pool {pool_id}"
+        )
+
+
+def _operation_url(poller: Any) -> str | None:
+    """The Azure-AsyncOperation (or Location) URL of a started LRO, for callers that poll themselves."""
+    try:
+        response = poller.polling_method()._initial_response.http_response  # no public accessor
+    except AttributeError:
+        return None
+    return response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
