@@ -262,8 +262,8 @@ class _Resolver:
                 if fe.vnet_id and ip:
                     self.frontends[(id_key(fe.vnet_id), ip)] = fe
         self.subnets: dict[str, list[tuple[Any, SubnetFacts]]] = defaultdict(list)
-        for vnet_key, vnet in inputs.vnets.items():
-            for subnet in vnet.subnets:
+        for vnet_key, facts in inputs.vnets.items():
+            for subnet in facts.subnets:
                 if subnet.application_gateway or subnet.delegations:
                     for prefix in subnet.prefixes:
                         network = ipaddress.ip_network(prefix, strict=False)

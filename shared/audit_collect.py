@@ -218,6 +218,11 @@ def list_vnets(runtime: Runtime, subscription_id: str) -> list[dict[str, Any]]:
     )
 
 
+def drain_ledger(runtime: Runtime) -> DrainLedger:
+    """The first-seen-Down table as configured; the HTTP API records its drains here (`record_drain`)."""
+    return DrainLedger(runtime.storage, AuditSettings.from_env(runtime.settings).drain_table)
+
+
 # --- the run -----------------------------------------------------------------------------------------
 
 
@@ -239,7 +244,7 @@ def run_audit(
     started = now.astimezone(UTC) if now is not None else clock_start
     run_id = new_run_id(started)
     notes: list[str] = []
-    ledger = DrainLedger(runtime.storage, settings.drain_table)
+    ledger = drain_ledger(runtime)
 
     try:
         drains = ledger.read()

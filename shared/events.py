@@ -13,6 +13,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from azure.eventgrid import SystemEventNames
@@ -128,7 +129,7 @@ def event_to_dict(event: Any) -> dict[str, Any]:
     if hasattr(event, "specversion"):  # func.CloudEvent, azure.core.messaging.CloudEvent
         return {
             "specversion": getattr(event, "specversion", None),
-            "id": getattr(event, "id", None),
+            "id": _id_text(getattr(event, "id", None)),
             "source": getattr(event, "source", None),
             "type": getattr(event, "type", None),
             "subject": getattr(event, "subject", None),
@@ -137,7 +138,7 @@ def event_to_dict(event: Any) -> dict[str, Any]:
         }
     if hasattr(event, "event_type"):  # func.EventGridEvent, azure.eventgrid.EventGridEvent
         return {
-            "id": getattr(event, "id", None),
+            "id": _id_text(getattr(event, "id", None)),
             "topic": getattr(event, "topic", None),
             "subject": getattr(event, "subject", None),
             "eventType": getattr(event, "event_type", None),
@@ -146,6 +147,10 @@ def event_to_dict(event: Any) -> dict[str, Any]:
             "data": data,
         }
     raise MalformedEvent(f"unknown event object {type(event).__name__}")
+
+
+def _id_text(value: Any) -> str | None:
+    return None if value is None else str(value)  # azure-eventgrid's default id is a uuid.UUID
 
 
 def _time_text(value: Any) -> str | None:
@@ -182,6 +187,8 @@ def parse_event(payload: Any, watched_subscriptions: Collection[str] | None = No
     else:
         raise MalformedEvent("unknown schema: neither Event Grid (eventType) nor CloudEvents (specversion)",
                              _text(event.get("id")))
+    if isinstance(event_type, Enum):  # SystemEventNames members print as their name, not their value
+        event_type = event_type.value
     event_id = _text(event.get("id"))
     if not event_id:
         raise MalformedEvent("event without id")

@@ -384,7 +384,7 @@ class ApiContext:
         ids = [*self.rule_pools.values(), *self.manual_pools.values()]
         ids += [rule.virtual_network_id for rule in runtime.rules.rules]
         self.subscriptions = {ResourceId.parse(value).subscription.lower() for value in ids}
-        self.reconcile_log = ReconcileLog(runtime.storage)
+        self.reconcile_log = ReconcileLog.from_runtime(runtime)
 
     def all_pools(self) -> list[tuple[str, str]]:
         """(pool id, "rules" | "manual") in a stable order: rule order, then the manual list."""
@@ -478,6 +478,7 @@ def _find_entry(snapshot: PoolSnapshot, ip: str | None, name: str | None) -> Poo
 # --- "last reconcile": one table row per pool ----------------------------------------------------
 
 RECONCILE_TABLE = "poolsyncreconciles"
+RECONCILE_TABLE_ENV = "POOLSYNC_RECONCILE_TABLE"
 _RECONCILE_PARTITION = "pool"
 
 
@@ -492,12 +493,17 @@ class ReconcileLog:
     pool without a row simply shows `lastReconcile: null`.
     """
 
-    def __init__(self, storage: StorageSettings) -> None:
+    def __init__(self, storage: StorageSettings, table_name: str = RECONCILE_TABLE) -> None:
         self.storage = storage
+        self.table_name = table_name
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> ReconcileLog:
+        return cls(runtime.storage, runtime.settings.get(RECONCILE_TABLE_ENV) or RECONCILE_TABLE)
 
     def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
         try:
-            table = self.storage.table_service().create_table_if_not_exists(RECONCILE_TABLE)
+            table = self.storage.table_service().create_table_if_not_exists(self.table_name)
             for outcome in outcomes:
                 table.upsert_entity(
                     {
@@ -516,7 +522,7 @@ class ReconcileLog:
     def last(self) -> dict[str, dict[str, JSON]]:
         """Pool key -> {at, status, source, summary}."""
         try:
-            table = self.storage.table_service().get_table_client(RECONCILE_TABLE)
+            table = self.storage.table_service().get_table_client(self.table_name)
             rows = list(table.query_entities(f"PartitionKey eq '{_RECONCILE_PARTITION}'"))
         except ResourceNotFoundError:
             return {}

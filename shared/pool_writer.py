@@ -9,18 +9,18 @@ for exactly that reason.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared import telemetry
 from shared.arm_json import address_to_json, as_json, pool_from_json
 from shared.azure_clients import AzureClients
 from shared.ids import ResourceId
 from shared.models import PoolAddress, PoolSnapshot
 from shared.plan import GuardSettings, PoolPlan, apply_plan, check_guard
 from shared.retry import RetrySettings, RetryStats, call_with_retry
-
-log = logging.getLogger("poolsync.writer")
 
 PlanMaker = Callable[[PoolSnapshot], PoolPlan]
 
@@ -126,9 +126,10 @@ class PoolWriter:
                                    etag=snapshot.etag, addresses=snapshot.addresses)
             check_guard(plan, snapshot, self.guard, force=force)
             if force:
-                log.warning("guard overridden for %s: %s", pool_id, force_reason or "no reason given",
-                            extra={"pool": pool_id, "plan": plan.summary(), "force_reason": force_reason})
+                telemetry.emit("guard_overridden", logging.WARNING, pool=pool_id,
+                               reason=force_reason or "no reason given", plan=plan.summary())
             addresses = apply_plan(snapshot.addresses, plan)
+            started = time.monotonic()
             poller = operations.begin_create_or_update(
                 rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
                 headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
@@ -137,8 +138,11 @@ class PoolWriter:
                 return WriteResult(pool_id, plan, written=True, attempts=attempts,
                                    operation_url=_operation_url(poller), addresses=tuple(addresses))
             written = pool_from_json(as_json(poller.result()))
-            log.info("wrote pool %s: %s", pool_id, plan.summary(),
-                     extra={"pool": pool_id, "plan": plan.summary(), "attempt": attempts})
+            telemetry.emit("pool_write", pool=pool_id, outcome="ok",
+                           adds=len(plan.adds) + len(plan.manual_adds), removes=len(plan.removes),
+                           readdresses=len(plan.readdresses), admin_changes=len(plan.admin_changes),
+                           attempt=attempts,
+                           duration_ms=round((time.monotonic() - started) * 1000))
             return WriteResult(pool_id, plan, written=True, attempts=attempts, etag=written.etag,
                                addresses=written.addresses)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from shared import telemetry
 from shared.arm_json import pool_from_json
 from shared.ids import ResourceId, id_key
 from shared.inventory import InventoryReader
@@ -22,8 +23,6 @@ from shared.models import DesiredAddress, Inventory, PoolSnapshot
 from shared.plan import GuardRefused, PoolPlan, plan
 from shared.pool_writer import PoolWriter, WriteResult
 from shared.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
-
-log = logging.getLogger("poolsync.reconciler")
 
 Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
 
@@ -121,11 +120,12 @@ class Reconciler:
         try:
             result = self.writer.apply(pool_id, make_plan, **options)
         except GuardRefused as refused:
-            log.warning("guard refused a change to %s: %s", pool_id, refused,
-                        extra={"pool": pool_id, "plan": refused.plan.summary()})
+            telemetry.emit("guard_refused", logging.WARNING, pool=pool_id, reason=refused.reason,
+                           removes=len(refused.plan.removes), plan=refused.plan.summary())
             return PoolOutcome(pool_id, "refused", refused.plan, str(refused))
         except AzureError as error:
-            log.error("could not reconcile %s: %s", pool_id, error, extra={"pool": pool_id})
+            telemetry.emit("pool_write", logging.ERROR, pool=pool_id, outcome="failed",
+                           error=f"{type(error).__name__}: {error}".splitlines()[0])
             return PoolOutcome(pool_id, "failed", None, f"{type(error).__name__}: {error}".splitlines()[0],
                                error=error)
         if result.dry_run:

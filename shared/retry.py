@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 )
 from azure.core.polling.base_polling import OperationFailed
 
-log = logging.getLogger("poolsync.retry")
+from shared import telemetry
 
 T = TypeVar("T")
 
@@ -181,17 +181,15 @@ def retrying(
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         reason = classify(exc).reason if exc is not None else "unknown"
         stats.count("retries", reason.split(":")[0])
-        log.warning(
-            "retrying %s: attempt %d failed (%s), waiting %.2fs",
-            operation, retry_state.attempt_number, reason, retry_state.upcoming_sleep,
-            extra={"operation": operation, "attempt": retry_state.attempt_number, "reason": reason},
-        )
+        telemetry.emit("retry", logging.WARNING, operation=operation, reason=reason,
+                       attempt=retry_state.attempt_number, wait_s=round(retry_state.upcoming_sleep, 3))
 
     def give_up(retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         reason = classify(exc).reason if exc is not None else "unknown"
         stats.count("gave_up", reason.split(":")[0])
-        log.error("giving up on %s after %d attempts (%s)", operation, retry_state.attempt_number, reason)
+        telemetry.emit("retry_gave_up", logging.ERROR, operation=operation, reason=reason,
+                       attempt=retry_state.attempt_number)
         if exc is not None:
             raise exc
 

@@ -1,0 +1,380 @@
+// poolsync - everything the Function App needs, with least-privilege access to the load balancers it manages.
+//
+// Subscription scope because the custom roles, the subscription-wide read assignment and the (default)
+// subscription Event Grid system topic live there; the app's own resources go into one resource group.
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(40)
+@description('Environment name (azd AZURE_ENV_NAME). Part of every resource name and of the custom role names.')
+param environmentName string
+
+@minLength(1)
+@description('Region for the app resources. Must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+param location string
+
+@description('Resource group for the app. Default: rg-poolsync-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Extra tags for every resource (azd-env-name and app=poolsync are always added).')
+param tags object = {}
+
+@minLength(1)
+@description('Comma-separated resource ids of the load balancers poolsync may write (only these get the pool-writer role). Must be in this subscription.')
+param loadBalancerIds string
+
+@minLength(1)
+@description('Comma-separated resource ids of the virtual networks the managed pools point at (joinLoadBalancer/action is granted there only). Must be in this subscription.')
+param virtualNetworkIds string
+
+@description('Comma-separated resource group names (this subscription) whose VMs/NICs poolsync may read. Empty = the whole subscription.')
+param watchedResourceGroupNames string = ''
+
+@description('Comma-separated resource group names whose events are delivered (one resource-group system topic each). Empty = one subscription-wide system topic.')
+param eventSourceResourceGroupNames string = ''
+
+@description('Create the Event Grid subscription. Event Grid checks that the function exists, so the first `azd up` provisions with false, deploys the code, then provisions again with true (the postdeploy hook in azure.yaml does this).')
+param createEventSubscription bool = true
+
+@description('Inline rules document (app setting POOLSYNC_RULES). Takes precedence over rulesFile.')
+param rules string = ''
+
+@description('Path of the rules file inside the deployed package (app setting POOLSYNC_RULES_FILE), used when rules is empty.')
+param rulesFile string = 'config/rules.json'
+
+@description('POOLSYNC_MAX_REMOVE_FRACTION: the largest share of a pool\'s managed addresses one change may remove without force.')
+param maxRemoveFraction string = '0.5'
+
+@description('POOLSYNC_AUDIT_SCHEDULE: NCRONTAB (6 fields, UTC) of the audit timer.')
+param auditSchedule string = '0 */15 * * * *'
+
+@description('POOLSYNC_AUDIT_REMEDIATE: whether the audit fixes the drift it finds (false = report only).')
+param auditRemediate bool = false
+
+@allowed([512, 2048, 4096])
+@description('Memory of one Flex Consumption instance, MB.')
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+@description('Upper bound of Flex Consumption instances. Pool writes serialise per load balancer anyway, so a few suffice.')
+param maximumInstanceCount int = 40
+
+@minValue(1)
+@maxValue(30)
+@description('Event Grid delivery attempts before an event is dead-lettered.')
+param maxDeliveryAttempts int = 10
+
+@minValue(1)
+@maxValue(1440)
+@description('Minutes Event Grid keeps retrying one event before it is dead-lettered.')
+param eventTimeToLiveInMinutes int = 1440
+
+@minValue(30)
+@maxValue(730)
+@description('Log Analytics retention, days.')
+param logRetentionInDays int = 30
+
+@description('Resource id of an existing action group the alerts notify. Empty = alerts fire without notification.')
+param actionGroupId string = ''
+
+// ---------------------------------------------------------------------------------------------------------------
+// Names and shared values
+// ---------------------------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var allTags = union(tags, { 'azd-env-name': environmentName, app: 'poolsync' })
+var appResourceGroupName = empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName
+var functionAppName = 'func-poolsync-${resourceToken}'
+
+var loadBalancerIdList = empty(loadBalancerIds) ? [] : split(replace(loadBalancerIds, ' ', ''), ',')
+var virtualNetworkIdList = empty(virtualNetworkIds) ? [] : split(replace(virtualNetworkIds, ' ', ''), ',')
+var watchedGroupList = empty(watchedResourceGroupNames) ? [] : split(replace(watchedResourceGroupNames, ' ', ''), ',')
+var eventGroupList = empty(eventSourceResourceGroupNames) ? [] : split(replace(eventSourceResourceGroupNames, ' ', ''), ',')
+
+// Custom roles. Every action is listed with the reason it is needed (docs/operations.md has the same table).
+var poolWriterActions = [
+  // GET the load balancer: SKU (IP-based pools need Standard) and the list of its pools.
+  'Microsoft.Network/loadBalancers/read'
+  // GET one backend pool: current addresses and its etag, the input of every plan.
+  'Microsoft.Network/loadBalancers/backendAddressPools/read'
+  // PUT the backend pool with the new loadBalancerBackendAddresses. Removing an address is also a PUT, so
+  // backendAddressPools/delete is deliberately absent: poolsync never deletes a pool.
+  'Microsoft.Network/loadBalancers/backendAddressPools/write'
+  // Linked check on the virtual network each IP-based backend address names (evaluated at the VNet scope).
+  'Microsoft.Network/virtualNetworks/joinLoadBalancer/action'
+  // GET the virtual network: address space to validate rule CIDRs against.
+  'Microsoft.Network/virtualNetworks/read'
+]
+var inventoryReaderActions = [
+  // List/GET VMs: tags, name, resource group and the NIC references rules match on.
+  'Microsoft.Compute/virtualMachines/read'
+  // List/GET NICs: private IPs, subnets and the VM back-reference of every ipconfig.
+  'Microsoft.Network/networkInterfaces/read'
+]
+var operationStatusActions = [
+  // Network writes are long-running: the SDK polls Azure-AsyncOperation / Location URLs, which live under
+  // /subscriptions/<id>/providers/Microsoft.Network/locations/... and are authorised at subscription scope.
+  'Microsoft.Network/locations/operations/read'
+  'Microsoft.Network/locations/operationResults/read'
+]
+
+// ---------------------------------------------------------------------------------------------------------------
+// Resource group and app resources
+// ---------------------------------------------------------------------------------------------------------------
+
+resource appResourceGroup 'Microsoft.Resources/resourceGroups@2024-11-01' = {
+  name: appResourceGroupName
+  location: location
+  tags: allTags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'poolsync-identity'
+  scope: appResourceGroup
+  params: {
+    name: 'id-poolsync-${resourceToken}'
+    location: location
+    tags: allTags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'poolsync-monitoring'
+  scope: appResourceGroup
+  params: {
+    logAnalyticsName: 'log-poolsync-${resourceToken}'
+    appInsightsName: 'appi-poolsync-${resourceToken}'
+    location: location
+    tags: allTags
+    retentionInDays: logRetentionInDays
+    principalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'poolsync-storage'
+  scope: appResourceGroup
+  params: {
+    name: take('stpoolsync${resourceToken}', 24)
+    location: location
+    tags: allTags
+    principalId: identity.outputs.principalId
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'poolsync-functionapp'
+  scope: appResourceGroup
+  params: {
+    name: functionAppName
+    planName: 'plan-poolsync-${resourceToken}'
+    location: location
+    tags: allTags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    rules: rules
+    rulesFile: rulesFile
+    maxRemoveFraction: maxRemoveFraction
+    auditSchedule: auditSchedule
+    auditRemediate: auditRemediate
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Custom roles and their assignments (narrowest scopes that work)
+// ---------------------------------------------------------------------------------------------------------------
+
+resource poolWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'poolsync-pool-writer', environmentName)
+  properties: {
+    roleName: 'poolsync pool writer (${environmentName}, ${resourceToken})'
+    description: 'Read a load balancer and read/write its backend pools; join IP-based backend addresses to a VNet. Assigned per load balancer and per VNet.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: poolWriterActions
+        notActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+resource inventoryReaderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'poolsync-inventory-reader', environmentName)
+  properties: {
+    roleName: 'poolsync inventory reader (${environmentName}, ${resourceToken})'
+    description: 'Read VMs and NICs, nothing else. Assigned on the watched resource groups or the subscription.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: inventoryReaderActions
+        notActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+resource operationStatusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'poolsync-operation-status', environmentName)
+  properties: {
+    roleName: 'poolsync network operation status reader (${environmentName}, ${resourceToken})'
+    description: 'Poll the status of Microsoft.Network long-running operations. Assigned on the subscription.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: operationStatusActions
+        notActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+module poolWriterOnLoadBalancers 'modules/lb-role-assignment.bicep' = [
+  for (lbId, i) in loadBalancerIdList: {
+    name: 'poolsync-lb-writer-${i}'
+    scope: resourceGroup(split(lbId, '/')[4])
+    params: {
+      loadBalancerName: last(split(lbId, '/'))
+      principalId: identity.outputs.principalId
+      roleDefinitionId: poolWriterRole.id
+    }
+  }
+]
+
+module poolWriterOnVirtualNetworks 'modules/vnet-role-assignment.bicep' = [
+  for (vnetId, i) in virtualNetworkIdList: {
+    name: 'poolsync-vnet-join-${i}'
+    scope: resourceGroup(split(vnetId, '/')[4])
+    params: {
+      virtualNetworkName: last(split(vnetId, '/'))
+      principalId: identity.outputs.principalId
+      roleDefinitionId: poolWriterRole.id
+    }
+  }
+]
+
+module inventoryReaderOnGroups 'modules/rg-role-assignment.bicep' = [
+  for (groupName, i) in watchedGroupList: {
+    name: 'poolsync-inventory-reader-${i}'
+    scope: resourceGroup(groupName)
+    params: {
+      principalId: identity.outputs.principalId
+      roleDefinitionId: inventoryReaderRole.id
+      description: 'poolsync reads VMs and NICs in this watched resource group.'
+    }
+  }
+]
+
+resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (empty(watchedGroupList)) {
+  name: guid(subscription().id, 'poolsync-inventory-reader', environmentName)
+  properties: {
+    principalId: identity.outputs.principalId
+    roleDefinitionId: inventoryReaderRole.id
+    principalType: 'ServicePrincipal'
+    description: 'poolsync reads VMs and NICs in the whole subscription (no watched resource groups given).'
+  }
+}
+
+resource operationStatusOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, 'poolsync-operation-status', environmentName)
+  properties: {
+    principalId: identity.outputs.principalId
+    roleDefinitionId: operationStatusRole.id
+    principalType: 'ServicePrincipal'
+    description: 'poolsync polls the long-running pool writes it started.'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Event Grid: resource events -> eventgrid_resource_events
+// ---------------------------------------------------------------------------------------------------------------
+
+var eventGridSettings = {
+  functionResourceId: functionApp.outputs.eventGridFunctionId
+  identityId: identity.outputs.id
+  storageAccountId: storage.outputs.id
+  deadLetterContainerName: storage.outputs.deadLetterContainerName
+  createEventSubscription: createEventSubscription
+  maxDeliveryAttempts: maxDeliveryAttempts
+  eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+  actionGroupId: actionGroupId
+}
+
+module subscriptionEvents 'modules/eventgrid.bicep' = if (empty(eventGroupList)) {
+  name: 'poolsync-events-subscription'
+  scope: appResourceGroup
+  params: {
+    topicName: 'evgt-poolsync-${resourceToken}'
+    sourceKind: 'subscription'
+    tags: allTags
+    settings: eventGridSettings
+  }
+}
+
+// A resource-group system topic lives in the resource group it listens to.
+module resourceGroupEvents 'modules/eventgrid.bicep' = [
+  for (groupName, i) in eventGroupList: {
+    name: 'poolsync-events-rg-${i}'
+    scope: resourceGroup(groupName)
+    params: {
+      topicName: 'evgt-poolsync-${resourceToken}'
+      sourceKind: 'resourceGroup'
+      tags: allTags
+      settings: eventGridSettings
+    }
+  }
+]
+
+// ---------------------------------------------------------------------------------------------------------------
+// Log alerts on poolsync's own telemetry
+// ---------------------------------------------------------------------------------------------------------------
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'poolsync-alerts'
+  scope: appResourceGroup
+  params: {
+    namePrefix: 'poolsync-${resourceToken}'
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
+    actionGroupId: actionGroupId
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Outputs (azd stores them in the environment)
+// ---------------------------------------------------------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = appResourceGroup.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output FUNCTION_APP_URL string = functionApp.outputs.url
+output POOLSYNC_IDENTITY_NAME string = identity.outputs.name
+output POOLSYNC_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output POOLSYNC_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output POOLSYNC_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output POOLSYNC_DEAD_LETTER_CONTAINER string = storage.outputs.deadLetterContainerName
+output POOLSYNC_APP_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output POOLSYNC_POOL_WRITER_ROLE_ID string = poolWriterRole.id
+output POOLSYNC_INVENTORY_READER_ROLE_ID string = inventoryReaderRole.id

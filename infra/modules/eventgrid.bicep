@@ -1,0 +1,163 @@
+// Event Grid system topic (Azure subscription, or one resource group) -> eventgrid_resource_events.
+// Deployed into the app's resource group for the subscription topic, or into the watched resource group
+// itself for a resource-group topic. Azure allows ONE system topic per source: see docs/operations.md.
+
+@description('System topic name.')
+param topicName string
+
+@allowed(['subscription', 'resourceGroup'])
+@description('Which Azure Resource Manager events the topic carries: the whole subscription or this resource group.')
+param sourceKind string
+
+param tags object
+
+@description('Shared settings from main.bicep: functionResourceId, identityId, storageAccountId, deadLetterContainerName, createEventSubscription, maxDeliveryAttempts, eventTimeToLiveInMinutes, actionGroupId.')
+param settings object
+
+var isSubscriptionTopic = sourceKind == 'subscription'
+
+// Only these ARM operations can change which IPs belong in a pool. Tag edits made through the Tags API (portal,
+// az tag) arrive as Microsoft.Resources/tags/write on "<vm id>/providers/Microsoft.Resources/tags/default".
+// VM power actions (start/deallocate) do not release a NIC's private IP, so ResourceActionSuccess is not needed.
+var relevantOperations = [
+  'Microsoft.Compute/virtualMachines/write'
+  'Microsoft.Compute/virtualMachines/delete'
+  'Microsoft.Network/networkInterfaces/write'
+  'Microsoft.Network/networkInterfaces/delete'
+  'Microsoft.Resources/tags/write'
+]
+
+// The subject is the resource id; the trailing slash keeps virtualMachineScaleSets out.
+var relevantSubjects = [
+  '/providers/Microsoft.Compute/virtualMachines/'
+  '/providers/Microsoft.Network/networkInterfaces/'
+]
+
+var actionGroups = empty(settings.actionGroupId) ? [] : [
+  {
+    actionGroupId: settings.actionGroupId
+  }
+]
+
+resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
+  name: topicName
+  location: 'global'
+  tags: tags
+  // Needed for deadLetterWithResourceIdentity: Event Grid writes dead letters as this identity.
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${settings.identityId}': {}
+    }
+  }
+  properties: {
+    source: isSubscriptionTopic ? subscription().id : resourceGroup().id
+    topicType: isSubscriptionTopic ? 'Microsoft.Resources.Subscriptions' : 'Microsoft.Resources.ResourceGroups'
+  }
+}
+
+resource toFunction 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = if (settings.createEventSubscription) {
+  parent: topic
+  name: 'poolsync-vm-nic-changes'
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: settings.functionResourceId
+        // The trigger takes one event per invocation; one failed event must not retry a whole batch.
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceWriteSuccess'
+        'Microsoft.Resources.ResourceDeleteSuccess'
+      ]
+      isSubjectCaseSensitive: false
+      // Advanced filters are ANDed: an operation we care about, on a VM or NIC.
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.operationName'
+          values: relevantOperations
+        }
+        {
+          operatorType: 'StringContains'
+          key: 'subject'
+          values: relevantSubjects
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: settings.maxDeliveryAttempts
+      eventTimeToLiveInMinutes: settings.eventTimeToLiveInMinutes
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'UserAssigned'
+        userAssignedIdentity: settings.identityId
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: settings.storageAccountId
+          blobContainerName: settings.deadLetterContainerName
+        }
+      }
+    }
+  }
+}
+
+// An event that exhausted its retries (dead-lettered) or could not even be dead-lettered (dropped) is a pool
+// change poolsync never applied: the next audit will find it, but someone should look now.
+var deliveryFailureMetrics = [
+  {
+    metric: 'DeadLetteredCount'
+    title: 'dead-lettered'
+    severity: 2
+  }
+  {
+    metric: 'DroppedEventCount'
+    title: 'dropped'
+    severity: 1
+  }
+]
+
+resource deliveryFailureAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for failure in deliveryFailureMetrics: {
+    name: '${topicName}-${failure.title}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: 'poolsync: Event Grid ${failure.title} resource events (${failure.metric} > 0). See docs/operations.md#replaying-dead-lettered-events.'
+      severity: failure.severity
+      enabled: true
+      scopes: [
+        topic.id
+      ]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT15M'
+      autoMitigate: true
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: failure.metric
+            metricNamespace: 'Microsoft.EventGrid/systemTopics'
+            metricName: failure.metric
+            operator: 'GreaterThan'
+            threshold: 0
+            timeAggregation: 'Total'
+          }
+        ]
+      }
+      actions: actionGroups
+    }
+  }
+]
+
+output topicId string = topic.id
+output topicName string = topic.name

@@ -1,0 +1,186 @@
+// Function App on the Flex Consumption plan (FC1), Python 3.11, running as the user-assigned identity.
+// Flex derives the runtime from functionAppConfig, so FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION /
+// WEBSITE_RUN_FROM_PACKAGE must not be set as app settings.
+
+param name string
+param planName string
+param location string
+param tags object
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (AZURE_CLIENT_ID and the __clientId settings).')
+param identityClientId string
+
+param storageAccountName string
+
+@description('Blob container URL the Flex platform reads the deployment package from.')
+param deploymentContainerUrl string
+
+param appInsightsConnectionString string
+param logAnalyticsWorkspaceId string
+
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int
+param maximumInstanceCount int
+
+param rules string
+param rulesFile string
+param maxRemoveFraction string
+param auditSchedule string
+param auditRemediate bool
+
+@description('Name of the Event Grid triggered function (handlers/): the event subscription targets it.')
+param eventGridFunctionName string = 'eventgrid_resource_events'
+
+// Exactly one rules source is set: inline rules (POOLSYNC_RULES) win over the file (POOLSYNC_RULES_FILE).
+var rulesSettingName = empty(rules) ? 'POOLSYNC_RULES_FILE' : 'POOLSYNC_RULES'
+var rulesSettingValue = empty(rules) ? rulesFile : rules
+
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
+  // checkov:skip=CKV_AZURE_225: poolsync is stateless; during a zone outage Event Grid keeps retrying for up to eventTimeToLiveInMinutes and the audit repairs drift afterwards, so zone redundancy (region-limited on Flex Consumption) is not worth requiring.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true // Linux
+  }
+}
+
+resource site 'Microsoft.Web/sites@2025-03-01' = {
+  // checkov:skip=CKV_AZURE_222: Event Grid push delivery and the runbooks' HTTP calls reach the app over its public endpoint; HTTP functions require function keys and nothing else listens.
+  // checkov:skip=CKV_AZURE_17: Event Grid delivery cannot present a client certificate, so requiring one would stop all events.
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per trigger; there is no fixed instance minimum to configure and a missed event is retried by Event Grid.
+  // checkov:skip=CKV_AZURE_213: the Flex Consumption plan does not support App Service health checks (siteConfig.healthCheckPath).
+  name: name
+  location: location
+  // azd deploys the `api` service of azure.yaml to the site carrying this tag.
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Event Grid and the runbooks' HTTP calls arrive over the internet; HTTP functions use function keys.
+    publicNetworkAccess: 'Enabled'
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // Host storage, identity-based: no connection string exists anywhere.
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // DefaultAzureCredential in the app picks the user-assigned identity through this.
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        // Telemetry with Entra ID auth (Application Insights has local auth disabled).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsightsConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        {
+          name: rulesSettingName
+          value: rulesSettingValue
+        }
+        {
+          name: 'POOLSYNC_MAX_REMOVE_FRACTION'
+          value: maxRemoveFraction
+        }
+        {
+          name: 'POOLSYNC_AUDIT_SCHEDULE'
+          value: auditSchedule
+        }
+        {
+          name: 'POOLSYNC_AUDIT_REMEDIATE'
+          value: auditRemediate ? 'true' : 'false'
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Deployments go through Entra ID (azd / az functionapp deploy); no publishing passwords.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource siteLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'poolsync-function-logs'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output url string = 'https://${site.properties.defaultHostName}'
+output eventGridFunctionId string = '${site.id}/functions/${eventGridFunctionName}'
