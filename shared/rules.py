@@ -188,7 +188,7 @@ def load_rules(env: Mapping[str, str]) -> RuleSet:
         return parse_rules(inline, f"app setting {RULES_ENV}")
     if path:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = _rules_path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise RulesError(
                 [RuleProblem("", f"cannot read rules file: {error.strerror or error}")], path
@@ -204,6 +204,14 @@ def load_rules(env: Mapping[str, str]) -> RuleSet:
         ],
         "app settings",
     )
+
+
+def _rules_path(path: str) -> Path:
+    """A relative path is relative to the app root (where function_app.py lives), as deployed."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return Path(__file__).resolve().parent.parent / candidate
 
 
 def parse_rules(document: Mapping[str, Any] | str, source: str = "rules") -> RuleSet:
