@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,9 @@ from shared.pool_writer import PoolWriter, WriteResult
 from shared.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
 
 Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
+
+
+MAX_PARALLEL_LBS = 8
 
 
 class UnmanagedPool(PermissionError):
@@ -100,11 +104,20 @@ class Reconciler:
         if not targets:
             return []
         desired = self.desired(inventory if inventory is not None else self.read_inventory())
-        return [
-            self._reconcile_pool(pool_id, desired.get(id_key(pool_id), {}), dry_run=dry_run, force=force,
-                                 force_reason=force_reason, wait=wait)
-            for pool_id in targets
-        ]
+        options = {"dry_run": dry_run, "force": force, "force_reason": force_reason, "wait": wait}
+
+        def reconcile_lb(pools: list[str]) -> list[PoolOutcome]:
+            return [self._reconcile_pool(pool, desired.get(id_key(pool), {}), **options) for pool in pools]
+
+        # Azure runs one operation at a time per load balancer: pools of one LB go in sequence,
+        # different LBs in parallel.
+        by_lb: dict[str, list[str]] = {}
+        for pool_id in targets:
+            by_lb.setdefault(id_key(str(ResourceId.parse(pool_id).parent)), []).append(pool_id)
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LBS, len(by_lb))) as executor:
+            batches = list(executor.map(reconcile_lb, by_lb.values()))
+        results = {outcome.pool_id: outcome for batch in batches for outcome in batch}
+        return [results[pool_id] for pool_id in targets]
 
     def _reconcile_pool(
         self, pool_id: str, wanted: Mapping[str, DesiredAddress], **options: Any

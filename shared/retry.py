@@ -139,6 +139,16 @@ def classify(exc: BaseException) -> RetryDecision:
     return RetryDecision(False, f"http_{status}:{code or 'unknown'}")
 
 
+def _failure(retry_state: tenacity.RetryCallState) -> BaseException | None:
+    outcome = retry_state.outcome
+    return outcome.exception() if outcome is not None and outcome.failed else None
+
+
+def _reason(retry_state: tenacity.RetryCallState) -> str:
+    exc = _failure(retry_state)
+    return classify(exc).reason if exc is not None else "unknown"
+
+
 class _Wait(tenacity.wait.wait_base):
     """Retry-After when the service sent one (capped), else full-jitter exponential backoff."""
 
@@ -148,7 +158,7 @@ class _Wait(tenacity.wait.wait_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         settings = self.settings
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        exc = _failure(retry_state)
         hint = classify(exc).retry_after if exc is not None else None
         if hint is not None:
             wait = min(hint, settings.retry_after_cap)
@@ -169,24 +179,23 @@ def retrying(
     stats = stats or RETRY_STATS
 
     def should_retry(retry_state: tenacity.RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        if outcome is None or not outcome.failed:
+        exc = _failure(retry_state)
+        if exc is None:
             return False
-        decision = classify(outcome.exception())
+        decision = classify(exc)
         if not decision.retry:
             stats.count("permanent", decision.reason)
         return decision.retry
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        reason = classify(exc).reason if exc is not None else "unknown"
+        reason = _reason(retry_state)
         stats.count("retries", reason.split(":")[0])
         telemetry.emit("retry", logging.WARNING, operation=operation, reason=reason,
                        attempt=retry_state.attempt_number, wait_s=round(retry_state.upcoming_sleep, 3))
 
     def give_up(retry_state: tenacity.RetryCallState) -> None:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        reason = classify(exc).reason if exc is not None else "unknown"
+        exc = _failure(retry_state)
+        reason = _reason(retry_state)
         stats.count("gave_up", reason.split(":")[0])
         telemetry.emit("retry_gave_up", logging.ERROR, operation=operation, reason=reason,
                        attempt=retry_state.attempt_number)

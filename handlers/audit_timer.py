@@ -1,0 +1,33 @@
+"""Timer trigger: the scheduled compliance audit (read-only unless POOLSYNC_AUDIT_REMEDIATE=true).
+
+The schedule is an NCRONTAB expression from POOLSYNC_AUDIT_SCHEDULE, read when the host indexes the
+functions; default daily at 03:00 UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import azure.functions as func
+
+from shared.audit_collect import run_audit
+from shared.runtime import get_runtime
+
+SCHEDULE_ENV = "POOLSYNC_AUDIT_SCHEDULE"
+DEFAULT_SCHEDULE = "0 0 3 * * *"
+
+log = logging.getLogger("poolsync.audit")
+
+bp = func.Blueprint()
+
+
+@bp.function_name("audit_timer")
+@bp.timer_trigger(
+    arg_name="timer", schedule=os.environ.get(SCHEDULE_ENV) or DEFAULT_SCHEDULE, run_on_startup=False,
+    use_monitor=True,
+)
+def audit_timer(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.warning("audit timer is past due; running now")
+    run_audit(get_runtime())
