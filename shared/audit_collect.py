@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
 
+from shared import telemetry
 from shared.arm_json import as_json, pool_from_json
 from shared.audit import (
     AuditInputs,
@@ -287,4 +288,10 @@ def run_audit(
         log.error("audit %s: cannot write the report: %s", run_id, error)
     log.info(log_summary(report), extra={"audit_run": run_id, "summary": report["summary"],
                                          "artifacts": report["artifacts"]})
+    for finding in report["findings"]:
+        telemetry.emit("audit_finding", logging.WARNING, kind=finding["code"], severity=finding["severity"],
+                       pool=finding.get("pool"), address=finding.get("address"))
+    telemetry.emit("audit_completed", run_id=run_id, findings=len(report["findings"]),
+                   remediated=sum(1 for outcome in outcomes if outcome.status == "written"),
+                   duration_ms=round(report["durationSeconds"] * 1000))
     return report
