@@ -267,7 +267,9 @@ def run_audit(
     outcomes = []
     pool_ids = result.remediable_pool_ids()
     if remediate and pool_ids:
-        outcomes = runtime.reconciler.reconcile(pool_ids, inventory=collected.inputs.inventory)
+        outcomes = runtime.reconciler.reconcile(
+            pool_ids, inventory=collected.inputs.inventory, source="audit"
+        )
 
     location = report_location(run_id, started, settings.container)
     finished = started + (datetime.now(UTC) - clock_start)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from shared.events import (
@@ -33,12 +34,14 @@ from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger("poolsync.flusher")
 
+_STRAGGLER_MARGIN = timedelta(seconds=2)
+
 
 @dataclass(frozen=True)
 class CoalesceSettings:
     quiet_seconds: float = 1.0  # no new intent for this long = the burst settled (~ one ARM operation)
     max_wait_seconds: float = 5.0  # a continuous stream still flushes at least this often
-    poll_seconds: float = 0.25  # how often a waiting flusher looks for new intents
+    poll_seconds: float = 0.1  # how often a waiting flusher looks for new intents (a cheap query)
     lease_seconds: int = 30  # blob lease (15-60 s), renewed while working
     budget_seconds: float = 20.0  # no new round after this: stay well inside Event Grid's 30 s delivery
 
@@ -136,12 +139,18 @@ class Flusher:
 
     def _round(self, lb_id: str, report: FlushReport) -> bool:
         """Settle, take, reconcile, consume. False when nothing was pending."""
+        if not self.intents.has_pending(lb_id):
+            return False
+        began = self._clock()
         self._settle(lb_id)
+        settled = self._clock()
         taken = self.intents.pending(lb_id)
         if not taken:
             return False
         # Read after taking: every change whose intent we took is already visible in this read.
         inventory = self.reconciler.read_inventory()
+        log.debug("flush of %s: settled in %.2fs, took %d intents, read inventory in %.2fs", lb_id,
+                  settled - began, len(taken), self._clock() - settled)
         outcomes = self.reconciler.reconcile(self.reconciler.pools_of_lb(lb_id), inventory=inventory)
         report.rounds += 1
         report.outcomes = outcomes
@@ -161,7 +170,7 @@ class Flusher:
         """Wait until no new intent arrived for `quiet_seconds`, or `max_wait_seconds` passed."""
         settings = self.settings
         start = last_change = self._clock()
-        seen = self.intents.pending_keys(lb_id)
+        seen, newest = self.intents.recent_keys(lb_id, None)
         while True:
             now = self._clock()
             remaining = min(settings.quiet_seconds - (now - last_change),
@@ -169,10 +178,14 @@ class Flusher:
             if remaining <= 0:
                 return
             self._sleep(min(settings.poll_seconds, remaining))
-            keys = self.intents.pending_keys(lb_id)
+            # Look a little before the newest write seen: concurrent writes may commit out of order.
+            since = newest - _STRAGGLER_MARGIN if newest is not None else None
+            keys, latest = self.intents.recent_keys(lb_id, since)
             if not keys <= seen:
                 seen |= keys
                 last_change = self._clock()
+            if latest is not None and (newest is None or latest > newest):
+                newest = latest
 
     def sweep(self) -> list[FlushReport]:
         """Flush every load balancer with pending intents (left by a crashed or out-of-budget holder)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
 import json
 import logging
@@ -24,7 +23,6 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,15 +32,15 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoun
 from azure.core.rest import HttpRequest
 
 from shared.arm_json import pool_from_json
+from shared.audit_collect import AuditSettings, run_audit
 from shared.ids import _GUID, _NAME, _SEGMENT, InvalidResourceId, ResourceId, id_key, vnet_of_subnet
 from shared.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot
 from shared.naming import AZURE_NAME_RE, PREFIX, is_managed_name
 from shared.plan import ADMIN_STATES, GuardRefused, PlanInputError, PoolPlan, plan_manual
-from shared.reconciler import PoolOutcome
+from shared.report_store import DrainLedger
 from shared.retry import RetrySettings, call_with_retry, classify
 from shared.rules import RulesError
 from shared.runtime import Runtime, get_runtime
-from shared.storage import StorageSettings
 
 log = logging.getLogger("poolsync.http")
 
@@ -194,8 +192,12 @@ class WriteOptions:
 
 
 def _force_reason(force: bool, reason: JSON) -> str | None:
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise bad_request("InvalidField", "reason must be a string of at most 500 characters", "reason")
+    # The reason goes into logs verbatim: no control characters, so it cannot forge log lines.
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500 or not reason.isprintable()):
+        raise bad_request(
+            "InvalidField", "reason must be at most 500 characters of text without control characters",
+            "reason",
+        )
     reason = (reason or "").strip() or None
     if force and reason is None:
         raise bad_request("MissingField", "force needs a reason (it is logged with the override)", "reason")
@@ -384,7 +386,6 @@ class ApiContext:
         ids = [*self.rule_pools.values(), *self.manual_pools.values()]
         ids += [rule.virtual_network_id for rule in runtime.rules.rules]
         self.subscriptions = {ResourceId.parse(value).subscription.lower() for value in ids}
-        self.reconcile_log = ReconcileLog.from_runtime(runtime)
 
     def all_pools(self) -> list[tuple[str, str]]:
         """(pool id, "rules" | "manual") in a stable order: rule order, then the manual list."""
@@ -473,72 +474,6 @@ def _find_entry(snapshot: PoolSnapshot, ip: str | None, name: str | None) -> Poo
         if ip is not None and _normal_ip(entry.ip_address) == ip:
             return entry
     return None
-
-
-# --- "last reconcile": one table row per pool ----------------------------------------------------
-
-RECONCILE_TABLE = "poolsyncreconciles"
-RECONCILE_TABLE_ENV = "POOLSYNC_RECONCILE_TABLE"
-_RECONCILE_PARTITION = "pool"
-
-
-def _row_key(pool_id: str) -> str:
-    return hashlib.sha256(id_key(pool_id).encode()).hexdigest()[:40]  # ids hold "/", not allowed in keys
-
-
-class ReconcileLog:
-    """The last reconcile of each pool, for `GET /api/pools`. Whoever reconciles may call `record`.
-
-    Best effort by design: a storage outage must not fail a reconcile, so errors are logged, and a
-    pool without a row simply shows `lastReconcile: null`.
-    """
-
-    def __init__(self, storage: StorageSettings, table_name: str = RECONCILE_TABLE) -> None:
-        self.storage = storage
-        self.table_name = table_name
-
-    @classmethod
-    def from_runtime(cls, runtime: Runtime) -> ReconcileLog:
-        return cls(runtime.storage, runtime.settings.get(RECONCILE_TABLE_ENV) or RECONCILE_TABLE)
-
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
-        try:
-            table = self.storage.table_service().create_table_if_not_exists(self.table_name)
-            for outcome in outcomes:
-                table.upsert_entity(
-                    {
-                        "PartitionKey": _RECONCILE_PARTITION,
-                        "RowKey": _row_key(outcome.pool_id),
-                        "poolId": outcome.pool_id,
-                        "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                        "status": outcome.status,
-                        "source": source,
-                        "summary": json.dumps(outcome.plan.summary() if outcome.plan else None),
-                    }
-                )
-        except Exception as error:  # the reconcile itself succeeded; only the bookkeeping failed
-            log.warning("could not record reconcile outcome: %s", error)
-
-    def last(self) -> dict[str, dict[str, JSON]]:
-        """Pool key -> {at, status, source, summary}."""
-        try:
-            table = self.storage.table_service().get_table_client(self.table_name)
-            rows = list(table.query_entities(f"PartitionKey eq '{_RECONCILE_PARTITION}'"))
-        except ResourceNotFoundError:
-            return {}
-        except Exception as error:
-            log.warning("could not read reconcile records: %s", error)
-            return {}
-        return {
-            id_key(row["poolId"]): {
-                "at": row.get("at"),
-                "status": row.get("status"),
-                "source": row.get("source"),
-                "summary": json.loads(row["summary"]) if row.get("summary") else None,
-            }
-            for row in rows
-            if row.get("poolId")
-        }
 
 
 # --- ARM operations (wait=false) -----------------------------------------------------------------
@@ -688,6 +623,10 @@ def health(runtime_provider: Callable[[], Runtime] = get_runtime) -> ApiResponse
         log.error("configuration does not load: %s", error)
         body.update(status="unhealthy", detail="configuration")
         return ApiResponse(503, body)
+    except Exception:
+        log.exception("health check failed")
+        body.update(status="unhealthy", detail="internal")
+        return ApiResponse(503, body)
     body.update(configLoaded=True, managedPools=len(context.rule_pools) + len(context.manual_pools))
     first = next(iter(context.all_pools()), None)
     reachable, detail = True, None
@@ -734,7 +673,7 @@ def _pool_in_lb(lb: Mapping[str, JSON] | None, pool_id: str) -> dict[str, JSON] 
 
 
 def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
-    last = context.reconcile_log.last()
+    last = context.runtime.reconciler.journal.last()
     lbs: dict[str, dict[str, JSON] | None] = {}
     pools = []
     for pool_id, source in context.all_pools():
@@ -1112,6 +1051,20 @@ def _existing_entry_plan(
     return make_plan
 
 
+def note_drain(runtime: Runtime, pool_id: str, names: Iterable[str], *, drained: bool) -> None:
+    """Tell the audit's drain ledger when poolsync drained an address (or that it no longer is), so
+    drain ages are exact. Best effort: the change in Azure is done whatever the bookkeeping does."""
+    try:
+        ledger = DrainLedger(runtime.storage, AuditSettings.from_env(runtime.settings).drain_table)
+        for name in names:
+            if drained:
+                ledger.record_drain(pool_id, name)
+            else:
+                ledger.forget(pool_id, name)
+    except Exception as error:
+        log.warning("could not update the drain ledger for %s: %s", pool_id, error)
+
+
 def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, _ = context.pool_from_route(request)
     options = WriteOptions.from_query(request)
@@ -1120,6 +1073,8 @@ def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     )
     response, plan = _write(context, pool_id, make_plan, options, _who(request), "remove address")
     removed = [member_json(entry) for entry in plan.removes]
+    if response.body["written"]:
+        note_drain(context.runtime, pool_id, [entry.name for entry in plan.removes], drained=False)
     response.body["addresses"] = removed
     if any(item["managed"] for item in removed):
         response.body["warnings"] = [
@@ -1145,6 +1100,8 @@ def set_admin_state(state: str) -> Operation:
         action = "drain" if state == ADMIN_DOWN else "enable"
         response, _ = _write(context, pool_id, make_plan, options, _who(request), f"{action} address")
         response.body["addresses"] = [member_json(replace(entry, admin_state=state)) for entry in found]
+        if response.body["written"]:
+            note_drain(context.runtime, pool_id, [entry.name for entry in found], drained=state == ADMIN_DOWN)
         return response
 
     return operation
@@ -1195,10 +1152,8 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     if force:
         log.warning("reconcile by %s with force: %s", who, reason)
     outcomes = context.runtime.reconciler.reconcile(
-        targets, dry_run=dry_run, force=force, force_reason=reason, wait=wait
+        targets, dry_run=dry_run, force=force, force_reason=reason, wait=wait, source="http"
     )
-    if not dry_run:
-        context.reconcile_log.record(outcomes, "http")
     endpoint = context.runtime.clients.settings.endpoint
     pools = []
     pending = False
@@ -1217,7 +1172,9 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     if failed:
         error = failed[0].error
         mapped = (
-            azure_error(error, "pool") if error is not None else ApiError(502, "AzureError", failed[0].detail)
+            _pool_not_found(error, failed[0].pool_id)
+            if error is not None
+            else ApiError(502, "AzureError", failed[0].detail)
         )
         raise ApiError(mapped.status, mapped.code, f"{failed[0].pool_id}: {mapped.message}", "pool",
                        extra=body, headers=mapped.headers)
@@ -1228,21 +1185,9 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(202 if pending else 200, body)
 
 
-class AuditUnavailable(RuntimeError):
-    """The audit is not wired into this build yet."""
-
-
-def run_audit(runtime: Runtime) -> Mapping[str, JSON]:
-    """The same audit the timer runs, returning its report. The one line to wire is here."""
-    raise AuditUnavailable("the on-demand audit is not available in this build yet")
-
-
 def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
-    try:
-        report = run_audit(context.runtime)
-    except AuditUnavailable as error:
-        raise ApiError(501, "NotImplemented", str(error), None) from None
-    return ApiResponse(200, dict(report))
+    """The same audit the timer runs (remediating only when POOLSYNC_AUDIT_REMEDIATE is on)."""
+    return ApiResponse(200, dict(run_audit(context.runtime)))
 
 
 def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:

@@ -99,8 +99,22 @@ class IntentStore:
             for row in self._query(lb_id, ["RowKey", "EventType", "Subject"])
         ]
 
-    def pending_keys(self, lb_id: str) -> set[str]:
-        return {row["RowKey"] for row in self._query(lb_id, ["RowKey"])}
+    def recent_keys(self, lb_id: str, since: datetime | None) -> tuple[set[str], datetime | None]:
+        """RowKeys of intents written at or after `since` (all when None), and the newest write time seen.
+
+        A cheap "did anything arrive?" probe for a waiting flusher: it reads the last moments only."""
+        self._ensure_table()
+        query, parameters = "PartitionKey eq @pk", {"pk": lb_partition_key(lb_id)}
+        if since is not None:
+            query += " and Timestamp ge @since"
+            parameters["since"] = since  # type: ignore[assignment]
+        keys, newest = set(), None
+        for row in self.table.query_entities(query, parameters=parameters, select=["RowKey", "Timestamp"]):
+            keys.add(row["RowKey"])
+            stamp = row.metadata.get("timestamp")
+            if stamp is not None and (newest is None or stamp > newest):
+                newest = stamp
+        return keys, newest
 
     def has_pending(self, lb_id: str) -> bool:
         for _ in self._query(lb_id, ["RowKey"], page_size=1):

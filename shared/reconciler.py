@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
 
@@ -54,11 +54,29 @@ class PoolOutcome:
         }
 
 
+class Journal(Protocol):
+    """Where outcomes of real (not dry-run) reconciles are recorded, e.g. shared.reconcile_log."""
+
+    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None: ...
+
+    def last(self) -> dict[str, dict[str, Any]]: ...
+
+
+class NoJournal:
+    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
+        pass
+
+    def last(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+
 class Reconciler:
-    def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter) -> None:
+    def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
+                 journal: Journal | None = None) -> None:
         self.rules = rules
         self.inventory = inventory
         self.writer = writer
+        self.journal: Journal = journal or NoJournal()
         self._managed = {id_key(pool_id): pool_id for pool_id in rules.managed_pool_ids()}
 
     # -- what is managed -----------------------------------------------------------------------
@@ -97,8 +115,11 @@ class Reconciler:
         force: bool = False,
         force_reason: str | None = None,
         wait: bool = True,
+        source: str = "reconcile",
     ) -> list[PoolOutcome]:
-        """Full reconcile of the given managed pools (all by default) against one inventory read."""
+        """Full reconcile of the given managed pools (all by default) against one inventory read.
+
+        `source` (http, events, audit, ...) is recorded with the outcomes of a real run."""
         requested = self._managed.values() if pool_ids is None else pool_ids
         targets = [self.require_managed(pool_id) for pool_id in requested]
         if not targets:
@@ -117,7 +138,10 @@ class Reconciler:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LBS, len(by_lb))) as executor:
             batches = list(executor.map(reconcile_lb, by_lb.values()))
         results = {outcome.pool_id: outcome for batch in batches for outcome in batch}
-        return [results[pool_id] for pool_id in targets]
+        outcomes = [results[pool_id] for pool_id in targets]
+        if not dry_run:
+            self.journal.record(outcomes, source)
+        return outcomes
 
     def _reconcile_pool(
         self, pool_id: str, wanted: Mapping[str, DesiredAddress], **options: Any

@@ -16,6 +16,7 @@ from shared.azure_clients import ArmSettings, AzureClients
 from shared.inventory import InventoryReader
 from shared.plan import GuardSettings
 from shared.pool_writer import PoolWriter
+from shared.reconcile_log import ReconcileLog
 from shared.reconciler import Reconciler
 from shared.retry import RETRY_STATS, RetrySettings, RetryStats
 from shared.rules import RuleSet, load_rules
@@ -48,8 +49,9 @@ class Runtime:
         clients = AzureClients(ArmSettings.from_env(env), credential)
         inventory = InventoryReader(clients, retry, stats)
         writer = PoolWriter(clients, GuardSettings.from_env(env), retry, stats)
-        reconciler = Reconciler(rules, inventory, writer)
-        return cls(rules, clients, inventory, writer, reconciler, stats, StorageSettings.from_env(env), env)
+        storage = StorageSettings.from_env(env)
+        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env))
+        return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 
 _runtime: Runtime | None = None
