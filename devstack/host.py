@@ -1,0 +1,637 @@
+"""A local stand-in for the Azure Functions host, driven only by `app.get_functions()`.
+
+It serves what the real host serves for this app, over plain HTTP on loopback:
+
+- HTTP triggers at `/<routePrefix>/<route>` (prefix from host.json, `api` by default), with route
+  parameters from each function's template and function-key auth (`x-functions-key` or `?code=`);
+- Event Grid deliveries at `/runtime/webhooks/eventgrid?functionName=<name>`: Event Grid schema arrays
+  with the subscription-validation handshake, CloudEvents (single or batch, with the OPTIONS
+  abuse-protection handshake); one invocation per event, 202 when all succeeded, 500 (so the sender
+  retries) when one raised;
+- `POST /admin/functions/<name>` to run a non-HTTP function (timer, Event Grid) by hand, plus
+  `/admin/host/status`, `/admin/host/ping` and `GET /admin/functions`.
+
+Trigger objects are the library's own types (func.HttpRequest, and the worker's converters for Event
+Grid and timer payloads), so user code sees what it sees in Azure. Deliberate differences, all in the
+direction of a friendlier local loop: malformed webhook bodies get 400 instead of an exception page,
+and `/admin/functions/<name>` answers once the invocation finished (202, or 500 with the error).
+One generated key acts as master key: it opens FUNCTION, ADMIN and system (webhook) endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import importlib
+import inspect
+import json
+import logging
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.timer import TimerRequestConverter
+
+from devstack.routes import RouteTemplate, RouteTemplateError, ordered
+
+log = logging.getLogger("devstack.host")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HTTP_TRIGGER = "httptrigger"
+EVENT_GRID_TRIGGER = "eventgridtrigger"
+TIMER_TRIGGER = "timertrigger"
+HTTP_OUTPUT = "http"
+SUPPORTED_BINDINGS = {HTTP_TRIGGER, EVENT_GRID_TRIGGER, TIMER_TRIGGER, HTTP_OUTPUT}
+EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
+MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
+MAX_URL_BYTES = 4096  # the Functions host's URL length limit
+CLOUDEVENTS_TYPES = ("application/cloudevents+json", "application/cloudevents-batch+json")
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+
+class UnsupportedFunction(RuntimeError):
+    """The app declares a binding this local host cannot provide."""
+
+
+class BadInput(ValueError):
+    """A request the host itself refuses (malformed payload), answered with 400."""
+
+
+# --- the function index -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostedFunction:
+    name: str
+    trigger: str  # lower-cased binding type, e.g. httptrigger
+    binding: Mapping[str, Any]
+    user_function: Callable[..., Any]
+    trigger_parameter: str
+    wants_context: bool
+    route: RouteTemplate | None = None
+    methods: frozenset[str] | None = None  # None: every method
+    auth_level: str = "function"
+
+    def call(self, trigger_value: Any) -> Any:
+        kwargs: dict[str, Any] = {self.trigger_parameter: trigger_value}
+        if self.wants_context:
+            kwargs["context"] = InvocationContext(self.name)
+        result = self.user_function(**kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+        return result
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class InvocationContext(func.Context):
+    """The `context` argument a function may declare."""
+
+    def __init__(self, function_name: str) -> None:
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._local = threading.local()
+        self._local.invocation_id = self._invocation_id
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._local
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return str(REPO_ROOT)
+
+    @property
+    def trace_context(self) -> Any:
+        return None
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+
+_indexed: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+_index_lock = threading.Lock()
+
+
+def _functions_of(app: Any) -> list[Any]:
+    # FunctionApp.get_functions() refuses a second call (it sees its own names as duplicates), so the
+    # result is kept per app object for hosts created later in the same process.
+    with _index_lock:
+        if app not in _indexed:
+            _indexed[app] = app.get_functions()
+        return _indexed[app]
+
+
+@dataclass
+class FunctionIndex:
+    by_name: dict[str, HostedFunction] = field(default_factory=dict)  # lower-cased name
+    http_routes: list[tuple[RouteTemplate, HostedFunction]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, app: Any) -> FunctionIndex:
+        index = cls()
+        problems: list[str] = []
+        routed: list[tuple[RouteTemplate, HostedFunction]] = []
+        for function in _functions_of(app):
+            hosted = _hosted(function, problems)
+            if hosted is None:
+                continue
+            index.by_name[hosted.name.lower()] = hosted
+            if hosted.route is not None:
+                routed.append((hosted.route, hosted))
+        if problems:
+            raise UnsupportedFunction("the local host cannot run this app:\n  " + "\n  ".join(problems))
+        order = {id(t): position for position, t in enumerate(ordered(t for t, _ in routed))}
+        index.http_routes = sorted(routed, key=lambda pair: order[id(pair[0])])
+        return index
+
+    def get(self, name: str) -> HostedFunction | None:
+        return self.by_name.get(name.lower())
+
+
+def _hosted(function: Any, problems: list[str]) -> HostedFunction | None:
+    name = function.get_function_name()
+    bindings = json.loads(function.get_function_json())["bindings"]
+    unsupported = [b["type"] for b in bindings if str(b.get("type", "")).lower() not in SUPPORTED_BINDINGS]
+    if unsupported:
+        problems.append(f"{name}: unsupported binding(s) {', '.join(unsupported)}")
+        return None
+    trigger = next((b for b in bindings if str(b["type"]).lower().endswith("trigger")), None)
+    if trigger is None:
+        problems.append(f"{name}: no trigger")
+        return None
+    user_function = function.get_user_function()
+    parameters = inspect.signature(user_function).parameters
+    kind = str(trigger["type"]).lower()
+    route = None
+    methods = None
+    if kind == HTTP_TRIGGER:
+        try:
+            route = RouteTemplate.compile(trigger.get("route") or name)
+        except RouteTemplateError as error:
+            problems.append(f"{name}: {error}")
+            return None
+        if trigger.get("methods"):
+            methods = frozenset(str(m).upper() for m in trigger["methods"])
+    return HostedFunction(
+        name=name,
+        trigger=kind,
+        binding=trigger,
+        user_function=user_function,
+        trigger_parameter=trigger["name"],
+        wants_context="context" in parameters,
+        route=route,
+        methods=methods,
+        auth_level=str(trigger.get("authLevel") or "function").lower(),
+    )
+
+
+def route_prefix_from(host_json: Path) -> str:
+    """`extensions.http.routePrefix` from host.json ("api" when absent, as in Azure)."""
+    try:
+        document = json.loads(host_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "api"
+    prefix = ((document.get("extensions") or {}).get("http") or {}).get("routePrefix")
+    return "api" if prefix is None else str(prefix).strip("/")
+
+
+# --- trigger payloads ---------------------------------------------------------------------------
+
+
+def event_from_json(event: Any) -> Any:
+    """func.EventGridEvent (or func.CloudEvent for a CloudEvents body), as the Python worker builds it."""
+    if not isinstance(event, dict):
+        raise BadInput("each event must be a JSON object")
+    try:
+        return EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
+    except (ValueError, TypeError, OverflowError) as error:
+        raise BadInput(f"event {str(event.get('id'))[:64]!r} cannot be read: {error}") from error
+
+
+def timer_request(past_due: bool = False) -> Any:
+    status = {"Schedule": {"AdjustForDST": True}, "ScheduleStatus": None, "IsPastDue": past_due}
+    return TimerRequestConverter.decode(meta.Datum(json.dumps(status), "json"), trigger_metadata={})
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise BadInput(f"body is not JSON: {error}") from error
+
+
+def validation_code(body: bytes) -> str:
+    """The code of a subscription-validation request (Event Grid array, or a CloudEvent object)."""
+    document = _parse_json(body)
+    first = document[0] if isinstance(document, list) and document else document
+    data = first.get("data") if isinstance(first, dict) else None
+    if isinstance(data, str):  # CloudEvents carry the data JSON-encoded
+        data = _parse_json(data.encode())
+    code = data.get("validationCode") if isinstance(data, dict) else None
+    if not isinstance(code, str) or not code:
+        raise BadInput("no data.validationCode in the validation request")
+    return code
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def text(cls, status: int, text: str = "") -> Reply:
+        return cls(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8"} if text else {})
+
+    @classmethod
+    def json(cls, status: int, document: Any) -> Reply:
+        return cls(status, json.dumps(document).encode(), {"Content-Type": "application/json; charset=utf-8"})
+
+
+def reply_from(result: Any) -> Reply:
+    """What the worker sends back for an HTTP function's return value."""
+    if result is None:
+        return Reply(HTTPStatus.NO_CONTENT)
+    if isinstance(result, str | bytes):
+        result = func.HttpResponse(result)
+    if not isinstance(result, func.HttpResponse):
+        log.error("HTTP function returned %s, not an HttpResponse", type(result).__name__)
+        return Reply(HTTPStatus.INTERNAL_SERVER_ERROR)
+    headers = {key: value for key, value in result.headers.items()}
+    if not any(key.lower() == "content-type" for key in headers) and result.mimetype:
+        headers["Content-Type"] = f"{result.mimetype}; charset={result.charset or 'utf-8'}"
+    return Reply(int(result.status_code), result.get_body() or b"", headers)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # percent-encoded, without the query
+    query: dict[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+class LocalFunctionsHost:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        master_key: str | None = None,
+        route_prefix: str | None = None,
+        port: int = 0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.index = FunctionIndex.of(app)
+        self.master_key = master_key or secrets.token_urlsafe(32)
+        self.route_prefix = (route_prefix if route_prefix is not None
+                             else route_prefix_from(REPO_ROOT / "host.json")).strip("/")
+        self.max_body_bytes = max_body_bytes
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.host = self
+        self._thread: threading.Thread | None = None
+        self._replies: Counter[tuple[str, int]] = Counter()  # (function, status) of every invocation
+        self._replies_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalFunctionsHost:
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="functions-host", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> LocalFunctionsHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses ----------------------------------------------------------------------------
+    def http_url(self, route: str) -> str:
+        prefix = f"/{self.route_prefix}" if self.route_prefix else ""
+        return f"{self.url}{prefix}/{route.lstrip('/')}"
+
+    def event_grid_url(self, function_name: str, *, with_key: bool = True) -> str:
+        code = f"&code={self.master_key}" if with_key else ""
+        return f"{self.url}{EVENT_GRID_PATH}?functionName={function_name}{code}"
+
+    def admin_url(self, function_name: str) -> str:
+        return f"{self.url}/admin/functions/{function_name}"
+
+    def functions(self) -> list[HostedFunction]:
+        return list(self.index.by_name.values())
+
+    def replies(self, function_name: str | None = None) -> Counter[int]:
+        """Statuses answered for invocations (of one function, or all): what a caller can wait on."""
+        with self._replies_lock:
+            return Counter({status: count for (name, status), count in self._replies.items()
+                            if function_name is None or name == function_name.lower()})
+
+    def _count(self, function: HostedFunction, reply: Reply) -> Reply:
+        with self._replies_lock:
+            self._replies[(function.name.lower(), reply.status)] += 1
+        return reply
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def handle(self, request: Request) -> Reply:
+        path = request.path.rstrip("/").lower() or "/"
+        if path == "/":
+            return Reply.text(HTTPStatus.OK, "poolsync local Functions host is running")
+        if path == "/admin/host/ping":
+            return Reply(HTTPStatus.OK)
+        if path.startswith("/admin/"):
+            return self._admin(request, path)
+        if path == EVENT_GRID_PATH:
+            if not self._has_master_key(request):
+                return Reply(HTTPStatus.UNAUTHORIZED)
+            return self._event_grid(request)
+        prefix = f"/{self.route_prefix.lower()}" if self.route_prefix else ""
+        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+            return Reply(HTTPStatus.NOT_FOUND)
+        return self._http(request, request.path[len(prefix):])
+
+    def _has_master_key(self, request: Request) -> bool:
+        offered = request.header("x-functions-key") or request.query.get("code") or ""
+        return hmac.compare_digest(offered.encode(), self.master_key.encode())
+
+    def _http(self, request: Request, route_path: str) -> Reply:
+        allowed: set[str] = set()
+        for template, function in self.index.http_routes:
+            values = template.match(route_path)
+            if values is None:
+                continue
+            if function.methods is not None and request.method not in function.methods:
+                allowed |= function.methods
+                continue
+            if function.auth_level != "anonymous" and not self._has_master_key(request):
+                return Reply(HTTPStatus.UNAUTHORIZED)
+            http_request = func.HttpRequest(
+                request.method, request.url, headers=dict(request.headers), params=request.query,
+                route_params=values, body=request.body,
+            )
+            try:
+                return self._count(function, reply_from(function.call(http_request)))
+            except Exception:
+                log.exception("function %s failed", function.name)
+                return self._count(function, Reply(HTTPStatus.INTERNAL_SERVER_ERROR))
+        if allowed:
+            return Reply(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": ", ".join(sorted(allowed))})
+        return Reply(HTTPStatus.NOT_FOUND)
+
+    def _event_grid(self, request: Request) -> Reply:
+        name = request.query.get("functionName") or ""
+        function = self.index.get(name)
+        if function is None or function.trigger != EVENT_GRID_TRIGGER:
+            return Reply.text(HTTPStatus.NOT_FOUND, f"cannot find function: '{name[:100]}'")
+        if request.method == "OPTIONS":  # CloudEvents abuse protection
+            origin = request.header("WebHook-Request-Origin")
+            if not origin:
+                return Reply.text(HTTPStatus.BAD_REQUEST, "missing WebHook-Request-Origin")
+            return Reply(HTTPStatus.OK, headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
+        if request.method != "POST":
+            return Reply(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "POST, OPTIONS"})
+        kind = (request.header("aeg-event-type") or "").lower()
+        content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        try:
+            if kind == "subscriptionvalidation":
+                return Reply.json(HTTPStatus.OK, {"validationResponse": validation_code(request.body)})
+            if kind == "unsubscribe":
+                return Reply(HTTPStatus.ACCEPTED)
+            if kind != "notification" and content_type not in CLOUDEVENTS_TYPES:
+                return Reply.text(HTTPStatus.BAD_REQUEST, "missing aeg-event-type header")
+            document = _parse_json(request.body)
+            raw_events = document if isinstance(document, list) else [document]
+            events = [event_from_json(event) for event in raw_events]
+        except BadInput as error:
+            return Reply.text(HTTPStatus.BAD_REQUEST, str(error))
+        for event in events:
+            try:
+                function.call(event)
+            except Exception as error:
+                log.exception("function %s failed on event %s", function.name, getattr(event, "id", "?"))
+                return self._count(function, Reply.text(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                                        f"{type(error).__name__}: {error}"[:500]))
+        return self._count(function, Reply(HTTPStatus.ACCEPTED))
+
+    def _admin(self, request: Request, path: str) -> Reply:
+        if not self._has_master_key(request):
+            return Reply(HTTPStatus.UNAUTHORIZED)
+        if path == "/admin/host/status":
+            return Reply.json(HTTPStatus.OK, {"state": "Running", "functions": sorted(self.index.by_name)})
+        if path == "/admin/functions":
+            return Reply.json(HTTPStatus.OK, [
+                {"name": f.name, "trigger": f.binding.get("type"),
+                 "invoke_url_template": self.http_url(f.route.template) if f.route else None}
+                for f in self.functions()
+            ])
+        if not path.startswith("/admin/functions/"):
+            return Reply(HTTPStatus.NOT_FOUND)
+        if request.method != "POST":
+            return Reply(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "POST"})
+        function = self.index.get(path.removeprefix("/admin/functions/"))
+        if function is None:
+            return Reply(HTTPStatus.NOT_FOUND)
+        if function.trigger == HTTP_TRIGGER:
+            return Reply.text(HTTPStatus.BAD_REQUEST, "HTTP functions are called through their route")
+        try:
+            trigger_value = self._admin_input(function, request.body)
+        except BadInput as error:
+            return Reply.text(HTTPStatus.BAD_REQUEST, str(error))
+        try:
+            function.call(trigger_value)
+        except Exception as error:
+            log.exception("function %s failed", function.name)
+            return self._count(function, Reply.text(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                                    f"{type(error).__name__}: {error}"[:500]))
+        return self._count(function, Reply(HTTPStatus.ACCEPTED))
+
+    @staticmethod
+    def _admin_input(function: HostedFunction, body: bytes) -> Any:
+        """`{"input": "..."}` as the real admin API takes it; timers ignore the input."""
+        document = _parse_json(body) if body.strip() else {}
+        if not isinstance(document, dict):
+            raise BadInput('body must be a JSON object like {"input": "..."}')
+        if function.trigger == TIMER_TRIGGER:
+            return timer_request()
+        raw = document.get("input")
+        event = _parse_json(raw.encode()) if isinstance(raw, str) else raw
+        return event_from_json(event)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    host: LocalFunctionsHost
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        host = self.server.host
+        try:
+            if len(self.path.encode()) > MAX_URL_BYTES:
+                reply = Reply(HTTPStatus.REQUEST_URI_TOO_LONG)
+                self.close_connection = True
+            else:
+                body = self._read_body(host.max_body_bytes)
+                if body is None:
+                    reply = Reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                    self.close_connection = True
+                else:
+                    reply = host.handle(self._request(body))
+        except Exception:  # the host itself must never take the connection down with a traceback
+            log.error("local host error on %s %s\n%s", self.command, self.path.split("?")[0],
+                      traceback.format_exc())
+            reply = Reply(HTTPStatus.INTERNAL_SERVER_ERROR)
+            self.close_connection = True
+        self._send(reply)
+        log.info("%s %s -> %d (%.0f ms)", self.command, self.path.split("?")[0][:200], reply.status,
+                 (time.perf_counter() - started) * 1000)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def _request(self, body: bytes) -> Request:
+        parts = urlsplit(self.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        headers = {key: value for key, value in self.headers.items()}
+        url = f"http://{self.headers.get('Host') or f'127.0.0.1:{self.server.server_address[1]}'}{self.path}"
+        return Request(self.command, parts.path or "/", query, headers, body, url)
+
+    def _read_body(self, limit: int) -> bytes | None:
+        """The request body, or None when it is larger than `limit`."""
+        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+            return self._read_chunked(limit)
+        length_text = self.headers.get("Content-Length")
+        if not length_text:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            return b""
+        if length < 0 or length > limit:
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunked(self, limit: int) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size_line or b"0", 16)
+            except ValueError:
+                self.close_connection = True
+                return b"".join(chunks)
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > limit:
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(8)  # CRLF after the chunk
+
+    def _send(self, reply: Reply) -> None:
+        try:
+            self.send_response(reply.status)
+            for key, value in reply.headers.items():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(reply.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and reply.body:
+                self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        log.debug(format, *args)
+
+
+# --- running on its own (worker processes) ------------------------------------------------------
+
+
+def load_app(spec: str = "function_app:app") -> Any:
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute or "app")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devstack.host`: one worker process serving the app with the settings in its environment."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.host", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--master-key", default=None, help="key for FUNCTION/admin/webhook endpoints")
+    parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, str(REPO_ROOT))
+    host = LocalFunctionsHost(load_app(args.app), master_key=args.master_key, port=args.port).start()
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    print(f"listening on {host.url}", flush=True)
+    stopping.wait()
+    host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
