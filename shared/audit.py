@@ -21,7 +21,15 @@ from typing import Any
 
 from shared.ids import id_key, vnet_of_subnet
 from shared.membership import compute_membership
-from shared.models import ADMIN_DOWN, Inventory, IpConfiguration, NetworkInterface, PoolAddress, PoolSnapshot
+from shared.models import (
+    ADMIN_DOWN,
+    Inventory,
+    IpConfiguration,
+    NetworkInterface,
+    PoolAddress,
+    PoolSnapshot,
+    normal_ip,
+)
 from shared.naming import address_name, is_managed_name
 from shared.plan import PoolPlan, plan
 from shared.rules import AzureFacts, Rule, RuleSet, validate_against_azure
@@ -226,15 +234,6 @@ class Target:
         if self.detail:
             out["owner"] = self.detail
         return out
-
-
-def normal_ip(text: str | None) -> str | None:
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text.lower()
 
 
 class _Resolver:

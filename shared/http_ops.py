@@ -34,7 +34,7 @@ from azure.core.rest import HttpRequest
 from shared.arm_json import pool_from_json
 from shared.audit_collect import AuditSettings, run_audit
 from shared.ids import _GUID, _NAME, _SEGMENT, InvalidResourceId, ResourceId, id_key, vnet_of_subnet
-from shared.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot
+from shared.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot, normal_ip
 from shared.naming import AZURE_NAME_RE, PREFIX, is_managed_name
 from shared.plan import ADMIN_STATES, GuardRefused, PlanInputError, PoolPlan, plan_manual
 from shared.report_store import DrainLedger
@@ -234,15 +234,6 @@ def parse_ip(value: JSON, target: str) -> IpAddress:
     ):
         raise bad_request("InvalidIpAddress", f"{value!r} cannot be a backend address", target)
     return address
-
-
-def _normal_ip(text: str | None) -> str | None:
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text.lower()
 
 
 def _networks(prefixes: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -471,7 +462,7 @@ def _find_entry(snapshot: PoolSnapshot, ip: str | None, name: str | None) -> Poo
     for entry in snapshot.addresses:
         if name is not None and entry.name.lower() == name.lower():
             return entry
-        if ip is not None and _normal_ip(entry.ip_address) == ip:
+        if ip is not None and normal_ip(entry.ip_address) == ip:
             return entry
     return None
 
@@ -730,7 +721,7 @@ def _owners(context: ApiContext, snapshot: PoolSnapshot) -> dict[tuple[str, str]
         vm = inventory.vms.get(id_key(nic.vm_id)) if nic.vm_id else None
         for config in nic.ip_configurations:
             if config.private_ip and config.vnet_id:
-                owners[(id_key(config.vnet_id), _normal_ip(config.private_ip) or "")] = {
+                owners[(id_key(config.vnet_id), normal_ip(config.private_ip) or "")] = {
                     "vmId": nic.vm_id,
                     "vmName": vm.name if vm else (nic.vm_id.rsplit("/", 1)[-1] if nic.vm_id else None),
                     "nicId": nic.id,
@@ -759,7 +750,7 @@ def get_pool(context: ApiContext, request: ApiRequest) -> ApiResponse:
     members = []
     for entry in snapshot.addresses:
         vnet = _address_vnet(entry, snapshot.vnet_id)
-        ip = _normal_ip(entry.ip_address) or ""
+        ip = normal_ip(entry.ip_address) or ""
         owner = owners.get((id_key(vnet), ip)) if vnet else None
         covering = [r.name for r in index.rules_for(id_key(vnet), ip) if r.name in own_rules] if vnet else []
         members.append(member_json(entry, snapshot.vnet_id, owner, covering[0] if covering else None))
@@ -1012,7 +1003,7 @@ def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
         fresh = [
             a for a in additions
             if not ((old := present.get(a.name.lower())) is not None
-                    and _normal_ip(old.ip_address) == a.ip_address
+                    and normal_ip(old.ip_address) == a.ip_address
                     and id_key(_address_vnet(old, snapshot.vnet_id) or "") == id_key(vnet_id))
         ]
         planned = plan_manual(snapshot, add=fresh)

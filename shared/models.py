@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -11,6 +12,16 @@ from shared.ids import id_key, vnet_of_subnet
 ADMIN_NONE = "None"
 ADMIN_UP = "Up"
 ADMIN_DOWN = "Down"
+
+
+def normal_ip(text: str | None) -> str | None:
+    """Canonical text of an IP so `fd00::1` and `fd00:0::1` compare equal (other text lower-cased)."""
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text.lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,15 @@ from types import MappingProxyType
 from typing import Any
 
 from shared.ids import id_key, vnet_of_subnet
-from shared.models import ADMIN_DOWN, ADMIN_NONE, ADMIN_UP, DesiredAddress, PoolAddress, PoolSnapshot
+from shared.models import (
+    ADMIN_DOWN,
+    ADMIN_NONE,
+    ADMIN_UP,
+    DesiredAddress,
+    PoolAddress,
+    PoolSnapshot,
+    normal_ip,
+)
 from shared.naming import AZURE_NAME_RE, PREFIX, is_managed_name
 
 ADMIN_STATES = (ADMIN_NONE, ADMIN_UP, ADMIN_DOWN)
@@ -92,16 +100,6 @@ class PoolPlan:
         return "\n".join(lines)
 
 
-def _normal_ip(text: str | None) -> str | None:
-    """Canonical text of an IP so `fd00::1` and `fd00:0::1` compare equal."""
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text.lower()
-
-
 def _same_vnet(left: str | None, right: str | None) -> bool:
     return (id_key(left) if left else None) == (id_key(right) if right else None)
 
@@ -113,7 +111,7 @@ def _entry_vnet(entry: PoolAddress) -> str | None:
 
 
 def _matches(entry: PoolAddress, want: DesiredAddress) -> bool:
-    return _normal_ip(entry.ip_address) == _normal_ip(want.ip_address) and _same_vnet(
+    return normal_ip(entry.ip_address) == normal_ip(want.ip_address) and _same_vnet(
         _entry_vnet(entry), want.vnet_id
     )
 
@@ -136,11 +134,11 @@ class _IpHolders:
 
     def holder(self, ip: str | None, name: str) -> str | None:
         """The other entry holding `ip`, if any."""
-        held_by = self._by_ip.get(_normal_ip(ip) or "")
+        held_by = self._by_ip.get(normal_ip(ip) or "")
         return held_by if held_by is not None and held_by.lower() != name.lower() else None
 
     def hold(self, ip: str | None, name: str) -> None:
-        normal = _normal_ip(ip)
+        normal = normal_ip(ip)
         if normal:
             self._by_ip.setdefault(normal, name)
 
@@ -151,22 +149,22 @@ class _IpHolders:
         moves on) resolves, while a move blocked by a holder keeps its old IP, which may block others in
         turn. Cycles (IP swaps) are left as they are: rare, and clearer as two separate changes.
         """
-        reserved = {_normal_ip(old): name for name, old, _ in moves if old}
+        reserved = {normal_ip(old): name for name, old, _ in moves if old}
         outcome: dict[str, str | None] = {}
         waiting = list(moves)
         while waiting:
             still_waiting = []
             for name, old, new in waiting:
                 blocker = self.holder(new, name)
-                if blocker is None and reserved.get(_normal_ip(new), name).lower() != name.lower():
+                if blocker is None and reserved.get(normal_ip(new), name).lower() != name.lower():
                     still_waiting.append((name, old, new))
                     continue
                 outcome[name.lower()] = blocker
                 self.hold(old if blocker else new, name)
-                reserved.pop(_normal_ip(old), None)
+                reserved.pop(normal_ip(old), None)
             if len(still_waiting) == len(waiting):
                 for name, old, new in still_waiting:
-                    outcome[name.lower()] = reserved.get(_normal_ip(new))
+                    outcome[name.lower()] = reserved.get(normal_ip(new))
                     self.hold(old, name)
                 break
             waiting = still_waiting
