@@ -34,7 +34,7 @@ class AdminApi:
             if route == ("GET", "/faults"):
                 return Reply(200, {"rules": emu.faults.describe()})
             if route == ("POST", "/faults"):
-                rules = payload if isinstance(payload, list) else [payload]
+                rules = payload if isinstance(payload, list) else [payload or {}]
                 for rule in rules:
                     emu.faults.add_from_json(rule)
                 return Reply(201, {"rules": emu.faults.describe()})

@@ -18,7 +18,7 @@ from typing import Any
 from emulator import events as ev
 from emulator.errors import ArmError, bad_request
 from emulator.lro import FAILED, IN_PROGRESS, Operation, OperationTracker
-from emulator.routing import Route
+from emulator.routing import KINDS, Route
 from emulator.stats import Stats
 from emulator.world import World, missing
 from shared.ids import InvalidResourceId, ResourceId, id_key
@@ -74,6 +74,9 @@ class ArmApi:
         self._clock = clock
         self._latest_op: dict[str, str] = {}  # resource key -> id of the operation that last wrote it
 
+    def forget_operations(self) -> None:
+        self._latest_op.clear()
+
     # ------------------------------------------------------------ entry
     def handle(self, request: Request) -> Reply:
         route = request.route
@@ -94,10 +97,13 @@ class ArmApi:
             ) from exc
         if request.method == "GET":
             return self._get(route)
-        if request.method == "PUT":
-            return self._put(request, api_version)
-        if request.method == "DELETE":
-            return self._delete(request, api_version)
+        if request.method in ("PUT", "DELETE"):
+            # precondition checks, the busy check, the change and the operation's start are one step:
+            # two racing writes must never both get in
+            with self.world.lock:
+                if request.method == "PUT":
+                    return self._put(request, api_version)
+                return self._delete(request, api_version)
         raise ArmError(
             405, "MethodNotAllowed", f"The {request.method} method is not supported by the emulator."
         )
@@ -383,12 +389,9 @@ class ArmApi:
                 headers["Retry-After"] = str(self.config.lro_retry_after)
             return Reply(202, None, headers)
         if operation.status == FAILED:
+            failure = operation.failure or {}
             raise ArmError(
-                500,
-                operation.failure.get("code", "InternalServerError")
-                if operation.failure
-                else "InternalServerError",
-                (operation.failure or {}).get("message", "Operation failed."),
+                500, failure.get("code", "InternalServerError"), failure.get("message", "Operation failed.")
             )
         if operation.method == "DELETE":
             return Reply(204)
@@ -406,10 +409,7 @@ class ArmApi:
 
 
 def _kind_of(resource_id: str) -> str:
-    rid = ResourceId.parse(resource_id)
-    from emulator.routing import KINDS
-
-    return KINDS[rid.full_type.lower()]
+    return KINDS[ResourceId.parse(resource_id).full_type.lower()]
 
 
 def _json_body(raw: bytes) -> dict[str, Any]:

@@ -120,8 +120,8 @@ class Emulator:
     # --------------------------------------------------------------- world
     def reset(self, topology: dict[str, Any] | str | Path | None = None) -> None:
         """A fresh world; faults, stats, throttling budgets, pending operations and event log cleared."""
-        self.tracker.clear()
-        self.world.clear()
+        self.tracker.clear(then=self.world.clear)
+        self.api.forget_operations()
         self.faults.clear()
         self.stats.reset()
         self.throttle.configure(*self._limits)

@@ -42,7 +42,7 @@ def build_event(
         "subject": str(rid),
         "eventType": event_type,
         "eventTime": utc_now_text(),
-        "dataVersion": "2",
+        "dataVersion": "",  # as in the documented sample events
         "metadataVersion": "1",
         "data": {
             "authorization": {
@@ -93,7 +93,8 @@ class EventPublisher:
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self._on_outcome = on_outcome or (lambda outcome: None)
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self._generation = 0  # bumped by clear(): older queued events are not delivered
         self._pending = 0
         self._idle = threading.Condition()
         self.published: list[dict[str, Any]] = []  # every event produced, delivered or not
@@ -106,7 +107,8 @@ class EventPublisher:
             if not self.webhook:
                 return
             self._pending += 1
-        self._queue.put(event)
+            generation = self._generation
+        self._queue.put((generation, event))
 
     def wait_delivered(self, timeout: float = 30.0) -> bool:
         """True once every queued event was delivered (or given up on)."""
@@ -122,6 +124,7 @@ class EventPublisher:
     def clear(self) -> None:
         with self._idle:
             self.published = []
+            self._generation += 1
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -129,19 +132,21 @@ class EventPublisher:
 
     def _run(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is None:
+            item = self._queue.get()
+            if item is None:
                 return
             try:
-                self._deliver(event)
+                self._deliver(*item)
             finally:
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
 
-    def _deliver(self, event: dict[str, Any]) -> None:
+    def _deliver(self, generation: int, event: dict[str, Any]) -> None:
         for attempt in range(self.attempts):
             url = self.webhook
+            if generation != self._generation:
+                return  # queued before a reset: belongs to a world that no longer exists
             if not url:
                 self._on_outcome("dropped")
                 return

@@ -20,6 +20,13 @@ LRO_FAILED = "lro_failed"  # accept the write, then end its operation Failed
 PASS = "pass"  # in a sequence: no fault for this request
 
 KINDS = (THROTTLED, CONFLICT, PRECONDITION, SERVER_ERROR, UNAVAILABLE, RESET, SLOW, LRO_FAILED)
+ALIASES = {
+    "throttle": THROTTLED,
+    "conflict": CONFLICT,
+    "precondition": PRECONDITION,
+    "error": SERVER_ERROR,
+    "unavailable": UNAVAILABLE,
+}
 
 
 @dataclass
@@ -89,6 +96,7 @@ class FaultRule:
     _fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        self.kinds = [ALIASES.get(str(kind), str(kind)) for kind in self.kinds]
         for kind in self.kinds:
             if kind not in (*KINDS, PASS):
                 raise ValueError(f"unknown fault kind {kind!r}; use one of {KINDS}")

@@ -22,6 +22,7 @@ from typing import Any
 IN_PROGRESS = "InProgress"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
+MAX_REMEMBERED = 20000
 
 
 def utc_now_text() -> str:
@@ -74,7 +75,8 @@ class OperationTracker:
         # Held while an operation ends, so nobody sees "Succeeded" before its effects are applied.
         self._finish_lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._operations: dict[str, Operation] = {}
+        self._operations: dict[str, Operation] = {}  # insertion order = start order
+        self._running: dict[str, Operation] = {}
         self._due: list[tuple[float, int, Operation]] = []
         self._sequence = itertools.count()
         self._stopping = False
@@ -84,6 +86,8 @@ class OperationTracker:
     def start(self, operation: Operation) -> Operation:
         with self._wakeup:
             self._operations[operation.id] = operation
+            self._running[operation.id] = operation
+            self._forget_old()
             heapq.heappush(self._due, (operation.deadline, next(self._sequence), operation))
             self._wakeup.notify_all()
         return operation
@@ -102,7 +106,7 @@ class OperationTracker:
         """
         now = self._clock()
         with self._lock:
-            for op in self._operations.values():
+            for op in self._running.values():
                 if op.lock_key == lock_key and op.status == IN_PROGRESS and now < op.deadline:
                     return op
         return None
@@ -111,7 +115,7 @@ class OperationTracker:
         """True once every operation has ended (or was cleared)."""
         deadline = self._clock() + timeout
         with self._wakeup:
-            while any(op.status == IN_PROGRESS for op in self._operations.values()):
+            while self._running:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return False
@@ -121,26 +125,41 @@ class OperationTracker:
     def finish_all(self) -> int:
         """End every pending operation now (tests that hold operations open with a long duration)."""
         with self._lock:
-            pending = [op for op in self._operations.values() if op.status == IN_PROGRESS]
+            pending = list(self._running.values())
         for operation in pending:
             self._finish(operation)
         return len(pending)
 
     def pending(self) -> int:
         with self._lock:
-            return sum(op.status == IN_PROGRESS for op in self._operations.values())
+            return len(self._running)
 
-    def clear(self) -> None:
-        """Forget every operation (world reset): pending ones never complete."""
-        with self._wakeup:
-            self._operations.clear()
-            self._due.clear()
+    def clear(self, then: Callable[[], None] = lambda: None) -> None:
+        """Forget every operation (world reset): pending ones never complete.
+
+        `then` runs before any other operation can end, so an operation finishing right now
+        cannot apply its effects to the world that replaces this one.
+        """
+        with self._finish_lock:
+            with self._wakeup:
+                self._operations.clear()
+                self._running.clear()
+                self._due.clear()
+            then()
 
     def stop(self) -> None:
         with self._wakeup:
             self._stopping = True
             self._wakeup.notify_all()
         self._thread.join(timeout=5)
+
+    def _forget_old(self) -> None:
+        """Remember only the last MAX_REMEMBERED operations, so long benchmarks stay bounded."""
+        while len(self._operations) > MAX_REMEMBERED:
+            oldest = next(iter(self._operations))
+            if oldest in self._running:
+                break
+            del self._operations[oldest]
 
     def _finish(self, operation: Operation) -> None:
         with self._finish_lock:
@@ -150,6 +169,7 @@ class OperationTracker:
             operation.on_complete(operation)
             with self._wakeup:
                 operation.status = FAILED if operation.failure else SUCCEEDED
+                self._running.pop(operation.id, None)
                 operation.end_time = utc_now_text()
                 self._wakeup.notify_all()
 

@@ -8,6 +8,7 @@ before the provider so they can stand in for any of those layers.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import time
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from emulator.app import Emulator
 
 ADMIN_PREFIX = "/_emulator"
+logger = logging.getLogger("emulator")
 
 
 class ArmHttpServer(ThreadingHTTPServer):
@@ -112,6 +114,11 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
             emulator.stats.rejection(error.status, error.code)
             extra = {**extra, **error.headers}
             reply = Reply(error.status, error.body())
+        except Exception as bug:  # an emulator defect: answer 500 like ARM rather than drop the connection
+            logger.exception("unhandled error serving %s %s", self.command, path)
+            emulator.stats.rejection(500, "InternalServerError")
+            message = f"Emulator error: {bug!r}"
+            reply = Reply(500, {"error": {"code": "InternalServerError", "message": message}})
         reply.headers = {**extra, **reply.headers}
         self._reply(reply)
 

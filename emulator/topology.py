@@ -132,19 +132,7 @@ def _load_balancer(
     scope = _Scope(entry, defaults)
     world.add_subscription(scope.subscription)
     lb_id = scope.id("Microsoft.Network/loadBalancers", entry["name"])
-    frontends = []
-    for fe in entry.get("frontends") or [{"name": "frontend"}]:
-        props: dict[str, Any] = {}
-        if fe.get("subnet"):
-            props["subnet"] = {"id": scope.subnet(fe["subnet"])}
-            props["privateIPAllocationMethod"] = "Static" if fe.get("private_ip") else "Dynamic"
-            if fe.get("private_ip"):
-                props["privateIPAddress"] = fe["private_ip"]
-        if fe.get("public_ip"):
-            props["publicIPAddress"] = {
-                "id": scope.id("Microsoft.Network/publicIPAddresses", fe["public_ip"])
-            }
-        frontends.append({"name": fe["name"], "properties": props})
+    frontends = [_frontend(scope, fe) for fe in entry.get("frontends") or [{"name": "frontend"}]]
     fe_id = {fe["name"]: f"{lb_id}/frontendIPConfigurations/{fe['name']}" for fe in frontends}
     first_fe = next(iter(fe_id.values()))
     pools = entry.get("pools") or []
@@ -188,26 +176,44 @@ def _load_balancer(
     nic_members = []
     for pool in pools:
         pool_id = f"{lb_id}/backendAddressPools/{pool['name']}"
-        props: dict[str, Any] = {}
-        if pool.get("virtual_network"):
-            props["virtualNetwork"] = {"id": scope.vnet(pool["virtual_network"])}
-        addresses = []
-        for address in _expand(pool.get("addresses") or []):
-            aprops: dict[str, Any] = {"ipAddress": address["ip"]}
-            if address.get("virtual_network"):
-                aprops["virtualNetwork"] = {"id": scope.vnet(address["virtual_network"])}
-            if address.get("subnet"):
-                aprops["subnet"] = {"id": scope.subnet(address["subnet"])}
-            if address.get("admin_state"):
-                aprops["adminState"] = address["admin_state"]
-            addresses.append({"name": address["name"], "properties": aprops})
-        if addresses:
-            props["loadBalancerBackendAddresses"] = addresses
-        if props:
-            world.put_pool(pool_id, {"properties": props})
+        pool_props = _pool_properties(scope, pool)
+        if pool_props:
+            world.put_pool(pool_id, {"properties": pool_props})
         for member in pool.get("nics") or []:
             nic_members.append((scope, pool_id, member if isinstance(member, dict) else {"nic": member}))
     return nic_members
+
+
+def _frontend(scope: _Scope, fe: dict[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    if fe.get("subnet"):
+        props["subnet"] = {"id": scope.subnet(fe["subnet"])}
+        props["privateIPAllocationMethod"] = "Static" if fe.get("private_ip") else "Dynamic"
+        if fe.get("private_ip"):
+            props["privateIPAddress"] = fe["private_ip"]
+    if fe.get("public_ip"):
+        props["publicIPAddress"] = {"id": scope.id("Microsoft.Network/publicIPAddresses", fe["public_ip"])}
+    return {"name": fe["name"], "properties": props}
+
+
+def _pool_properties(scope: _Scope, pool: dict[str, Any]) -> dict[str, Any]:
+    """Pool-level virtualNetwork and IP-based addresses of a `pools[]` entry (empty: nothing to write)."""
+    props: dict[str, Any] = {}
+    if pool.get("virtual_network"):
+        props["virtualNetwork"] = {"id": scope.vnet(pool["virtual_network"])}
+    addresses = []
+    for address in _expand(pool.get("addresses") or []):
+        aprops: dict[str, Any] = {"ipAddress": address["ip"]}
+        if address.get("virtual_network"):
+            aprops["virtualNetwork"] = {"id": scope.vnet(address["virtual_network"])}
+        if address.get("subnet"):
+            aprops["subnet"] = {"id": scope.subnet(address["subnet"])}
+        if address.get("admin_state"):
+            aprops["adminState"] = address["admin_state"]
+        addresses.append({"name": address["name"], "properties": aprops})
+    if addresses:
+        props["loadBalancerBackendAddresses"] = addresses
+    return props
 
 
 def _nic_body(scope: _Scope, entry: dict[str, Any]) -> dict[str, Any]:

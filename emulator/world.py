@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from emulator import ipam, validation
@@ -123,19 +123,21 @@ class World:
                 return lb, pool
         return lb, None
 
-    def lb_of(self, resource_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            return self.lbs.get(ResourceId.parse(resource_id).parent.key())
-
     # ------------------------------------------------------------ rendering
     def render_vnet(self, vnet: dict[str, Any]) -> dict[str, Any]:
-        return copy.deepcopy(vnet)
+        out = copy.deepcopy(vnet)
+        for subnet in out["properties"].get("subnets", []):
+            subnet["etag"] = vnet["etag"]  # NRP children carry their parent's etag
+        return out
 
     def render_subnet(self, vnet: dict[str, Any], subnet: dict[str, Any]) -> dict[str, Any]:
-        return copy.deepcopy(subnet)
+        return {**copy.deepcopy(subnet), "etag": vnet["etag"]}
 
     def render_nic(self, nic: dict[str, Any]) -> dict[str, Any]:
-        return copy.deepcopy(nic)
+        out = copy.deepcopy(nic)
+        for config in out["properties"]["ipConfigurations"]:
+            config["etag"] = nic["etag"]
+        return out
 
     def render_vm(self, vm: dict[str, Any]) -> dict[str, Any]:
         return copy.deepcopy(vm)
@@ -184,7 +186,8 @@ class World:
     def get_subnet(self, subnet_id: str) -> dict[str, Any] | None:
         with self.lock:
             subnet = self._subnet(subnet_id)
-            return copy.deepcopy(subnet) if subnet else None
+            vnet = self._vnet(vnet_of_subnet(subnet_id)) if subnet else None
+            return self.render_subnet(vnet, subnet) if vnet and subnet else None
 
     def get_nic(self, nic_id: str) -> dict[str, Any] | None:
         with self.lock:
@@ -234,7 +237,7 @@ class World:
             vnet = self._vnet(vnet_id)
             if vnet is None:
                 return None
-            return copy.deepcopy(vnet["properties"].get("subnets", []))
+            return [self.render_subnet(vnet, subnet) for subnet in vnet["properties"].get("subnets", [])]
 
     def _collection(self, kind: str) -> tuple[dict[str, dict[str, Any]], Callable[[Any], dict[str, Any]]]:
         return {
@@ -375,7 +378,7 @@ class World:
             else:
                 subnets.append(subnet)
             vnet["etag"] = new_etag()
-            return copy.deepcopy(subnet), created
+            return self.render_subnet(vnet, subnet), created
 
     def delete_subnet(self, subnet_id: str) -> bool:
         with self.lock:
@@ -933,11 +936,6 @@ class World:
         if not location:
             raise bad_request("LocationRequired", "The location property is required for this definition.")
         return str(location)
-
-    def ids(self, kind: str) -> Iterable[str]:
-        store, _ = self._collection(kind)
-        with self.lock:
-            return [r["id"] for r in store.values()]
 
 
 def missing(resource_id: str) -> ArmError:
