@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -89,10 +89,6 @@ class ResourceHint:
     def is_write(self) -> bool:
         return self.action == ACTION_WRITE and self.kind in (KIND_VM, KIND_NIC)
 
-    def log_fields(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "event_type": self.event_type, "subject": self.resource_id,
-                "action": self.action}
-
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
@@ -102,10 +98,6 @@ class Ignored:
     reason: str
     event_type: str | None = None
     subject: str | None = None
-
-    def log_fields(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "event_type": self.event_type, "subject": self.subject,
-                "decision": "ignored", "reason": self.reason}
 
 
 # -- payload normalisation ---------------------------------------------------------------------------
@@ -158,12 +150,25 @@ def _time_text(value: Any) -> str | None:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
     try:
-        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) and value else value
     except ValueError:
         return None  # the time is informational only: a bad one must not drop the hint
+    if not isinstance(parsed, datetime):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)  # Event Grid times are UTC
+
+
+def event_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """id, type, operation and subject of an event dict, for the `event_received` log line (never raises)."""
+    data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
+    event_type = event.get("eventType", event.get("type"))
+    return {
+        "event_id": _text(event.get("id")),
+        "event_type": event_type.value if isinstance(event_type, Enum) else event_type,
+        "operation": data.get("operationName"),  # type: ignore[union-attr]
+        "subject": event.get("subject"),
+    }
 
 
 # -- classification ----------------------------------------------------------------------------------

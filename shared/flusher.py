@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared import telemetry
 from shared.events import (
     Ignored,
     ResourceHint,
@@ -147,23 +148,24 @@ class Flusher:
         taken = self.intents.pending(lb_id)
         if not taken:
             return False
-        # Read after taking: every change whose intent we took is already visible in this read.
-        inventory = self.reconciler.read_inventory()
-        log.debug("flush of %s: settled in %.2fs, took %d intents, read inventory in %.2fs", lb_id,
-                  settled - began, len(taken), self._clock() - settled)
-        outcomes = self.reconciler.reconcile(self.reconciler.pools_of_lb(lb_id), inventory=inventory)
+        pools = self.reconciler.pools_of_lb(lb_id)
+        outcomes: list[PoolOutcome] = []
+        if pools:  # none when the rules stopped managing this load balancer since the intents were recorded
+            # Read after taking: every change whose intent we took is already visible in this read.
+            inventory = self.reconciler.read_inventory()
+            log.debug("flush of %s: settled in %.2fs, took %d intents, read inventory in %.2fs", lb_id,
+                      settled - began, len(taken), self._clock() - settled)
+            outcomes = self.reconciler.reconcile(pools, inventory=inventory, source="events")
         report.rounds += 1
         report.outcomes = outcomes
         if any(outcome.status == "failed" for outcome in outcomes):
             raise FlushFailed(lb_id, outcomes)
-        # A guard refusal consumes too: the reconciler logged the plan, and retrying cannot change the answer.
+        # A guard refusal consumes too: the refusal is logged with its plan, and retrying cannot change the
+        # answer (an operator forces it through the HTTP API, or the rules change).
         consumed = self.intents.consume(taken)
-        report.intents += consumed
+        report.intents += len(consumed)
         report.status = FLUSHED
-        pools = ", ".join(f"{o.pool_id.rsplit('/', 1)[-1]}={o.status}" for o in outcomes)
-        log.info("flushed %s: %d intents, %s", lb_id, consumed, pools or "no managed pools",
-                 extra={"lb": lb_id, "intents": consumed, "round": report.rounds,
-                        "pools": [o.as_dict()["plan"] for o in outcomes]})
+        _report_applied(lb_id, consumed, outcomes)
         return True
 
     def _settle(self, lb_id: str) -> None:
@@ -190,6 +192,26 @@ class Flusher:
     def sweep(self) -> list[FlushReport]:
         """Flush every load balancer with pending intents (left by a crashed or out-of-budget holder)."""
         return [self.flush(lb_id) for lb_id in self.intents.load_balancers_with_pending()]
+
+
+def _report_applied(lb_id: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:
+    """One `event_applied` per event whose changes are now in place; `event_ignored` when nothing had to
+    change or the guard refused. Coalesced events share their round's figures (`adds`/`removes` totals)."""
+    written = [o.pool_id for o in outcomes if o.status == "written"]
+    refused = [o.pool_id for o in outcomes if o.status == "refused"]
+    plans = [o.plan for o in outcomes if o.plan is not None and o.status == "written"]
+    adds, removes = sum(len(p.adds) for p in plans), sum(len(p.removes) for p in plans)
+    now = datetime.now(UTC)
+    for intent in consumed:
+        if refused or not written:
+            reason = f"guard_refused: {', '.join(refused)}" if refused else "pools already match"
+            telemetry.emit("event_ignored", logging.WARNING if refused else logging.INFO,
+                           event_id=intent.row_key, lb=lb_id, reason=reason, coalesced=len(consumed))
+            continue
+        latency = (now - intent.event_time).total_seconds() * 1000 if intent.event_time else None
+        telemetry.emit("event_applied", event_id=intent.row_key, lb=lb_id, pools=written, adds=adds,
+                       removes=removes, coalesced=len(consumed),
+                       latency_ms=round(latency) if latency is not None else None)
 
 
 # -- event intake ----------------------------------------------------------------------------------------

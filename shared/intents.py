@@ -48,6 +48,7 @@ class Intent:
     etag: str | None  # the row as taken: a redelivery that rewrote it since keeps it pending
     event_type: str = ""
     subject: str = ""
+    event_time: datetime | None = None  # when Azure emitted the event: end-to-end latency is measured from it
 
 
 class IntentStore:
@@ -81,6 +82,7 @@ class IntentStore:
                 "Subject": hint.resource_id,
                 "Action": hint.action,
                 "RecordedAt": datetime.now(UTC),
+                **({"EventTime": hint.event_time} if hint.event_time is not None else {}),
             },
             mode=UpdateMode.REPLACE,
         )
@@ -95,8 +97,8 @@ class IntentStore:
     def pending(self, lb_id: str) -> list[Intent]:
         return [
             Intent(lb_id, row["RowKey"], row.metadata.get("etag"), row.get("EventType", ""),
-                   row.get("Subject", ""))
-            for row in self._query(lb_id, ["RowKey", "EventType", "Subject"])
+                   row.get("Subject", ""), row.get("EventTime"))
+            for row in self._query(lb_id, ["RowKey", "EventType", "Subject", "EventTime"])
         ]
 
     def recent_keys(self, lb_id: str, since: datetime | None) -> tuple[set[str], datetime | None]:
@@ -121,19 +123,19 @@ class IntentStore:
             return True
         return False
 
-    def consume(self, intents: Iterable[Intent]) -> int:
-        """Delete exactly these rows, as taken; returns how many went. A row rewritten since it was taken
+    def consume(self, intents: Iterable[Intent]) -> list[Intent]:
+        """Delete exactly these rows, as taken; returns those that went. A row rewritten since it was taken
         (a redelivery of the same event) stays pending, and so does anything recorded meanwhile."""
         by_partition: dict[str, list[Intent]] = {}
         for intent in intents:
             by_partition.setdefault(lb_partition_key(intent.lb_id), []).append(intent)
-        deleted = 0
+        deleted: list[Intent] = []
         for partition, rows in by_partition.items():
             for start in range(0, len(rows), _TRANSACTION_LIMIT):
                 deleted += self._delete_batch(partition, rows[start:start + _TRANSACTION_LIMIT])
         return deleted
 
-    def _delete_batch(self, partition: str, rows: list[Intent]) -> int:
+    def _delete_batch(self, partition: str, rows: list[Intent]) -> list[Intent]:
         operations: list[Any] = [
             ("delete", {"PartitionKey": partition, "RowKey": row.row_key},
              {"etag": row.etag, "match_condition": MatchConditions.IfNotModified})
@@ -141,15 +143,15 @@ class IntentStore:
         ]
         try:
             self.table.submit_transaction(operations)
-            return len(rows)
+            return rows
         except TableTransactionError:
             pass  # one row changed or vanished: fall back to row by row, skipping those
-        deleted = 0
+        deleted = []
         for row in rows:
             try:
                 self.table.delete_entity(partition, row.row_key, etag=row.etag,
                                          match_condition=MatchConditions.IfNotModified)
-                deleted += 1
+                deleted.append(row)
             except ResourceNotFoundError:
                 pass
             except HttpResponseError as error:
