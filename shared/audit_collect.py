@@ -291,7 +291,7 @@ def run_audit(
     log.info(log_summary(report), extra={"audit_run": run_id, "summary": report["summary"],
                                          "artifacts": report["artifacts"]})
     for finding in report["findings"]:
-        telemetry.emit("audit_finding", logging.WARNING, kind=finding["code"], severity=finding["severity"],
+        telemetry.emit("audit_finding", kind=finding["code"], severity=finding["severity"],
                        pool=finding.get("pool"), address=finding.get("address"))
     telemetry.emit("audit_completed", run_id=run_id, findings=len(report["findings"]),
                    remediated=sum(1 for outcome in outcomes if outcome.status == "written"),
