@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import ssl
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devstack.azurite import Azurite
+from devstack.settings import local_settings
+from devstack.stack import EmulatorProcess
 from emulator.topology import DEFAULT_RESOURCE_GROUP
 from emulator.world import DEFAULT_SUBSCRIPTION
 from shared.audit_collect import run_audit
@@ -123,37 +122,6 @@ def build(nics: int, lbs: int, pools: int) -> tuple[dict[str, Any], dict[str, An
     return topology, {"version": 1, "rules": rules}
 
 
-class EmulatorProcess:
-    def __init__(self, state_dir: Path, topology: Path, page_size: int) -> None:
-        self.state_dir = state_dir
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--port", "0", "--state-dir", str(state_dir),
-             "--topology", str(topology), "--page-size", str(page_size), "--operation-seconds", "0.05"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        line = self.process.stdout.readline() if self.process.stdout else ""
-        if not line.startswith("listening on "):
-            self.stop()
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        self.url = line.split("listening on ", 1)[1].strip()
-        self.ca_path = str(state_dir / "ca.pem")
-        self._context = ssl.create_default_context(cafile=self.ca_path)
-
-    def admin(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(f"{self.url}/_emulator{path}", method=method)
-        with urllib.request.urlopen(request, context=self._context, timeout=60) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -167,6 +135,58 @@ def calls(stats: dict[str, Any]) -> tuple[int, int, int]:
     return total, gets, writes
 
 
+@dataclass(frozen=True)
+class AuditRun:
+    label: str
+    findings: int
+    calls: int
+    gets: int
+    writes: int
+    seconds: float
+    peak_mb: float
+
+
+@dataclass(frozen=True)
+class AuditScale:
+    world: dict[str, int]
+    seeded_seconds: float
+    baseline_mb: float
+    runs: list[AuditRun]
+
+
+def measure(nics: int, lbs: int, pools: int, page_size: int) -> AuditScale:
+    """Seed the world in an emulator process, then run the audit read-only and remediating."""
+    with tempfile.TemporaryDirectory(prefix="audit-bench-") as temp:
+        root = Path(temp)
+        started = time.perf_counter()
+        topology, rules = build(nics, lbs, pools)
+        (root / "topology.json").write_text(json.dumps(topology))
+        emulator = EmulatorProcess(root / "emulator", root / "topology.json", None, operation_seconds=0.05,
+                                   page_size=page_size).start()
+        azurite = Azurite(root / "azurite").start()
+        try:
+            world = emulator.admin("GET", "/health")["world"]
+            seeded = time.perf_counter() - started
+            runtime = Runtime.from_env(
+                local_settings(emulator.url, emulator.ca_path, azurite.connection_string, rules=rules),
+                retry_stats=RetryStats(),
+            )
+            baseline = peak_mb()
+            runs = []
+            for label, remediate in (("read-only", False), ("remediate", True)):
+                emulator.admin("POST", "/stats/reset")
+                began = time.perf_counter()
+                report = run_audit(runtime, remediate=remediate)
+                seconds = time.perf_counter() - began
+                total, gets, writes = calls(emulator.admin("GET", "/stats"))
+                findings = report["summary"]["findings"]
+                runs.append(AuditRun(label, findings, total, gets, writes, seconds, peak_mb()))
+        finally:
+            azurite.stop()
+            emulator.stop()
+    return AuditScale(world, seeded, baseline, runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,46 +197,17 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=1000, help="emulator list page size")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="audit-bench-") as temp:
-        root = Path(temp)
-        started = time.perf_counter()
-        topology, rules = build(args.nics, args.lbs, args.pools)
-        (root / "topology.json").write_text(json.dumps(topology))
-        (root / "emulator").mkdir()
-        emulator = EmulatorProcess(root / "emulator", root / "topology.json", args.page_size)
-        azurite = Azurite(root / "azurite").start()
-        try:
-            world = emulator.admin("GET", "/health")["world"]
-            print(f"seeded in {time.perf_counter() - started:.1f} s: {world}")
-            runtime = Runtime.from_env(
-                {
-                    "POOLSYNC_RULES": json.dumps(rules),
-                    "POOLSYNC_ARM_ENDPOINT": emulator.url,
-                    "POOLSYNC_ARM_CA_BUNDLE": emulator.ca_path,
-                    "POOLSYNC_ARM_STATIC_TOKEN": "bench",
-                    "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
-                    "AzureWebJobsStorage": azurite.connection_string,
-                },
-                retry_stats=RetryStats(),
-            )
-            baseline = peak_mb()
-            header = (f"{'run':<10} {'NICs':>6} {'LBs':>4} {'pools':>5} {'findings':>8} {'ARM calls':>9} "
-                      f"{'GETs':>5} {'writes':>6} {'seconds':>8} {'peak MB':>8}")
-            print(f"page size {args.page_size}; peak RSS before the audit (topology built) {baseline:.0f} MB")
-            print(header)
-            print("-" * len(header))
-            for label, remediate in (("read-only", False), ("remediate", True)):
-                emulator.admin("POST", "/stats/reset")
-                began = time.perf_counter()
-                report = run_audit(runtime, remediate=remediate)
-                seconds = time.perf_counter() - began
-                total, gets, writes = calls(emulator.admin("GET", "/stats"))
-                print(f"{label:<10} {args.nics:>6} {args.lbs:>4} {args.pools:>5} "
-                      f"{report['summary']['findings']:>8} {total:>9} {gets:>5} {writes:>6} "
-                      f"{seconds:>8.1f} {peak_mb():>8.0f}")
-        finally:
-            azurite.stop()
-            emulator.stop()
+    scale = measure(args.nics, args.lbs, args.pools, args.page_size)
+    print(f"seeded in {scale.seeded_seconds:.1f} s: {scale.world}")
+    print(f"page size {args.page_size}; peak RSS before the audit (topology built) "
+          f"{scale.baseline_mb:.0f} MB")
+    header = (f"{'run':<10} {'NICs':>6} {'LBs':>4} {'pools':>5} {'findings':>8} {'ARM calls':>9} "
+              f"{'GETs':>5} {'writes':>6} {'seconds':>8} {'peak MB':>8}")
+    print(header)
+    print("-" * len(header))
+    for run in scale.runs:
+        print(f"{run.label:<10} {args.nics:>6} {args.lbs:>4} {args.pools:>5} {run.findings:>8} "
+              f"{run.calls:>9} {run.gets:>5} {run.writes:>6} {run.seconds:>8.1f} {run.peak_mb:>8.0f}")
 
 
 if __name__ == "__main__":

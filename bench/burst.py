@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.settings import local_settings
+
 POOLSYNC = "poolsync"
 NAIVE = "naive"
 RESOURCE_GROUP = "rg-poolsync"
@@ -345,19 +347,13 @@ class PoolWatcher(threading.Thread):
 
 def bench_env(arm: Any, storage_connection_string: str, **overrides: str) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:10]
-    return {
-        "POOLSYNC_RULES": json.dumps({"version": 1, "rules": burst_rules()}),
-        "POOLSYNC_ARM_ENDPOINT": arm.url,
-        "POOLSYNC_ARM_CA_BUNDLE": arm.ca_path,
-        "POOLSYNC_ARM_STATIC_TOKEN": "bench",
-        "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
-        "AzureWebJobsStorage": storage_connection_string,
-        "POOLSYNC_INTENTS_TABLE": f"burst{suffix}",
-        "POOLSYNC_LOCKS_CONTAINER": f"burst-{suffix}",
-        "POOLSYNC_RETRY_BASE_BACKOFF": "0.2",
-        "POOLSYNC_RETRY_MAX_BACKOFF": "2",
-        **overrides,
+    defaults = {
+        "POOLSYNC_INTENTS_TABLE": f"burst{suffix}", "POOLSYNC_LOCKS_CONTAINER": f"burst-{suffix}",
+        "POOLSYNC_RETRY_BASE_BACKOFF": "0.2", "POOLSYNC_RETRY_MAX_BACKOFF": "2",
     }
+    rules = {"version": 1, "rules": burst_rules()}
+    return local_settings(arm.url, arm.ca_path, storage_connection_string, rules=rules,
+                          **{**defaults, **overrides})
 
 
 def _row(result: BurstResult, operation_seconds: float) -> str:

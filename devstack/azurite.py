@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.ports import free_port, wait_for_port
+from devstack.process import die_with_parent, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_ACCOUNT = "devstoreaccount1"
@@ -60,6 +61,7 @@ class Azurite:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # no orphaned Azurite when `make run` is killed
                 env={**os.environ, "AZURITE_ACCOUNTS": ""} if "AZURITE_ACCOUNTS" in os.environ else None,
             )
             ready = all(wait_for_port(p, 30) for p in (self.blob_port, self.queue_port, self.table_port))
@@ -81,10 +83,5 @@ class Azurite:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
         self.process = None

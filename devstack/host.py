@@ -143,10 +143,17 @@ _index_lock = threading.Lock()
 
 def _functions_of(app: Any) -> list[Any]:
     # FunctionApp.get_functions() refuses a second call (it sees its own names as duplicates), so the
-    # result is kept per app object for hosts created later in the same process.
+    # result is kept per app object for hosts created later in the same process; when someone else made
+    # the first call, the functions are built again from the app's builders, as get_functions does.
     with _index_lock:
         if app not in _indexed:
-            _indexed[app] = app.get_functions()
+            try:
+                _indexed[app] = app.get_functions()
+            except ValueError:
+                builders = getattr(app, "_function_builders", None)
+                if builders is None:
+                    raise
+                _indexed[app] = [builder.build(app.auth_level) for builder in builders]
         return _indexed[app]
 
 
@@ -233,7 +240,7 @@ def event_from_json(event: Any) -> Any:
         raise BadInput("each event must be a JSON object")
     try:
         return EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
-    except (ValueError, TypeError, OverflowError) as error:
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
         raise BadInput(f"event {str(event.get('id'))[:64]!r} cannot be read: {error}") from error
 
 
@@ -331,6 +338,8 @@ class LocalFunctionsHost:
         self._thread: threading.Thread | None = None
         self._replies: Counter[tuple[str, int]] = Counter()  # (function, status) of every invocation
         self._replies_lock = threading.Lock()
+        self._in_flight = 0
+        self._idle = threading.Condition()
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -342,15 +351,33 @@ class LocalFunctionsHost:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LocalFunctionsHost:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="functions-host", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="functions-host", daemon=True)
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
+    def stop(self, drain_seconds: float = 15.0) -> None:
+        """Stop accepting requests, then give running invocations a while to finish (as the host drains)."""
+        if self._thread is not None:  # shutdown() waits for serve_forever, which runs only once started
+            self._server.shutdown()
             self._thread.join(timeout=10)
+            self._thread = None
+        self._server.server_close()
+        deadline = time.monotonic() + drain_seconds
+        with self._idle:
+            while self._in_flight and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+            if self._in_flight:
+                log.warning("stopped with %d invocation(s) still running", self._in_flight)
+
+    def _enter(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()
@@ -375,9 +402,12 @@ class LocalFunctionsHost:
 
     def replies(self, function_name: str | None = None) -> Counter[int]:
         """Statuses answered for invocations (of one function, or all): what a caller can wait on."""
+        statuses: Counter[int] = Counter()
         with self._replies_lock:
-            return Counter({status: count for (name, status), count in self._replies.items()
-                            if function_name is None or name == function_name.lower()})
+            for (name, status), count in self._replies.items():
+                if function_name is None or name == function_name.lower():
+                    statuses[status] += count
+        return statuses
 
     def _count(self, function: HostedFunction, reply: Reply) -> Reply:
         with self._replies_lock:
@@ -439,7 +469,8 @@ class LocalFunctionsHost:
             origin = request.header("WebHook-Request-Origin")
             if not origin:
                 return Reply.text(HTTPStatus.BAD_REQUEST, "missing WebHook-Request-Origin")
-            return Reply(HTTPStatus.OK, headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
+            return Reply(HTTPStatus.OK,
+                         headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
         if request.method != "POST":
             return Reply(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "POST, OPTIONS"})
         kind = (request.header("aeg-event-type") or "").lower()
@@ -522,6 +553,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         started = time.perf_counter()
         host = self.server.host
+        host._enter()
         try:
             if len(self.path.encode()) > MAX_URL_BYTES:
                 reply = Reply(HTTPStatus.REQUEST_URI_TOO_LONG)
@@ -538,6 +570,8 @@ class _Handler(BaseHTTPRequestHandler):
                       traceback.format_exc())
             reply = Reply(HTTPStatus.INTERNAL_SERVER_ERROR)
             self.close_connection = True
+        finally:
+            host._leave()
         self._send(reply)
         log.info("%s %s -> %d (%.0f ms)", self.command, self.path.split("?")[0][:200], reply.status,
                  (time.perf_counter() - started) * 1000)
@@ -602,7 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
 
 

@@ -135,7 +135,8 @@ class RouteTemplate:
                 pattern += wrapped
             else:
                 if any(p.optional for p in segment_parameters) and not whole_parameter:
-                    raise RouteTemplateError(f"route {template!r}: optional parameters need their own segment")
+                    raise RouteTemplateError(
+                        f"route {template!r}: optional parameters need their own segment")
                 pattern += ("/" if position else "") + segment_pattern
             parameters += segment_parameters
             precedence.append(_rank(segment_parameters, whole_parameter))

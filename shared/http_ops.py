@@ -146,6 +146,8 @@ def parse_json_body(request: ApiRequest, *, required: bool) -> JSON:
         ) from None
     except ValueError as error:
         raise bad_request("InvalidJson", f"invalid JSON: {error}", "body") from None
+    except RecursionError:
+        raise bad_request("InvalidJson", "the JSON is nested too deeply", "body") from None
 
 
 def _check_fields(document: Mapping[str, JSON], allowed: Iterable[str], prefix: str = "") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import InboundNatRule, SubResource
 
+from devstack.settings import local_settings
 from emulator import Emulator
 from shared.naming import address_name
 from shared.retry import RetryStats
@@ -20,18 +20,10 @@ from tests.fixtures.arm import RESOURCE_GROUP, ids
 def make_runtime(
     arm: Emulator, storage_connection_string: str, rules: Mapping[str, Any], **settings: str
 ) -> Runtime:
-    env = {
-        "POOLSYNC_RULES": json.dumps(rules),
-        "POOLSYNC_ARM_ENDPOINT": arm.url,
-        "POOLSYNC_ARM_CA_BUNDLE": arm.ca_path,
-        "POOLSYNC_ARM_STATIC_TOKEN": "test",
-        "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
-        "AzureWebJobsStorage": storage_connection_string,
-        "POOLSYNC_RETRY_DEADLINE": "60",
-        "POOLSYNC_RETRY_BASE_BACKOFF": "0.05",
-        "POOLSYNC_RETRY_MAX_BACKOFF": "0.5",
-        **settings,
-    }
+    defaults = {"POOLSYNC_RETRY_DEADLINE": "60", "POOLSYNC_RETRY_BASE_BACKOFF": "0.05",
+                "POOLSYNC_RETRY_MAX_BACKOFF": "0.5"}
+    env = local_settings(arm.url, arm.ca_path, storage_connection_string, rules=rules,
+                         **{**defaults, **settings})
     return Runtime.from_env(env, retry_stats=RetryStats())
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from devstack.settings import local_settings
 from shared.reconciler import UnmanagedPool
 from shared.retry import RetryStats
 from shared.runtime import Runtime
@@ -20,15 +19,8 @@ def rules_document(**overrides: object) -> dict:
 
 
 def runtime_for(arm, rules: dict) -> Runtime:  # type: ignore[no-untyped-def]
-    env = {
-        "POOLSYNC_RULES": json.dumps(rules),
-        "POOLSYNC_ARM_ENDPOINT": arm.url,
-        "POOLSYNC_ARM_CA_BUNDLE": arm.ca_path,
-        "POOLSYNC_ARM_STATIC_TOKEN": "test",
-        "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
-        "POOLSYNC_RETRY_AFTER_CAP": "0.2",
-        "POOLSYNC_RETRY_BASE_BACKOFF": "0.02",
-    }
+    env = local_settings(arm.url, arm.ca_path, rules=rules, POOLSYNC_RETRY_AFTER_CAP="0.2",
+                         POOLSYNC_RETRY_BASE_BACKOFF="0.02")
     return Runtime.from_env(env, retry_stats=RetryStats())
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent, SystemEventNames
 
+from devstack.settings import local_settings
 from shared.events import event_to_dict
 from shared.ids import ResourceId
 from shared.runtime import Runtime
@@ -105,20 +106,12 @@ def runtime_env(
     **overrides: str,
 ) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:12]
-    return {
-        "POOLSYNC_RULES": rules_json(rules),
-        "POOLSYNC_ARM_ENDPOINT": arm_url,
-        "POOLSYNC_ARM_CA_BUNDLE": ca_path,
-        "POOLSYNC_ARM_STATIC_TOKEN": "test",
-        "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
-        "AzureWebJobsStorage": storage_connection_string,
-        # A table and container per test: tests share one Azurite.
-        "POOLSYNC_INTENTS_TABLE": f"intents{suffix}",
-        "POOLSYNC_LOCKS_CONTAINER": f"locks-{suffix}",
-        **FAST_RETRIES,
-        **FAST_COALESCING,
-        **overrides,
-    }
+    # A table and container per test: tests share one Azurite.
+    return local_settings(
+        arm_url, ca_path, storage_connection_string, rules=rules_json(rules),
+        POOLSYNC_INTENTS_TABLE=f"intents{suffix}", POOLSYNC_LOCKS_CONTAINER=f"locks-{suffix}",
+        **{**FAST_RETRIES, **FAST_COALESCING, **overrides},
+    )
 
 
 def make_runtime(env: Mapping[str, str]) -> Runtime:

@@ -17,6 +17,7 @@ from typing import Any
 import azure.functions as func
 import jsonschema
 
+from devstack.settings import local_settings
 from handlers import http_api
 from shared.http_ops import openapi_document
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBSCRIPTION, ids
@@ -226,22 +227,12 @@ def manual_pools() -> str:
 
 
 def runtime_env(arm_url: str, ca_path: str, storage: str, **overrides: str) -> dict[str, str]:
-    env = {
-        "POOLSYNC_RULES": json.dumps(http_rules()),
-        "POOLSYNC_MANUAL_POOLS": manual_pools(),
-        "POOLSYNC_ARM_ENDPOINT": arm_url,
-        "POOLSYNC_ARM_CA_BUNDLE": ca_path,
-        "POOLSYNC_ARM_STATIC_TOKEN": "test",
-        "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
-        "AzureWebJobsStorage": storage,
-        "POOLSYNC_RETRY_DEADLINE": "120",
-        "POOLSYNC_RETRY_MAX_ATTEMPTS": "50",
-        "POOLSYNC_RETRY_BASE_BACKOFF": "0.02",
-        "POOLSYNC_RETRY_MAX_BACKOFF": "0.2",
-        "POOLSYNC_RETRY_AFTER_CAP": "0.2",
+    defaults = {
+        "POOLSYNC_MANUAL_POOLS": manual_pools(), "POOLSYNC_RETRY_DEADLINE": "120",
+        "POOLSYNC_RETRY_MAX_ATTEMPTS": "50", "POOLSYNC_RETRY_BASE_BACKOFF": "0.02",
+        "POOLSYNC_RETRY_MAX_BACKOFF": "0.2", "POOLSYNC_RETRY_AFTER_CAP": "0.2",
     }
-    env.update(overrides)
-    return env
+    return local_settings(arm_url, ca_path, storage, rules=http_rules(), **{**defaults, **overrides})
 
 
 def nic_ip(world: Any, nic_name: str) -> str:
