@@ -125,7 +125,8 @@ class ArmApi:
         return version
 
     # ------------------------------------------------------------- reads
-    def _get(self, route: Route) -> Reply:
+    def _lookup(self, route: Route) -> dict[str, Any] | None:
+        """The rendered resource a route names, or None."""
         getter = {
             "vnet": self.world.get_vnet,
             "subnet": self.world.get_subnet,
@@ -134,7 +135,10 @@ class ArmApi:
             "lb": self.world.get_lb,
             "pool": self.world.get_pool,
         }[route.kind]
-        resource = getter(route.resource_id)
+        return getter(route.resource_id)
+
+    def _get(self, route: Route) -> Reply:
+        resource = self._lookup(route)
         if resource is None:
             raise self._missing(route)
         return Reply(200, resource, self._etag_header(resource))
@@ -219,15 +223,7 @@ class ArmApi:
         return Reply(202, None, headers)
 
     def _canonical_id(self, route: Route) -> str:
-        getter = {
-            "vnet": self.world.get_vnet,
-            "subnet": self.world.get_subnet,
-            "nic": self.world.get_nic,
-            "vm": self.world.get_vm,
-            "lb": self.world.get_lb,
-            "pool": self.world.get_pool,
-        }[route.kind]
-        resource = getter(route.resource_id)
+        resource = self._lookup(route)
         return resource["id"] if resource else route.resource_id
 
     def _check_preconditions(self, request: Request) -> None:
