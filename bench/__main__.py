@@ -9,7 +9,7 @@
 Each benchmark runs in its own child process (so peak memory is its own) through the functions its
 module exposes; the figures come back as JSON and are printed together. Figures only, no pass/fail.
 
-    python -m bench            # the full sizes (a few minutes on 2 cores)
+    python -m bench            # the full sizes (about five minutes on 2 cores)
     python -m bench --quick    # small sizes, to see it work
 """
 
@@ -39,7 +39,7 @@ class Figure:
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
-        "burst": {"sizes": [50, 200], "duration": 10.0, "instances": 4, "concurrency": 8,
+        "burst": {"sizes": [50, 200, 1000], "duration": 10.0, "instances": 4, "concurrency": 8,
                   "operation_seconds": 1.0, "naive_timeout": 30.0},
         "audit": {"nics": 20000, "lbs": 50, "pools": 200, "page_size": 1000},
         "membership": {"nics": [10000, 100000], "rules": [100, 1000], "repeats": 3},
