@@ -5,12 +5,14 @@ Triggers call `get_runtime()`; tests install their own with `set_runtime()`.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
 
 from shared.azure_clients import ArmSettings, AzureClients
 from shared.inventory import InventoryReader
@@ -19,8 +21,10 @@ from shared.pool_writer import PoolWriter
 from shared.reconcile_log import ReconcileLog
 from shared.reconciler import Reconciler
 from shared.retry import RETRY_STATS, RetrySettings, RetryStats
-from shared.rules import RuleSet, load_rules
+from shared.rules import ERROR, RuleProblem, RulesError, RuleSet, load_rules
 from shared.storage import StorageSettings
+
+log = logging.getLogger("poolsync.runtime")
 
 
 @dataclass
@@ -54,6 +58,26 @@ class Runtime:
         return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 
+    def check_rules_against_azure(self) -> list[RuleProblem]:
+        """Start-up check of what only Azure can tell (VNet address spaces, pool SKU and members).
+
+        Errors make the rules unusable (RulesError, naming rule and field); notes are logged. When ARM
+        cannot be reached the check is skipped with a warning rather than taking the app down: the
+        next cold start checks again, and the audit reports the same problems daily."""
+        try:
+            problems = self.reconciler.validate_against_azure()
+        except AzureError as error:
+            log.warning("rules not checked against Azure (unreachable): %s", str(error).splitlines()[0])
+            return []
+        errors = [problem for problem in problems if problem.severity == ERROR]
+        for problem in problems:
+            if problem.severity != ERROR:
+                log.warning("rules: %s", problem)
+        if errors:
+            raise RulesError(errors, f"{self.rules.source}, checked against Azure")
+        return problems
+
+
 _runtime: Runtime | None = None
 _lock = threading.Lock()
 
@@ -62,7 +86,9 @@ def get_runtime() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
-            _runtime = Runtime.from_env()
+            runtime = Runtime.from_env()
+            runtime.check_rules_against_azure()
+            _runtime = runtime
         return _runtime
 
 
