@@ -249,6 +249,10 @@ def _classify_subject(subject: str, action: str, operation: str, event_id: str) 
         if operation.lower() != MOVE_RESOURCES_OPERATION:
             return "action does not change pool membership"
         return _resource_group_scope(text, event_id)
+    if action == ACTION_DELETE and "/providers/" not in lowered and "/resourcegroups/" in lowered:
+        # A deleted resource group takes its VMs and NICs with it, whether or not a delete event
+        # arrives for each of them: treat it like a move, a hint for every managed load balancer.
+        return _resource_group_scope(text, event_id)
     provider_path = lowered.rpartition("/providers/")[2] if "/providers/" in lowered else ""
     segments = provider_path.split("/")
     resource_type = "/".join(segments[:2]) if len(segments) >= 3 else ""

@@ -191,7 +191,22 @@ class Flusher:
 
     def sweep(self) -> list[FlushReport]:
         """Flush every load balancer with pending intents (left by a crashed or out-of-budget holder)."""
-        return [self.flush(lb_id) for lb_id in self.intents.load_balancers_with_pending()]
+        return self.flush_each(self.intents.load_balancers_with_pending())
+
+    def flush_each(self, lb_ids: list[str]) -> list[FlushReport]:
+        """Flush each load balancer; one that fails does not keep the others' intents waiting. The first
+        failure is raised after all were tried (the others are logged)."""
+        reports: list[FlushReport] = []
+        failure: Exception | None = None
+        for lb_id in lb_ids:
+            try:
+                reports.append(self.flush(lb_id))
+            except Exception as error:
+                log.error("flush of %s failed: %s", lb_id, error, extra={"lb": lb_id})
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return reports
 
 
 def _report_applied(lb_id: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:
@@ -278,8 +293,7 @@ class EventService:
         for lb_id in lb_ids:
             self.intents.record(lb_id, hint)
         result = EventResult(hint.event_id, "recorded", why, hint.resource_id, lb_ids)
-        for lb_id in lb_ids:
-            result.flushes.append(self.flusher.flush(lb_id))
+        result.flushes = self.flusher.flush_each(lb_ids)
         return result
 
     def sweep(self) -> list[FlushReport]:

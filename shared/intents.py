@@ -185,6 +185,9 @@ class HeldLease:
             try:
                 self._lease.renew()
             except HttpResponseError as error:
+                if error.status_code is not None and error.status_code >= 500:  # storage busy: still ours
+                    log.warning("could not renew the flush lock of %s: %s", self.lb_id, error)
+                    continue
                 # Another flusher holds it now (we paused too long): finish nothing new, see `lost`.
                 log.warning("lost the flush lock of %s: %s", self.lb_id, error, extra={"lb": self.lb_id})
                 self.lost = True

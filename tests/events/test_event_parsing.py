@@ -159,6 +159,17 @@ def test_moving_resources_out_of_a_group_is_a_hint_for_that_scope():
     assert (hint.kind, hint.resource_id) == (KIND_RESOURCE_GROUP, group)
 
 
+def test_deleting_a_resource_group_is_a_hint_for_that_scope():
+    group = f"/subscriptions/{SUB}/resourceGroups/rg-app"
+    event = eventgrid_event(DELETE, group,
+                            operation="Microsoft.Resources/subscriptions/resourceGroups/delete")
+
+    hint = parse_event(event, WATCHED)
+
+    assert isinstance(hint, ResourceHint)
+    assert (hint.kind, hint.resource_id) == (KIND_RESOURCE_GROUP, group)
+
+
 def test_bad_json_is_malformed():
     with pytest.raises(MalformedEvent, match="not JSON"):
         parse_event('{"id": "x", "eventType": ')
