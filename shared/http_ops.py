@@ -301,23 +301,27 @@ def client_principal(request: ApiRequest) -> Principal | None:
     try:
         padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
         document = json.loads(base64.b64decode(padded, validate=True))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
         return None
     role_types = set(ROLE_CLAIM_TYPES)
     if isinstance(document.get("role_typ"), str):
         role_types.add(document["role_typ"])
-    name_types = {"name", "preferred_username", document.get("name_typ")}
+    name_types = {"name", "preferred_username"}
+    if isinstance(document.get("name_typ"), str):
+        name_types.add(document["name_typ"])
     roles: set[str] = set()
     name = "unknown"
     for claim in document["claims"]:
-        if not isinstance(claim, dict) or not isinstance(claim.get("val"), str):
+        if not isinstance(claim, dict) or not isinstance(claim.get("val"), str) or not isinstance(
+            claim.get("typ"), str
+        ):
             continue
         if claim.get("typ") in role_types:
             roles.add(claim["val"])
-        elif claim.get("typ") in name_types and name == "unknown":
-            name = claim["val"]
+        elif claim.get("typ") in name_types and name == "unknown" and claim["val"].isprintable():
+            name = claim["val"]  # logged with every change: no control characters (cf. _force_reason)
     return Principal(name, frozenset(roles))
 
 
@@ -425,11 +429,11 @@ class ApiContext:
         return self.allowed_pool(rid, target)
 
 
-_ROUTE_PATTERNS = {
-    "subscriptionId": re.compile(rf"^{_GUID}$"),
-    "resourceGroup": re.compile(rf"^{_SEGMENT}$"),
-    "loadBalancer": re.compile(rf"^{_NAME}$"),
-    "pool": re.compile(rf"^{_NAME}$"),
+_ROUTE_PATTERNS = {  # \Z, not $: "$" also matches before a trailing line break
+    "subscriptionId": re.compile(rf"^{_GUID}\Z"),
+    "resourceGroup": re.compile(rf"^{_SEGMENT}\Z"),
+    "loadBalancer": re.compile(rf"^{_NAME}\Z"),
+    "pool": re.compile(rf"^{_NAME}\Z"),
 }
 
 
@@ -473,7 +477,7 @@ def _find_entry(snapshot: PoolSnapshot, ip: str | None, name: str | None) -> Poo
 
 _OPERATION_PATH_RE = re.compile(
     rf"^/subscriptions/(?P<sub>{_GUID})/providers/Microsoft\.(?:Network|Compute)/locations/[A-Za-z0-9]{{1,40}}"
-    r"/(?:operations|operationResults)/[A-Za-z0-9-]{1,64}(?:\?api-version=[0-9A-Za-z.-]{1,32})?$"
+    r"/(?:operations|operationResults)/[A-Za-z0-9-]{1,64}(?:\?api-version=[0-9A-Za-z.-]{1,32})?\Z"
 )
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,600}$")
 
@@ -1006,6 +1010,7 @@ def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
             a for a in additions
             if not ((old := present.get(a.name.lower())) is not None
                     and normal_ip(old.ip_address) == a.ip_address
+                    and old.admin_state == a.admin_state
                     and id_key(_address_vnet(old, snapshot.vnet_id) or "") == id_key(vnet_id))
         ]
         planned = plan_manual(snapshot, add=fresh)
@@ -1208,6 +1213,12 @@ def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     except ResourceNotFoundError:
         raise ApiError(404, "OperationNotFound", "Azure does not know this operation (any more)",
                        "operationId") from None
+    except HttpResponseError as error:
+        if error.status_code != 400:  # Azure refusing the GET means the (forged) id is bad, not a conflict
+            raise
+        detail = (getattr(error.error, "message", None) or str(error)).splitlines()[0][:500]
+        raise bad_request("InvalidOperationId", f"Azure refused this operation id: {detail}",
+                          "operationId") from None
     # Azure-AsyncOperation answers {"status"}; a Location URL answers 202 while running, 200/204 when done.
     payload = payload if isinstance(payload, dict) else {}
     status = payload.get("status") or ("InProgress" if status_code == 202 else "Succeeded")

@@ -16,7 +16,7 @@ _ID_RE = re.compile(
     rf"^/subscriptions/(?P<sub>{_GUID})/resourceGroups/(?P<rg>{_SEGMENT})"
     rf"/providers/(?P<ns>[A-Za-z]+\.[A-Za-z]+)/(?P<type>[A-Za-z]+)/(?P<name>{_NAME})"
     rf"(?:/(?P<child_type>[A-Za-z]+)/(?P<child_name>{_NAME}))?$",
-    re.IGNORECASE,  # ARM treats the literal segments case-insensitively too
+    re.IGNORECASE | re.ASCII,  # ARM's literal segments are case-insensitive; ASCII keeps K != Kelvin sign
 )
 
 

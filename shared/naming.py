@@ -30,7 +30,7 @@ _READABLE_MAX = MAX_NAME_LENGTH - len(PREFIX) - 1 - HASH_LENGTH  # 57
 
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 _MANAGED_RE = re.compile(rf"^{PREFIX}(?:[a-z0-9_.-]*-)?[0-9a-f]{{{HASH_LENGTH}}}$", re.IGNORECASE)
-AZURE_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$")
+AZURE_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?\Z")  # \Z: no trailing "\n"
 
 
 def _sanitize(text: str) -> str:

@@ -121,10 +121,11 @@ class PoolWriter:
             raw = as_json(operations.get(rid.resource_group, rid.name, rid.child_name))
             snapshot = pool_from_json(raw)
             plan = make_plan(snapshot)
+            if not plan.is_empty:  # checked before a dry run returns, so it answers what a real run would
+                check_guard(plan, snapshot, self.guard, force=force)
             if plan.is_empty or dry_run:
                 return WriteResult(pool_id, plan, written=False, dry_run=dry_run, attempts=attempts,
                                    etag=snapshot.etag, addresses=snapshot.addresses)
-            check_guard(plan, snapshot, self.guard, force=force)
             if force:
                 telemetry.emit("guard_overridden", logging.WARNING, pool=pool_id,
                                reason=force_reason or "no reason given", plan=plan.summary())

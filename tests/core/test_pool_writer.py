@@ -139,6 +139,16 @@ def test_manual_drain_and_enable_round_trip(arm, arm_settings, pool) -> None:  #
     assert {a.name: a.admin_state for a in writer.read(pool).addresses}[HAND_ADDED[0]] == "None"
 
 
+def test_dry_run_reports_a_guard_refusal_like_a_real_run(arm, arm_settings, pool) -> None:  # type: ignore[no-untyped-def]
+    writer = make_writer(arm_settings)
+    for n in range(2):
+        writer.apply(pool, add_one(desired_address(n)))
+    with pytest.raises(GuardRefused):
+        writer.apply(pool, lambda snapshot: plan(snapshot, {}), dry_run=True)
+    forced = writer.apply(pool, lambda snapshot: plan(snapshot, {}), dry_run=True, force=True)
+    assert len(forced.plan.removes) == 2
+
+
 def test_dry_run_writes_nothing(arm, arm_settings, pool) -> None:  # type: ignore[no-untyped-def]
     result = make_writer(arm_settings).apply(pool, add_one(desired_address(3)), dry_run=True)
     assert result.dry_run and not result.written and len(result.plan.adds) == 1

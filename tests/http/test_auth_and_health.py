@@ -63,6 +63,31 @@ def test_an_unreadable_principal_counts_as_no_caller(
     assert answer.status == 401
 
 
+HOSTILE_PRINCIPALS = {
+    "claim type a list": {"claims": [{"typ": ["roles"], "val": ROLE}]},
+    "claim type an object": {"claims": [{"typ": {"roles": 1}, "val": ROLE}]},
+    "name_typ a list": {"claims": [{"typ": "name", "val": "ann"}], "name_typ": ["name"]},
+}
+
+
+def _encoded(document: Any) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+@pytest.mark.parametrize("header", [
+    *(_encoded(document) for document in HOSTILE_PRINCIPALS.values()),
+    base64.b64encode(b"[" * 5000 + b"]" * 5000).decode(),  # nested past the recursion limit
+], ids=[*HOSTILE_PRINCIPALS, "deeply nested"])
+@pytest.mark.parametrize("role", [ROLE, ""])
+def test_a_hostile_principal_is_no_caller_never_a_500(
+    world: Emulator, configure: Configure, header: str, role: str
+) -> None:
+    configure(POOLSYNC_REQUIRED_ROLE=role)
+
+    answer = ApiClient(default_headers={"x-ms-client-principal": header}).call("GET", "/api/pools")
+    assert answer.status in ((401, 403) if role else (200,)), answer.body
+
+
 def test_without_a_required_role_the_function_key_is_enough(api: ApiClient) -> None:
     assert api.call("GET", "/api/pools").status == 200
 
@@ -179,3 +204,16 @@ def test_the_host_routes_ip_addresses_in_the_path(host: LocalFunctionsHost) -> N
     status, body = fetch(host.http_url(pool_path(MANUAL_POOL).removeprefix("/api/")), key=KEY)
     assert status == 200
     assert [(m["name"], m["adminState"]) for m in json.loads(body)["members"]] == [("b", "Down")]
+
+
+def test_the_callers_name_cannot_forge_log_lines(api: ApiClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The name is logged with every change, like the force reason: no control characters get through."""
+    forged = principal_header([], name="eve\npoolsync.guard_overridden {\"by\": \"alice\"}")
+
+    with caplog.at_level("INFO", logger="poolsync"):
+        answer = api.call("POST", pool_path(MANUAL_POOL) + "/addresses", {"ipAddress": "10.0.5.10"},
+                          headers={"x-ms-client-principal": forged})
+    assert answer.status == 200
+    logged = [record.getMessage() for record in caplog.records if record.name == "poolsync.http"]
+    assert logged
+    assert not [message for message in logged if "\n" in message]

@@ -93,6 +93,8 @@ CASES = {
                                 target="name"),
     "name with a space": add({"ipAddress": "10.0.5.10", "name": "my box"}, code="InvalidField",
                              target="name"),
+    "name with a trailing line break": add({"ipAddress": "10.0.5.10", "name": "box\n"}, code="InvalidField",
+                                           target="name"),
     "name ending in a hyphen": add({"ipAddress": "10.0.5.10", "name": "box-"}, code="InvalidField",
                                    target="name"),
     "unknown admin state": add({"ipAddress": "10.0.5.10", "adminState": "Drained"}, code="InvalidField",
@@ -152,7 +154,13 @@ CASES = {
     "resource group ..": Bad("GET", pool_path(rg=".."), code="InvalidResourceId", target="resourceGroup"),
     "load balancer with $": Bad("GET", pool_path(lb="lb$"), code="InvalidResourceId", target="loadBalancer"),
     "pool name ending in .": Bad("GET", pool_path("pool-app."), code="InvalidResourceId", target="pool"),
+    "subscription with a trailing line break": Bad("GET", pool_path(sub=SUBSCRIPTION + "\n"),
+                                                   code="InvalidResourceId", target="subscriptionId"),
+    "pool name with a trailing line break": Bad("GET", pool_path(MANUAL_POOL + "\n"),
+                                                code="InvalidResourceId", target="pool"),
     # --- addresses in the path, query parameters ---
+    "address name with a trailing line break": Bad("DELETE", ADD + "/x\n", code="InvalidAddress",
+                                                   target="address"),
     "address neither IP nor name": Bad("DELETE", ADD + "/a b", code="InvalidAddress", target="address"),
     "unknown address": Bad("POST", ADD + "/10.0.5.99/drain", status=404, code="AddressNotFound",
                            target="address"),
@@ -184,6 +192,15 @@ CASES = {
         code="InvalidOperationId", target="operationId"),
     "operation of another subscription": Bad("GET", f"/api/operations/{token(FOREIGN_OPERATION)}", status=403,
                                              code="SubscriptionNotConfigured", target="operationId"),
+    "operation id without api-version": Bad(
+        "GET", f"/api/operations/{token(UNKNOWN_OPERATION.split('?')[0])}",
+        code="InvalidOperationId", target="operationId"),
+    "operation id with an api-version Azure refuses": Bad(
+        "GET", f"/api/operations/{token(UNKNOWN_OPERATION.split('?')[0] + '?api-version=1')}",
+        code="InvalidOperationId", target="operationId"),
+    "operation id with a trailing line break": Bad(
+        "GET", f"/api/operations/{token(UNKNOWN_OPERATION + chr(10))}",
+        code="InvalidOperationId", target="operationId"),
     "unknown operation": Bad("GET", f"/api/operations/{token(UNKNOWN_OPERATION)}", status=404,
                              code="OperationNotFound", target="operationId"),
 }

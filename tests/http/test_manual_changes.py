@@ -68,6 +68,18 @@ def test_sending_the_same_address_again_is_a_no_op_success(api: ApiClient) -> No
     assert again.body["written"] is False
 
 
+def test_sending_an_address_again_with_another_admin_state_is_not_reported_as_done(
+    api: ApiClient, network: NetworkManagementClient
+) -> None:
+    api.call("POST", ADD, {"ipAddress": "10.0.5.10", "name": "app"})
+
+    drained = api.call("POST", ADD, {"ipAddress": "10.0.5.10", "name": "app", "adminState": "Down"})
+    # Azure still sends it traffic: a 200 saying adminState Down would be a lie.
+    assert drained.status == 409, drained.body
+    assert drained.error["code"] == "AddressConflict"
+    assert azure_addresses(network, MANUAL_POOL)["app"]["properties"].get("adminState", "None") == "None"
+
+
 def test_an_existing_name_or_ip_is_a_conflict_and_nothing_is_written(
     api: ApiClient, network: NetworkManagementClient
 ) -> None:
