@@ -349,6 +349,20 @@ def required_role(settings: Mapping[str, str]) -> str | None:
     return (settings.get(REQUIRED_ROLE_ENV) or "").strip() or None
 
 
+AUTH_ENABLED_ENV = "WEBSITE_AUTH_ENABLED"  # App Service sets it when App Service Authentication is on
+
+
+def enforced_role(settings: Mapping[str, str]) -> str | None:
+    """The required role, only where the principal header can be trusted: App Service Authentication strips
+    a forged x-ms-client-principal; without it anyone with a key could claim any role, so fail closed."""
+    role = required_role(settings)
+    if role and (settings.get(AUTH_ENABLED_ENV) or "").strip().lower() != "true":
+        raise ApiError(503, "AuthenticationNotConfigured",
+                       f"{REQUIRED_ROLE_ENV} is set but App Service Authentication is not enabled "
+                       f"({AUTH_ENABLED_ENV}), so the caller's identity cannot be trusted", None)
+    return role
+
+
 def parse_manual_pools(raw: str | None) -> dict[str, str]:
     """POOLSYNC_MANUAL_POOLS: comma-separated backend pool ids, strictly parsed."""
     pools: dict[str, str] = {}
@@ -1241,11 +1255,11 @@ def handle(
         try:
             runtime = runtime_provider()
         except (RulesError, ValueError) as error:
-            authorize(request, required_role(os.environ))
+            authorize(request, enforced_role(os.environ))
             log.error("configuration does not load: %s", error)
             raise ApiError(503, "ConfigurationError", f"poolsync's configuration does not load: {error}",
                            None) from None
-        authorize(request, required_role(runtime.settings))  # before anything else reads the settings
+        authorize(request, enforced_role(runtime.settings))  # before anything else reads the settings
         return operation(ApiContext(runtime), request)
     except ApiError as error:
         return error.response()

@@ -17,7 +17,7 @@ from emulator import Emulator
 from handlers import http_api
 from shared.http_ops import app_version
 from shared.runtime import set_runtime
-from tests.fixtures.arm import SUBSCRIPTION
+from tests.fixtures.arm import SUBSCRIPTION, ids
 from tests.http.conftest import Configure
 from tests.http.helpers import MANUAL_POOL, ApiClient, pool_path, principal_header
 
@@ -26,7 +26,7 @@ KEY = "test-function-key"
 
 
 def test_role_required_without_a_signed_in_caller_is_401(world: Emulator, configure: Configure) -> None:
-    configure(POOLSYNC_REQUIRED_ROLE=ROLE)
+    configure(POOLSYNC_REQUIRED_ROLE=ROLE, WEBSITE_AUTH_ENABLED="True")
 
     answer = ApiClient().call("GET", "/api/pools")
     assert answer.status == 401
@@ -34,7 +34,7 @@ def test_role_required_without_a_signed_in_caller_is_401(world: Emulator, config
 
 
 def test_a_caller_without_the_role_is_403_and_nothing_changes(world: Emulator, configure: Configure) -> None:
-    configure(POOLSYNC_REQUIRED_ROLE=ROLE)
+    configure(POOLSYNC_REQUIRED_ROLE=ROLE, WEBSITE_AUTH_ENABLED="True")
     reader = ApiClient(default_headers={"x-ms-client-principal": principal_header(["PoolSync.Reader"])})
 
     answer = reader.call("POST", pool_path(MANUAL_POOL) + "/addresses", {"ipAddress": "10.0.5.10"})
@@ -45,7 +45,7 @@ def test_a_caller_without_the_role_is_403_and_nothing_changes(world: Emulator, c
 
 
 def test_a_caller_with_the_role_may_act(world: Emulator, configure: Configure) -> None:
-    configure(POOLSYNC_REQUIRED_ROLE=ROLE)
+    configure(POOLSYNC_REQUIRED_ROLE=ROLE, WEBSITE_AUTH_ENABLED="True")
     operator = ApiClient(default_headers={"x-ms-client-principal": principal_header(["Other", ROLE])})
 
     answer = operator.call("POST", pool_path(MANUAL_POOL) + "/addresses", {"ipAddress": "10.0.5.10"})
@@ -57,7 +57,7 @@ def test_a_caller_with_the_role_may_act(world: Emulator, configure: Configure) -
 def test_an_unreadable_principal_counts_as_no_caller(
     world: Emulator, configure: Configure, header: str
 ) -> None:
-    configure(POOLSYNC_REQUIRED_ROLE=ROLE)
+    configure(POOLSYNC_REQUIRED_ROLE=ROLE, WEBSITE_AUTH_ENABLED="True")
 
     answer = ApiClient(default_headers={"x-ms-client-principal": header}).call("GET", "/api/pools")
     assert answer.status == 401
@@ -82,7 +82,7 @@ def _encoded(document: Any) -> str:
 def test_a_hostile_principal_is_no_caller_never_a_500(
     world: Emulator, configure: Configure, header: str, role: str
 ) -> None:
-    configure(POOLSYNC_REQUIRED_ROLE=role)
+    configure(POOLSYNC_REQUIRED_ROLE=role, WEBSITE_AUTH_ENABLED="True")
 
     answer = ApiClient(default_headers={"x-ms-client-principal": header}).call("GET", "/api/pools")
     assert answer.status in ((401, 403) if role else (200,)), answer.body
@@ -93,7 +93,7 @@ def test_without_a_required_role_the_function_key_is_enough(api: ApiClient) -> N
 
 
 def test_health_is_anonymous_and_tells_no_secrets(world: Emulator, configure: Configure) -> None:
-    configure(POOLSYNC_REQUIRED_ROLE=ROLE)
+    configure(POOLSYNC_REQUIRED_ROLE=ROLE, WEBSITE_AUTH_ENABLED="True")
 
     answer = ApiClient().call("GET", "/api/health")
     assert answer.status == 200
@@ -145,6 +145,7 @@ def test_configuration_errors_stay_behind_the_role(
     broken_configuration: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POOLSYNC_REQUIRED_ROLE", ROLE)
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
 
     assert ApiClient().call("GET", "/api/pools").status == 401
 
@@ -217,3 +218,17 @@ def test_the_callers_name_cannot_forge_log_lines(api: ApiClient, caplog: pytest.
     logged = [record.getMessage() for record in caplog.records if record.name == "poolsync.http"]
     assert logged
     assert not [message for message in logged if "\n" in message]
+
+
+def test_a_required_role_without_app_service_authentication_fails_closed(
+    world: Emulator, configure: Configure
+) -> None:
+    """Without App Service Authentication the principal header is the caller's to forge: refuse it."""
+    configure(POOLSYNC_REQUIRED_ROLE=ROLE)
+    forged = ApiClient(default_headers={"x-ms-client-principal": principal_header([ROLE])})
+
+    answer = forged.call("POST", pool_path(MANUAL_POOL) + "/addresses", {"ipAddress": "10.0.5.10"})
+
+    assert answer.status == 503
+    assert answer.error["code"] == "AuthenticationNotConfigured"
+    assert world.world.pool_address_ips(ids.pool(MANUAL_POOL)) == []
