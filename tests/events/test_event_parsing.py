@@ -148,21 +148,13 @@ def test_tags_written_through_the_tags_api_are_a_hint_for_the_tagged_vm():
     assert (hint.kind, hint.resource_id) == (KIND_VM, VM)
 
 
-def test_moving_resources_out_of_a_group_is_a_hint_for_that_scope():
+@pytest.mark.parametrize(("event_type", "operation", "schema"), [
+    (ACTION, "Microsoft.Resources/subscriptions/resourceGroups/moveResources/action", cloud_event),
+    (DELETE, "Microsoft.Resources/subscriptions/resourceGroups/delete", eventgrid_event),
+])
+def test_moving_resources_out_of_a_group_or_deleting_it_hints_at_that_scope(event_type, operation, schema):
     group = f"/subscriptions/{SUB}/resourceGroups/rg-app"
-    event = cloud_event(ACTION, group,
-                        operation="Microsoft.Resources/subscriptions/resourceGroups/moveResources/action")
-
-    hint = parse_event(event, WATCHED)
-
-    assert isinstance(hint, ResourceHint)
-    assert (hint.kind, hint.resource_id) == (KIND_RESOURCE_GROUP, group)
-
-
-def test_deleting_a_resource_group_is_a_hint_for_that_scope():
-    group = f"/subscriptions/{SUB}/resourceGroups/rg-app"
-    event = eventgrid_event(DELETE, group,
-                            operation="Microsoft.Resources/subscriptions/resourceGroups/delete")
+    event = schema(event_type, group, operation=operation)
 
     hint = parse_event(event, WATCHED)
 
