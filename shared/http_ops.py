@@ -1199,7 +1199,13 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
 
 def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
     """The same audit the timer runs (remediating only when POOLSYNC_AUDIT_REMEDIATE is on)."""
-    return ApiResponse(200, dict(run_audit(context.runtime)))
+    try:
+        return ApiResponse(200, dict(run_audit(context.runtime)))
+    except AzureError as error:
+        mapped = azure_error(error)
+        if mapped.status in (404, 409):  # a list call the audit needs failed; the request itself was fine
+            raise ApiError(502, "AzureError", mapped.message, None) from None
+        raise mapped from None
 
 
 def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:

@@ -137,3 +137,16 @@ def test_audit_returns_the_same_report_the_timer_stores(api: ApiClient) -> None:
     storage = get_runtime().storage.blob_service()
     stored = storage.get_blob_client(report["artifacts"]["container"], report["artifacts"]["json"])
     assert json.loads(stored.download_blob().readall()) == report
+
+
+def test_audit_answers_502_when_azure_cannot_list_what_it_audits(world: Emulator, configure: Configure):
+    unknown = "11111111-1111-1111-1111-111111111111"  # a subscription Azure does not know
+    vnet = f"/subscriptions/{unknown}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"
+    rules = {"version": 1, "rules": [{"name": "far", "pool": ids.pool(), "virtualNetwork": vnet,
+                                      "cidrs": ["10.9.0.0/24"]}]}
+    configure(POOLSYNC_RULES=json.dumps(rules))
+
+    answer = ApiClient().call("POST", "/api/audit")
+
+    assert answer.status == 502
+    assert answer.error["code"] == "AzureError"
