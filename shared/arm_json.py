@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.ids import ResourceId, id_key
+from shared.ids import ResourceId
 from shared.models import (
     ADMIN_NONE,
     IpConfiguration,
@@ -91,11 +91,6 @@ def vm_from_json(resource: JSON) -> VirtualMachine:
         tags=dict(resource.get("tags") or {}),
         nic_ids=tuple(ref["id"] for ref in ordered if ref.get("id")),
     )
-
-
-def primary_nic_keys(vm_json: JSON) -> set[str]:
-    refs = (_props(vm_json).get("networkProfile") or {}).get("networkInterfaces") or []
-    return {id_key(ref["id"]) for ref in refs if _props(ref).get("primary", len(refs) == 1)}
 
 
 def address_from_json(entry: JSON) -> PoolAddress:

@@ -96,17 +96,6 @@ def compute_membership(inventory: Inventory, rules: RuleSet) -> Membership:
     return desired
 
 
-def membership_for(inventory_subset: Inventory, rules: RuleSet) -> Membership:
-    """Same evaluation over part of the inventory (e.g. one VM and its NICs).
-
-    Only pools that gain an address appear: an absent pool says nothing about the subset, so callers
-    planning from this must restrict the plan's scope to the subset's names (naming.names_for_nics).
-    """
-    desired: Membership = {}
-    _collect(inventory_subset, rules, desired)
-    return desired
-
-
 def _collect(inventory: Inventory, rules: RuleSet, desired: Membership) -> None:
     index = rules.membership_index
     vnets_by_subnet: dict[str, tuple[str, str]] = {}  # many ipconfigs share a subnet

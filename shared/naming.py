@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 
 from shared.ids import id_key
-from shared.models import NetworkInterface
 
 PREFIX = "psync-"
 MAX_NAME_LENGTH = 80
@@ -50,8 +48,3 @@ def address_name(nic_id: str, ipconfig_name: str) -> str:
 def is_managed_name(name: str) -> bool:
     """True for names poolsync generated (prefix + readable part + hash suffix)."""
     return len(name) <= MAX_NAME_LENGTH and _MANAGED_RE.match(name) is not None
-
-
-def names_for_nics(nics: Iterable[NetworkInterface]) -> frozenset[str]:
-    """Every name poolsync would use for these NICs' ipconfigs: a ready `scope` for owner-scoped plans."""
-    return frozenset(address_name(nic.id, ipc.name) for nic in nics for ipc in nic.ip_configurations)

@@ -90,15 +90,12 @@ class PoolWriter:
     def _operations(self, pool_id: ResourceId) -> Any:
         return self.clients.network(pool_id.subscription).load_balancer_backend_address_pools
 
-    def read_raw(self, pool_id: str) -> dict[str, Any]:
+    def read(self, pool_id: str) -> PoolSnapshot:
         rid = ResourceId.parse(pool_id)
-        return call_with_retry(
+        return pool_from_json(call_with_retry(
             lambda: as_json(self._operations(rid).get(rid.resource_group, rid.name, rid.child_name)),
             settings=self.retry, stats=self.stats, operation=f"GET pool {rid.child_name}",
-        )
-
-    def read(self, pool_id: str) -> PoolSnapshot:
-        return pool_from_json(self.read_raw(pool_id))
+        ))
 
     def apply(
         self,

@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit_factories import nic_id
 
-from shared.models import IpConfiguration, NetworkInterface
-from shared.naming import AZURE_NAME_RE, address_name, is_managed_name, names_for_nics
+from shared.naming import AZURE_NAME_RE, address_name, is_managed_name
 
 NIC = nic_id("web-01-nic")
 
@@ -61,20 +60,6 @@ def test_is_managed_name_recognises_only_poolsyncs_shape():
         "psync-" + "a" * 60 + "-0123456789abcdef",  # 83 chars: longer than Azure allows
     ):
         assert not is_managed_name(foreign), foreign
-
-
-def test_names_for_nics_covers_every_ipconfig():
-    nic = NetworkInterface(
-        NIC,
-        "web-01-nic",
-        "rg-app",
-        None,
-        (
-            IpConfiguration(NIC, "ipconfig1", "10.0.1.4", None, True),
-            IpConfiguration(NIC, "ipconfig2", None, None, False),
-        ),
-    )
-    assert names_for_nics([nic]) == {address_name(NIC, "ipconfig1"), address_name(NIC, "ipconfig2")}
 
 
 segment = st.text(min_size=1, max_size=120)

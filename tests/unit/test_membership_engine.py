@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit_factories import add_vm, nic_id, pool_id, rule_doc, ruleset, subnet_id, vm_id, vnet_id
 
-from shared.membership import compute_membership, membership_for
+from shared.membership import compute_membership
 from shared.models import Inventory, IpConfiguration, NetworkInterface
 from shared.naming import address_name
 
@@ -160,19 +160,6 @@ def test_rule_network_ids_match_subnets_case_insensitively():
     inventory = Inventory()
     add_vm(inventory, "web-01", ip="10.0.1.4", vnet="VNET")
     assert ips_in(compute_membership(inventory, ruleset(rule_doc(vnet=vnet_id("vnet"))))) == {"10.0.1.4"}
-
-
-def test_membership_for_a_subset_returns_only_pools_it_reaches():
-    inventory = Inventory()
-    add_vm(inventory, "web-01", ip="10.0.1.4")
-    add_vm(inventory, "web-02", ip="10.0.1.5")
-    rules = ruleset(rule_doc(), rule_doc("api", pool=pool_id("api"), cidrs=["10.9.0.0/24"]))
-    one_vm = Inventory()
-    add_vm(one_vm, "web-02", ip="10.0.1.5")
-    subset = membership_for(one_vm, rules)
-    assert subset.keys() == {WEB}
-    full = compute_membership(inventory, rules)
-    assert subset[WEB].items() <= full[WEB].items()
 
 
 # --- agreement with a brute-force evaluation --------------------------------------------------------
