@@ -16,6 +16,7 @@ import azure.functions as func
 from shared import telemetry
 from shared.events import MalformedEvent, event_fields, event_to_dict
 from shared.flusher import event_service
+from shared.runtime import get_runtime
 
 log = logging.getLogger("poolsync.events")
 
@@ -43,8 +44,7 @@ def eventgrid_resource_events(event: func.EventGridEvent) -> None:
         telemetry.emit("event_ignored", event_id=result.event_id, reason=result.reason,
                        subject=result.subject)
         return
-    log.info("event %s for %s recorded for %s", result.event_id, result.subject,
-             ", ".join(result.load_balancers), extra=result.log_fields())
+    log.info("event %s for %s recorded", result.event_id, result.subject, extra=result.log_fields())
 
 
 SWEEP_SCHEDULE_ENV = "POOLSYNC_SWEEP_SCHEDULE"
@@ -58,4 +58,23 @@ def intents_sweep_timer(timer: func.TimerRequest) -> None:
     """Flush intents left behind by a holder that crashed or ran out of budget (its lease has expired)."""
     reports = event_service().sweep()
     if reports:
-        log.info("sweep flushed %d load balancer(s) with pending intents", len(reports))
+        log.info("sweep flushed %d subscription(s) with due intents", len(reports))
+
+
+FULL_RECONCILE_SCHEDULE_ENV = "POOLSYNC_FULL_RECONCILE_SCHEDULE"
+DEFAULT_FULL_RECONCILE_SCHEDULE = "0 17 * * * *"  # hourly, off the sweep's and the audit's minutes
+
+
+@bp.function_name("full_reconcile_timer")
+@bp.timer_trigger(arg_name="timer",
+                  schedule=os.environ.get(FULL_RECONCILE_SCHEDULE_ENV) or DEFAULT_FULL_RECONCILE_SCHEDULE,
+                  run_on_startup=False, use_monitor=True)
+def full_reconcile_timer(timer: func.TimerRequest) -> None:
+    """Anti-entropy: reconcile every managed pool against one inventory read and rebuild the member index,
+    so an event Event Grid never delivered (or a change made while poolsync was down) is repaired."""
+    outcomes = get_runtime().reconciler.reconcile(source="full-reconcile")
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    telemetry.emit("full_reconcile", logging.WARNING if counts.get("failed") or counts.get("refused")
+                   else logging.INFO, pools=len(outcomes), **counts)

@@ -1,14 +1,17 @@
-"""Event intake and the coalescing flusher: many events for one load balancer -> few pool writes.
+"""Event intake and the coalescing flusher: many events -> few pool writes, each costing O(change).
 
-Intake (per event): classify it, find the load balancers it can affect with the fewest reads, record one
-durable intent per load balancer, then try to become that load balancer's flusher. A handler that does
-not get the lock just returns: its intent is durable and the holder will see it.
+Intake (per event): classify it and record one durable intent in its subscription's partition - no Azure
+call, so a burst of deliveries costs storage writes only - then try to become that subscription's flusher.
+A handler that does not get the flush lock just returns: its intent is durable and the holder will see it.
 
-Flusher (per load balancer, one at a time through a blob lease): wait for the burst to settle, take the
-pending intents, run ONE full reconcile of the load balancer's managed pools against one list-based read
-of what Azure holds now, delete exactly the intents taken, repeat while more are pending; release, and
-look once more (an intent may have landed between the last look and the release). Crashed holders are
-covered by the lease expiring: the next event or the timer's `sweep()` takes over.
+Flusher (per subscription, one at a time through a blob lease): wait for the burst to settle, take the due
+intents, and work from the change: read the owners the intents name (GETs of each, or one list read when
+that is cheaper), look up in the member index which entries poolsync wrote for them, plan only those
+entries, and write the affected load balancers in parallel, each under its write lease. A resource-group
+delete or move names no owners: it gets a full reconcile of the subscription's pools. Intents whose work
+is done are deleted; work the guard held back or Azure refused stays pending with a back-off. Repeat while
+more are due; release, and look once more. Crashed holders are covered by the lease expiring: the next
+event or the timer's `sweep()` takes over.
 """
 
 from __future__ import annotations
@@ -23,13 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import telemetry
-from shared.events import (
-    Ignored,
-    ResourceHint,
-    affected_lbs,
-    parse_event,
-)
-from shared.intents import FlushLocks, Intent, IntentStore
+from shared.changes import KIND_NIC, KIND_VM, Owner
+from shared.events import KIND_RESOURCE_GROUP, Ignored, parse_event
+from shared.ids import id_key
+from shared.intents import FlushLocks, HeldLease, Intent, IntentStore
 from shared.reconciler import PoolOutcome, Reconciler
 from shared.runtime import Runtime, get_runtime
 
@@ -62,10 +62,10 @@ class CoalesceSettings:
 class FlushFailed(RuntimeError):
     """A pool could not be reconciled (an Azure error outlived the retries); the intents stay pending."""
 
-    def __init__(self, lb_id: str, outcomes: list[PoolOutcome]) -> None:
+    def __init__(self, scope: str, outcomes: list[PoolOutcome]) -> None:
         failed = [f"{o.pool_id}: {o.detail}" for o in outcomes if o.status == "failed"]
-        super().__init__(f"flush of {lb_id} failed: {'; '.join(failed)}")
-        self.lb_id = lb_id
+        super().__init__(f"flush of subscription {scope} failed: {'; '.join(failed)}")
+        self.scope = scope
         self.outcomes = outcomes
 
 
@@ -78,15 +78,17 @@ DEFERRED = "deferred"  # out of budget with intents still pending: the next even
 
 @dataclass
 class FlushReport:
-    lb_id: str
+    scope: str  # the subscription
     status: str = IDLE
     rounds: int = 0
     intents: int = 0
+    deferred: int = 0
     outcomes: list[PoolOutcome] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "lb": self.lb_id,
+            "subscription": self.scope,
+            "deferred": self.deferred,
             "status": self.status,
             "rounds": self.rounds,
             "intents": self.intents,
@@ -111,12 +113,13 @@ class Flusher:
         self._clock = clock
         self._sleep = sleep
 
-    def flush(self, lb_id: str) -> FlushReport:
-        """Apply everything pending for this load balancer if we can hold its lock; see the module doc."""
-        report = FlushReport(lb_id)
+    def flush(self, scope: str) -> FlushReport:
+        """Apply everything due for this subscription if we can hold its flush lock; see the module doc."""
+        report = FlushReport(scope)
         started = self._clock()
+        failure: FlushFailed | None = None
         while True:
-            lease = self.locks.try_acquire(lb_id)
+            lease = self.locks.try_acquire_scope(scope)
             if lease is None:
                 if report.rounds == 0:
                     report.status = BUSY
@@ -126,53 +129,78 @@ class Flusher:
                     if self._clock() - started > self.settings.budget_seconds:
                         report.status = DEFERRED
                         break
-                    if not self._round(lb_id, report):
+                    try:
+                        if not self._round(scope, report, lease, started):
+                            break
+                    except FlushFailed as failed:
+                        failure = failed  # its intents are deferred; the others of later rounds go on
                         break
             finally:
                 lease.release()
+            if failure is not None:
+                raise failure
             if report.status == DEFERRED or lease.lost:
-                log.warning("flush of %s stopped with intents pending (%s)", lb_id,
-                            "budget spent" if report.status == DEFERRED else "lock lost", extra={"lb": lb_id})
+                log.warning("flush of %s stopped with intents pending (%s)", scope,
+                            "budget spent" if report.status == DEFERRED else "lock lost",
+                            extra={"subscription": scope})
                 return report
             # An intent recorded after our last look found the lock still held and left it to us.
-            if not self.intents.has_pending(lb_id):
+            if not self.intents.has_pending(scope):
                 return report
 
-    def _round(self, lb_id: str, report: FlushReport) -> bool:
-        """Settle, take, reconcile, consume. False when nothing was pending."""
-        if not self.intents.has_pending(lb_id):
+    def _deadline(self, started: float) -> float:
+        """When writes of this invocation must be done: the budget, as time.monotonic()."""
+        return time.monotonic() + max(1.0, self.settings.budget_seconds - (self._clock() - started))
+
+    def _round(self, scope: str, report: FlushReport, lease: HeldLease, started: float) -> bool:
+        """Settle, take, work, consume. False when nothing was due."""
+        if not self.intents.has_pending(scope):
             return False
-        began = self._clock()
-        self._settle(lb_id)
-        settled = self._clock()
-        taken = self.intents.pending(lb_id)
+        self._settle(scope)
+        taken = self.intents.pending(scope)
         if not taken:
             return False
-        pools = self.reconciler.pools_of_lb(lb_id)
-        outcomes: list[PoolOutcome] = []
-        if pools:  # none when the rules stopped managing this load balancer since the intents were recorded
-            # Read after taking: every change whose intent we took is already visible in this read.
-            inventory = self.reconciler.read_inventory()
-            log.debug("flush of %s: settled in %.2fs, took %d intents, read inventory in %.2fs", lb_id,
-                      settled - began, len(taken), self._clock() - settled)
-            outcomes = self.reconciler.reconcile(pools, inventory=inventory, source="events")
+        deadline = self._deadline(started)
+        if any(intent.kind == KIND_RESOURCE_GROUP for intent in taken):
+            # A deleted or moved resource group names no owners: reconcile everything it may have held.
+            pools = self.reconciler.pools_of_subscription(scope)
+            outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
+            blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
+        else:
+            outcomes, blocked = self._owner_round(taken, deadline)
         report.rounds += 1
         report.outcomes = outcomes
-        if any(outcome.status == "failed" for outcome in outcomes):
-            raise FlushFailed(lb_id, outcomes)
-        # A guard refusal consumes too: the refusal is logged with its plan, and retrying cannot change the
-        # answer (an operator forces it through the HTTP API, or the rules change).
-        consumed = self.intents.consume(taken)
+        done = [intent for intent in taken if intent.row_key not in blocked]
+        waiting = [intent for intent in taken if intent.row_key in blocked]
+        consumed = self.intents.consume(done)
         report.intents += len(consumed)
         report.status = FLUSHED
-        _report_applied(lb_id, consumed, outcomes)
+        if waiting:
+            reasons = "; ".join(f"{o.pool_id}: {o.detail}" for o in outcomes if o.status not in DONE)
+            self.intents.defer(waiting, reasons)
+            report.deferred += len(waiting)
+            telemetry.emit("intents_deferred", logging.WARNING, subscription=scope, intents=len(waiting),
+                           reason=reasons[:500])
+        _report_applied(scope, consumed, outcomes)
+        if any(outcome.status == "failed" for outcome in outcomes):
+            raise FlushFailed(scope, outcomes)
         return True
 
-    def _settle(self, lb_id: str) -> None:
+    def _owner_round(self, taken: list[Intent], deadline: float) -> tuple[list[PoolOutcome], set[str]]:
+        """Work from the owners the intents name; the row keys of intents whose pools are not done."""
+        owners = {id_key(i.subject): Owner(KIND_NIC if i.kind == KIND_NIC else KIND_VM, i.subject)
+                  for i in taken if i.kind in (KIND_VM, KIND_NIC)}
+        # Read after taking: every change whose intent we took is visible in the reconciler's read.
+        outcomes, pools_by_owner = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline)
+        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
+        blocked = {i.row_key for i in taken if pools_by_owner.get(id_key(i.subject), set()) & not_done}
+        return outcomes, blocked
+
+    def _settle(self, scope: str) -> None:
         """Wait until no new intent arrived for `quiet_seconds`, or `max_wait_seconds` passed."""
         settings = self.settings
         start = last_change = self._clock()
-        seen, newest = self.intents.recent_keys(lb_id, None)
+        seen, newest = self.intents.recent_keys(scope, None)
         while True:
             now = self._clock()
             remaining = min(settings.quiet_seconds - (now - last_change),
@@ -182,7 +210,7 @@ class Flusher:
             self._sleep(min(settings.poll_seconds, remaining))
             # Look a little before the newest write seen: concurrent writes may commit out of order.
             since = newest - _STRAGGLER_MARGIN if newest is not None else None
-            keys, latest = self.intents.recent_keys(lb_id, since)
+            keys, latest = self.intents.recent_keys(scope, since)
             if not keys <= seen:
                 seen |= keys
                 last_change = self._clock()
@@ -190,41 +218,42 @@ class Flusher:
                 newest = latest
 
     def sweep(self) -> list[FlushReport]:
-        """Flush every load balancer with pending intents (left by a crashed or out-of-budget holder)."""
-        return self.flush_each(self.intents.load_balancers_with_pending())
+        """Flush every subscription with due intents (left by a crashed or out-of-budget holder; deferred)."""
+        return self.flush_each(self.intents.scopes_with_pending())
 
-    def flush_each(self, lb_ids: list[str]) -> list[FlushReport]:
-        """Flush each load balancer; one that fails does not keep the others' intents waiting. The first
+    def flush_each(self, scopes: list[str]) -> list[FlushReport]:
+        """Flush each subscription; one that fails does not keep the others' intents waiting. The first
         failure is raised after all were tried (the others are logged)."""
         reports: list[FlushReport] = []
         failure: Exception | None = None
-        for lb_id in lb_ids:
+        for scope in scopes:
             try:
-                reports.append(self.flush(lb_id))
+                reports.append(self.flush(scope))
             except Exception as error:
-                log.error("flush of %s failed: %s", lb_id, error, extra={"lb": lb_id})
+                log.error("flush of %s failed: %s", scope, error, extra={"subscription": scope})
                 failure = failure or error
         if failure is not None:
             raise failure
         return reports
 
 
-def _report_applied(lb_id: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:
+DONE = ("written", "unchanged")
+
+
+def _report_applied(scope: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:
     """One `event_applied` per event whose changes are now in place; `event_ignored` when nothing had to
-    change or the guard refused. Coalesced events share their round's figures (`adds`/`removes` totals)."""
+    change. Coalesced events share their round's figures (`adds`/`removes` totals)."""
     written = [o.pool_id for o in outcomes if o.status == "written"]
-    refused = [o.pool_id for o in outcomes if o.status == "refused"]
     plans = [o.plan for o in outcomes if o.plan is not None and o.status == "written"]
     adds, removes = sum(len(p.adds) for p in plans), sum(len(p.removes) for p in plans)
     now = datetime.now(UTC)
     for intent in consumed:
-        if refused or not written:
-            reason = f"guard_refused: {', '.join(refused)}" if refused else "pools already match"
-            telemetry.emit("event_ignored", logging.WARNING if refused else logging.INFO,
-                           event_id=intent.row_key, lb=lb_id, reason=reason, coalesced=len(consumed))
+        if not written:
+            telemetry.emit("event_ignored", event_id=intent.row_key, subscription=scope,
+                           reason="pools already match", coalesced=len(consumed))
             continue
         latency = (now - intent.event_time).total_seconds() * 1000 if intent.event_time else None
-        telemetry.emit("event_applied", event_id=intent.row_key, lb=lb_id, pools=written, adds=adds,
+        telemetry.emit("event_applied", event_id=intent.row_key, subscription=scope, pools=written, adds=adds,
                        removes=removes, coalesced=len(consumed),
                        latency_ms=round(latency) if latency is not None else None)
 
@@ -240,7 +269,6 @@ class EventResult:
     decision: str  # ignored | recorded
     reason: str = ""
     subject: str | None = None
-    load_balancers: list[str] = field(default_factory=list)
     flushes: list[FlushReport] = field(default_factory=list)
 
     def log_fields(self) -> dict[str, Any]:
@@ -249,9 +277,8 @@ class EventResult:
             "subject": self.subject,
             "decision": self.decision,
             "reason": self.reason,
-            "load_balancers": self.load_balancers,
-            "flushes": [{"lb": f.lb_id, "status": f.status, "rounds": f.rounds, "intents": f.intents}
-                        for f in self.flushes],
+            "flushes": [{"subscription": f.scope, "status": f.status, "rounds": f.rounds,
+                         "intents": f.intents, "deferred": f.deferred} for f in self.flushes],
         }
 
 
@@ -270,30 +297,16 @@ class EventService:
         locks = FlushLocks.from_settings(runtime.storage, runtime.settings, settings.lease_seconds)
         return cls(runtime, intents, Flusher(runtime.reconciler, intents, locks, settings))
 
-    def affected_lbs(self, hint: ResourceHint) -> tuple[list[str], str]:
-        """(load balancers, why) - a write reads the owner (VM + NICs, or NIC + VM) and nothing else."""
-        if hint.is_write:
-            owner = self.runtime.inventory.owner(hint.resource_id)
-            if owner.nics:
-                return affected_lbs(self.runtime.rules, owner), "owner's virtual networks"
-            if owner.vms:  # a VM without NICs (cannot be created, but be safe): nothing can match
-                return [], "owner has no network interfaces"
-            # Gone by now (a write delivered after the delete): whatever it left behind must go.
-        return self.runtime.rules.managed_lb_ids(), f"{hint.action} of a {hint.kind}: every managed LB"
-
     def handle(self, payload: Any) -> EventResult:
-        """Classify, decide, record, flush. MalformedEvent and Azure/storage errors propagate."""
+        """Classify, record, flush - no Azure call before the flush. MalformedEvent and Azure/storage errors
+        propagate (FlushFailed after the work that could be done was done)."""
         decision = parse_event(payload, self.runtime.reconciler.watched_subscriptions())
         if isinstance(decision, Ignored):
             return EventResult(decision.event_id, "ignored", decision.reason, decision.subject)
         hint = decision
-        lb_ids, why = self.affected_lbs(hint)
-        if not lb_ids:
-            return EventResult(hint.event_id, "ignored", "in no rule's virtual network", hint.resource_id)
-        for lb_id in lb_ids:
-            self.intents.record(lb_id, hint)
-        result = EventResult(hint.event_id, "recorded", why, hint.resource_id, lb_ids)
-        result.flushes = self.flusher.flush_each(lb_ids)
+        self.intents.record(hint)
+        result = EventResult(hint.event_id, "recorded", f"{hint.action} of a {hint.kind}", hint.resource_id)
+        result.flushes = self.flusher.flush_each([hint.subscription])
         return result
 
     def sweep(self) -> list[FlushReport]:
@@ -315,11 +328,12 @@ def event_service(runtime: Runtime | None = None) -> EventService:
 
 
 def sweep(runtime: Runtime | None = None) -> list[FlushReport]:
-    """Flush every load balancer that has pending intents: for the audit timer and the HTTP API."""
+    """Flush every subscription that has due intents: for the sweep timer and the HTTP API."""
     return event_service(runtime).sweep()
 
 
 def pending_intents(runtime: Runtime | None = None) -> dict[str, list[Intent]]:
-    """Pending intents by load balancer (diagnostics for the HTTP API)."""
+    """Pending intents (due or deferred) by subscription (diagnostics for the HTTP API)."""
     intents = event_service(runtime).intents
-    return {lb_id: intents.pending(lb_id) for lb_id in intents.load_balancers_with_pending()}
+    return {scope: intents.pending(scope, due_only=False)
+            for scope in intents.scopes_with_pending(due_only=False)}

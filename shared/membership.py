@@ -131,4 +131,5 @@ def _collect(inventory: Inventory, rules: RuleSet, desired: Membership) -> None:
                     ipconfig_name=ipc.name,
                     vm_id=vm.id,
                     subnet_id=ipc.subnet_id,
+                    nic_guid=nic.resource_guid,
                 )

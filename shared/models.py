@@ -49,6 +49,7 @@ class NetworkInterface:
     primary: bool = True  # primary NIC of its VM
     owner_kind: str = "vm"  # vm | privateEndpoint | privateLinkService | none
     tags: Mapping[str, str] = field(default_factory=dict)
+    resource_guid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,13 @@ class DesiredAddress:
     ipconfig_name: str
     vm_id: str
     subnet_id: str | None = None
+    nic_guid: str | None = None
+
+    @property
+    def legacy_name(self) -> str:
+        from shared.naming import address_name  # naming imports models' neighbours only; keep it lazy
+
+        return address_name(self.nic_id, self.ipconfig_name)
 
     def as_pool_address(self, admin_state: str = ADMIN_NONE) -> PoolAddress:
         return PoolAddress(self.name, self.ip_address, self.vnet_id, None, admin_state)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -66,6 +66,9 @@ class PoolPlan:
     unmanaged: tuple[str, ...] = ()  # reported only
     conflicts: tuple[Conflict, ...] = ()
     manual_adds: tuple[PoolAddress, ...] = ()  # operator-requested entries (plan_manual)
+    confirmed: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    held: tuple[PoolAddress, ...] = ()  # removals the guard refused (kept as they are)
+    hold_reason: str = ""
 
     @property
     def is_empty(self) -> bool:
@@ -177,6 +180,8 @@ def plan(
     *,
     scope: Callable[[str], bool] | None = None,
     admin_changes: Mapping[str, str] | None = None,
+    confirmed: Mapping[str, str] | None = None,
+    hold: Collection[str] = (),
 ) -> PoolPlan:
     """Bring the managed entries of `current` to `desired`.
 
@@ -186,6 +191,8 @@ def plan(
     explicit `admin_changes` entry (name -> None|Up|Down).
     """
     admin = _check_admin(admin_changes)
+    held_names = {name.lower() for name in hold}
+    held: list[PoolAddress] = []
 
     def in_scope(name: str) -> bool:
         return scope is None or scope(name.lower())
@@ -206,13 +213,16 @@ def plan(
             unmanaged.append(entry.name)
         elif in_scope(entry.name):
             want = wanted.get(key)
-            if want is None:
+            if want is None and key not in held_names:
                 removes.append(entry)
                 continue
-            if not _matches(entry, want):
+            if want is None:
+                held.append(entry)
+            elif not _matches(entry, want):
                 pending.append((entry, want))
                 continue  # its old IP is released; its new one is claimed below
-            unchanged.append(entry.name)
+            else:
+                unchanged.append(entry.name)
         holders.hold(entry.ip_address, entry.name)
 
     readdresses: list[Readdress] = []
@@ -257,6 +267,9 @@ def plan(
         unchanged=tuple(unchanged),
         unmanaged=tuple(unmanaged),
         conflicts=tuple(conflicts),
+        confirmed=MappingProxyType({e.name.lower(): (confirmed or {})[e.name.lower()] for e in removes
+                                    if e.name.lower() in (confirmed or {})}),
+        held=tuple(held),
     )
 
 
@@ -437,15 +450,40 @@ def check_guard(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings, 
     below 1, and empties the pool unless unmanaged entries remain); removing 1 of 2 (= 0.5) passes
     at the default.
     """
+    reason = guard_problem(plan, current, settings, force)
+    if reason is not None:
+        raise GuardRefused(plan, reason)
+
+
+def _unconfirmed(plan: PoolPlan) -> list[PoolAddress]:
+    return [e for e in plan.removes if is_managed_name(e.name) and e.name.lower() not in plan.confirmed]
+
+
+def guard_problem(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings, force: bool = False
+                  ) -> str | None:
+    """Why the guard refuses this plan's unconfirmed removals, or None."""
     if force:
-        return
+        return None
     managed = sum(1 for entry in current.addresses if is_managed_name(entry.name))
-    removing = sum(1 for entry in plan.removes if is_managed_name(entry.name))
+    removing = len(_unconfirmed(plan))
+    unmanaged_removes = [e for e in plan.removes if not is_managed_name(e.name)]
     if removing and removing > settings.max_remove_fraction * managed + _EPSILON:
-        raise GuardRefused(
-            plan,
-            f"would remove {removing} of {managed} managed addresses, more than the allowed "
-            f"{settings.max_remove_fraction:g} ({MAX_REMOVE_FRACTION_ENV})",
-        )
-    if current.addresses and not apply_plan(current.addresses, plan):
-        raise GuardRefused(plan, f"would leave the pool empty (it has {len(current.addresses)} addresses)")
+        return (f"would remove {removing} of {managed} managed addresses, more than the allowed "
+                f"{settings.max_remove_fraction:g} ({MAX_REMOVE_FRACTION_ENV})")
+    if (removing or unmanaged_removes) and current.addresses and not apply_plan(current.addresses, plan):
+        return f"would leave the pool empty (it has {len(current.addresses)} addresses)"
+    return None
+
+
+def guarded_plan(current: PoolSnapshot, desired: Mapping[str, DesiredAddress], settings: GuardSettings, *,
+                 scope: Callable[[str], bool] | None = None, confirmed: Mapping[str, str] | None = None,
+                 force: bool = False) -> PoolPlan:
+    """`plan`, with the removals the guard refuses held back: confirmed removals, adds and readdresses
+    go ahead; held entries stay as they are (an add that needs a held entry's IP becomes a conflict)."""
+    full = plan(current, desired, scope=scope, confirmed=confirmed)
+    reason = guard_problem(full, current, settings, force)
+    if reason is None:
+        return full
+    held = {e.name.lower() for e in _unconfirmed(full)}
+    kept = plan(current, desired, scope=scope, confirmed=confirmed, hold=held)
+    return replace(kept, hold_reason=reason)

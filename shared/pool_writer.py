@@ -8,9 +8,11 @@ for exactly that reason.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +20,18 @@ from shared import telemetry
 from shared.arm_json import address_to_json, as_json, pool_from_json
 from shared.azure_clients import AzureClients
 from shared.ids import ResourceId
+from shared.intents import FlushLocks, HeldLease
 from shared.models import PoolAddress, PoolSnapshot
 from shared.plan import GuardSettings, PoolPlan, apply_plan, check_guard
 from shared.retry import RetrySettings, RetryStats, call_with_retry
 
 PlanMaker = Callable[[PoolSnapshot], PoolPlan]
+FAILED = "Failed"
+LB_LEASE_WAIT_SECONDS = 30.0  # how long a writer waits for another writer of the same load balancer
+
+
+class LoadBalancerBusy(RuntimeError):
+    """Another poolsync writer held the load balancer's write lease for longer than we could wait."""
 
 # Server-computed fields we must not echo back in a PUT body.
 _READ_ONLY_POOL_FIELDS = (
@@ -81,11 +90,27 @@ class PoolWriter:
         guard: GuardSettings | None = None,
         retry: RetrySettings | None = None,
         stats: RetryStats | None = None,
+        locks: FlushLocks | None = None,
     ) -> None:
         self.clients = clients
         self.guard = guard or GuardSettings()
         self.retry = retry or RetrySettings()
         self.stats = stats
+        self.locks = locks  # load balancers' write leases; None only where nothing else writes (unit tests)
+
+    @contextlib.contextmanager
+    def lb_lease(self, lb_id: str, wait: float = LB_LEASE_WAIT_SECONDS) -> Iterator[HeldLease | None]:
+        """Hold the write lease of a load balancer (None without locks); LoadBalancerBusy if we cannot."""
+        if self.locks is None:
+            yield None
+            return
+        lease = self.locks.acquire_lb(lb_id, timeout=wait)
+        if lease is None:
+            raise LoadBalancerBusy(f"another poolsync writer holds {lb_id}")
+        try:
+            yield lease
+        finally:
+            lease.release()
 
     def _operations(self, pool_id: ResourceId) -> Any:
         return self.clients.network(pool_id.subscription).load_balancer_backend_address_pools
@@ -106,11 +131,28 @@ class PoolWriter:
         force_reason: str | None = None,
         dry_run: bool = False,
         wait: bool = True,
+        lease: HeldLease | None = None,
+        guarded: bool = False,
+        before_write: Callable[[PoolPlan], None] | None = None,
+        deadline: float | None = None,
     ) -> WriteResult:
-        """Plan against a fresh read and write the result; GuardRefused propagates, unretried."""
+        """Plan against a fresh read and write the result; GuardRefused propagates, unretried.
+
+        A real write holds the load balancer's write lease (`lease`, or one taken here) and proves it just
+        before the PUT. `guarded` plans (from `guarded_plan`) already hold back what the guard refuses.
+        `before_write` runs after planning, before the PUT (the member index is written there). `deadline`
+        (time.monotonic) bounds the retries. A pool left in provisioningState Failed is re-PUT even when
+        the plan is empty: Azure refuses dependent writes until then."""
+        if lease is None and not dry_run and self.locks is not None:
+            with self.lb_lease(str(ResourceId.parse(pool_id).parent)) as held:
+                return self.apply(pool_id, make_plan, force=force, force_reason=force_reason, wait=wait,
+                                  lease=held, guarded=guarded, before_write=before_write, deadline=deadline)
         rid = ResourceId.parse(pool_id)
         operations = self._operations(rid)
         attempts = 0
+        retry = self.retry
+        if deadline is not None:
+            retry = dataclasses.replace(retry, deadline_seconds=max(1.0, deadline - time.monotonic()))
 
         def attempt() -> WriteResult:
             nonlocal attempts
@@ -118,15 +160,23 @@ class PoolWriter:
             raw = as_json(operations.get(rid.resource_group, rid.name, rid.child_name))
             snapshot = pool_from_json(raw)
             plan = make_plan(snapshot)
-            if not plan.is_empty:  # checked before a dry run returns, so it answers what a real run would
+            if not plan.is_empty and not guarded:  # before a dry run returns too: it answers as a real run
                 check_guard(plan, snapshot, self.guard, force=force)
-            if plan.is_empty or dry_run:
+            repair = snapshot.provisioning_state == FAILED
+            if (plan.is_empty and not repair) or dry_run:
                 return WriteResult(pool_id, plan, written=False, dry_run=dry_run, attempts=attempts,
                                    etag=snapshot.etag, addresses=snapshot.addresses)
             if force:
                 telemetry.emit("guard_overridden", logging.WARNING, pool=pool_id,
                                reason=force_reason or "no reason given", plan=plan.summary())
             addresses = apply_plan(snapshot.addresses, plan)
+            if before_write is not None:
+                before_write(plan)
+            if lease is not None:
+                lease.check()  # LeaseLost: another writer may own this load balancer now; do not write
+            if repair:
+                telemetry.emit("pool_repair", logging.WARNING, pool=pool_id,
+                               reason="provisioningState Failed")
             started = time.monotonic()
             poller = operations.begin_create_or_update(
                 rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
@@ -144,9 +194,7 @@ class PoolWriter:
             return WriteResult(pool_id, plan, written=True, attempts=attempts, etag=written.etag,
                                addresses=written.addresses)
 
-        return call_with_retry(
-            attempt, settings=self.retry, stats=self.stats, operation=f"write pool {pool_id}"
-        )
+        return call_with_retry(attempt, settings=retry, stats=self.stats, operation=f"write pool {pool_id}")
 
 
 def _operation_url(poller: Any) -> str | None:

@@ -7,7 +7,9 @@ the audit's remediation - goes through here, so the guard and the ownership rule
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,18 +19,45 @@ from azure.core.exceptions import AzureError
 
 from shared import telemetry
 from shared.arm_json import pool_from_json
+from shared.changes import (
+    KIND_NIC,
+    KIND_VM,
+    ChangeSet,
+    Owner,
+    OwnerState,
+    PoolWork,
+    owner_change,
+    records_for,
+    removal_confirmation,
+)
 from shared.ids import ResourceId, id_key
+from shared.intents import HeldLease, LeaseLost
 from shared.inventory import InventoryReader
+from shared.members import MemberIndex, MemberRecord
 from shared.membership import compute_membership
 from shared.models import DesiredAddress, Inventory, PoolSnapshot
-from shared.plan import GuardRefused, PoolPlan, plan
-from shared.pool_writer import PoolWriter, WriteResult
+from shared.naming import is_managed_name
+from shared.plan import GuardRefused, PoolPlan, guarded_plan
+from shared.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter, WriteResult
 from shared.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
 
 Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
 
 
 MAX_PARALLEL_LBS = 8
+OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
+VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
+
+
+def _lb_of(pool_id: str) -> str:
+    return str(ResourceId.parse(pool_id).parent)
+
+
+def _by_lb(pool_ids: Iterable[str]) -> dict[str, list[str]]:
+    by_lb: dict[str, list[str]] = {}
+    for pool_id in pool_ids:
+        by_lb.setdefault(id_key(_lb_of(pool_id)), []).append(pool_id)
+    return by_lb
 
 
 class UnmanagedPool(PermissionError):
@@ -38,7 +67,7 @@ class UnmanagedPool(PermissionError):
 @dataclass(frozen=True)
 class PoolOutcome:
     pool_id: str
-    status: str  # unchanged | planned | written | refused | failed
+    status: str  # unchanged | planned | written | refused (the guard held removals back) | failed
     plan: PoolPlan | None = None
     detail: str = ""
     result: WriteResult | None = field(default=None, repr=False)
@@ -71,12 +100,17 @@ class NoJournal:
 
 
 class Reconciler:
+    """Every pool write poolsync makes on its own account goes through here (the HTTP API's manual edits
+    use `apply`). Writes of one load balancer hold its write lease; reads that decide a write happen after
+    the lease is held, so no writer acts on a state older than one another writer already acted on."""
+
     def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None, index: MemberIndex | None = None) -> None:
         self.rules = rules
         self.inventory = inventory
         self.writer = writer
         self.journal: Journal = journal or NoJournal()
+        self.index = index
         self._managed = {id_key(pool_id): pool_id for pool_id in rules.managed_pool_ids()}
 
     # -- what is managed -----------------------------------------------------------------------
@@ -98,6 +132,12 @@ class Reconciler:
         """Where the VMs and NICs live: the subscriptions of the rules' virtual networks."""
         return {ResourceId.parse(rule.virtual_network_id).subscription.lower() for rule in self.rules.rules}
 
+    def pools_of_subscription(self, subscription: str) -> list[str]:
+        """Managed pools whose rules take VMs from this subscription."""
+        wanted = subscription.lower()
+        return list({rule.pool_key: rule.pool_id for rule in self.rules.rules
+                     if ResourceId.parse(rule.virtual_network_id).subscription.lower() == wanted}.values())
+
     # -- deciding ------------------------------------------------------------------------------
     def desired(self, inventory: Inventory) -> Desired:
         return compute_membership(inventory, self.rules)
@@ -105,54 +145,189 @@ class Reconciler:
     def read_inventory(self) -> Inventory:
         return self.inventory.subscriptions(self.watched_subscriptions())
 
+    def read_owners(self, owners: list[Owner], records: list[MemberRecord]) -> OwnerState:
+        """The owners by GETs when that is cheap, else by one list read of their subscriptions."""
+        vm_ids = [o.id for o in owners if o.kind == KIND_VM]
+        nic_ids = [o.id for o in owners if o.kind == KIND_NIC] + [r.nic_id for r in records]
+        if self.inventory.owner_read_estimate(vm_ids, nic_ids) <= OWNER_READ_LIMIT:
+            return self.inventory.read_owners(vm_ids, nic_ids)
+        subscriptions = {ResourceId.parse(o.id).subscription.lower() for o in owners}
+        return OwnerState(self.inventory.subscriptions(subscriptions), direct=False)
+
     # -- acting --------------------------------------------------------------------------------
     def reconcile(
         self,
         pool_ids: Iterable[str] | None = None,
         *,
-        inventory: Inventory | None = None,
         dry_run: bool = False,
         force: bool = False,
         force_reason: str | None = None,
         wait: bool = True,
         source: str = "reconcile",
+        deadline: float | None = None,
     ) -> list[PoolOutcome]:
-        """Full reconcile of the given managed pools (all by default) against one inventory read.
+        """Full reconcile of the given managed pools (all by default): the anti-entropy path.
 
-        `source` (http, events, audit, ...) is recorded with the outcomes of a real run."""
+        Takes the write lease of every load balancer involved, then reads the inventory once (so the read
+        is newer than any write another poolsync writer made), plans each pool against it and writes the
+        load balancers in parallel; rebuilds the member index of the pools it saw. `source` (http, events,
+        audit, ...) is recorded with the outcomes of a real run."""
         requested = self._managed.values() if pool_ids is None else pool_ids
-        targets = [self.require_managed(pool_id) for pool_id in requested]
+        targets = list(dict.fromkeys(self.require_managed(pool_id) for pool_id in requested))
         if not targets:
             return []
-        desired = self.desired(inventory if inventory is not None else self.read_inventory())
-        options = {"dry_run": dry_run, "force": force, "force_reason": force_reason, "wait": wait}
+        by_lb = _by_lb(targets)
+        with contextlib.ExitStack() as held:
+            leases: dict[str, HeldLease | None] = {}
+            busy: dict[str, str] = {}
+            for lb_key, pools in by_lb.items():
+                if dry_run:
+                    leases[lb_key] = None
+                    continue
+                try:
+                    leases[lb_key] = held.enter_context(self.writer.lb_lease(_lb_of(pools[0])))
+                except LoadBalancerBusy as error:
+                    busy[lb_key] = str(error)
+            inventory = self.read_inventory()
+            desired = self.desired(inventory)
+            records = self.index.all_records() if self.index is not None and not dry_run else []
+            state = OwnerState(inventory, direct=False)
+            by_name = {(r.pool_key, r.name.lower()): r for r in records}
 
-        def reconcile_lb(pools: list[str]) -> list[PoolOutcome]:
-            return [self._reconcile_pool(pool, desired.get(id_key(pool), {}), **options) for pool in pools]
+            def reconcile_lb(lb_key: str) -> list[PoolOutcome]:
+                pools = by_lb[lb_key]
+                if lb_key in busy:
+                    return [PoolOutcome(pool, "failed", None, busy[lb_key]) for pool in pools]
+                outcomes = []
+                for pool in pools:
+                    work = PoolWork(pool, dict(desired.get(id_key(pool), {})))
+                    work.records = {name: r for (pool_key, name), r in by_name.items()
+                                    if pool_key == id_key(pool)}
+                    work.confirmed = {name: reason for name, r in work.records.items()
+                                      if (reason := removal_confirmation(r, state)) is not None}
+                    outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
+                                                     force=force, force_reason=force_reason, wait=wait,
+                                                     deadline=deadline))
+                return outcomes
 
-        # Azure runs one operation at a time per load balancer: pools of one LB go in sequence,
-        # different LBs in parallel.
-        by_lb: dict[str, list[str]] = {}
-        for pool_id in targets:
-            by_lb.setdefault(id_key(str(ResourceId.parse(pool_id).parent)), []).append(pool_id)
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LBS, len(by_lb))) as executor:
-            batches = list(executor.map(reconcile_lb, by_lb.values()))
-        results = {outcome.pool_id: outcome for batch in batches for outcome in batch}
-        outcomes = [results[pool_id] for pool_id in targets]
+            outcomes_by_pool = self._per_lb(list(by_lb), reconcile_lb)
+        outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
         if not dry_run:
+            self._rebuild_index(outcomes, desired, by_name)
             self.journal.record(outcomes, source)
         return outcomes
 
-    def _reconcile_pool(
-        self, pool_id: str, wanted: Mapping[str, DesiredAddress], **options: Any
-    ) -> PoolOutcome:
-        return self.apply(pool_id, lambda snapshot: plan(snapshot, wanted), **options)
+    def reconcile_owners(self, owners: list[Owner], *, deadline: float | None = None,
+                         source: str = "events") -> tuple[list[PoolOutcome], dict[str, set[str]]]:
+        """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
+        and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
+        records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
+                                        [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
+        state = self.read_owners(owners, records)
+        changes = owner_change(self.rules, owners, state, records)
+        outcomes = self.apply_changes(changes, source=source, deadline=deadline) if changes.pools else []
+        return outcomes, changes.pools_by_owner
+
+    def apply_changes(self, changes: ChangeSet, *, source: str = "events",
+                      deadline: float | None = None) -> list[PoolOutcome]:
+        """The event path: each affected pool gets a plan limited to the owners' entries."""
+        by_lb = _by_lb([work.pool_id for work in changes.pools.values()])
+
+        def apply_lb(lb_key: str) -> list[PoolOutcome]:
+            pools = by_lb[lb_key]
+            wait = LB_LEASE_WAIT_SECONDS if deadline is None else max(0.0, min(LB_LEASE_WAIT_SECONDS,
+                                                                              deadline - time.monotonic()))
+            try:
+                with self.writer.lb_lease(_lb_of(pools[0]), wait=wait) as lease:
+                    return [self._apply_work(changes.pools[id_key(pool)], full=False, lease=lease,
+                                             deadline=deadline) for pool in pools]
+            except LoadBalancerBusy as error:
+                return [PoolOutcome(pool, "failed", None, str(error)) for pool in pools]
+
+        outcomes = list(self._per_lb(list(by_lb), apply_lb).values())
+        self.journal.record(outcomes, source)
+        return outcomes
+
+    def _per_lb(self, lb_keys: list[str], run: Callable[[str], list[PoolOutcome]]) -> dict[str, PoolOutcome]:
+        """Azure runs one operation at a time per load balancer: pools of one LB go in sequence, different
+        LBs in parallel."""
+        if not lb_keys:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LBS, len(lb_keys))) as executor:
+            batches = list(executor.map(run, lb_keys))
+        return {outcome.pool_id: outcome for batch in batches for outcome in batch}
+
+    def _apply_work(self, work: PoolWork, *, full: bool, lease: HeldLease | None, dry_run: bool = False,
+                    force: bool = False, force_reason: str | None = None, wait: bool = True,
+                    deadline: float | None = None) -> PoolOutcome:
+        guard = self.writer.guard
+        scope = None if full else work.in_scope
+
+        def make_plan(snapshot: PoolSnapshot) -> PoolPlan:
+            def planned() -> PoolPlan:
+                return guarded_plan(snapshot, work.wanted, guard, scope=scope, confirmed=work.confirmed,
+                                    force=force)
+
+            first = planned()
+            return planned() if first.held and self._verify_held(work, first) else first
+
+        def remember(planned: PoolPlan) -> None:
+            if self.index is not None:
+                names = [a.name for a in planned.adds] + [c.after.name for c in planned.readdresses]
+                names += [c.after.name for c in getattr(planned, "renames", ())]
+                self.index.remember(records_for(work.pool_id, work.wanted, names))
+
+        outcome = self.apply(work.pool_id, make_plan, dry_run=dry_run, force=force, force_reason=force_reason,
+                             wait=wait, lease=lease, guarded=True, before_write=remember, deadline=deadline)
+        if outcome.status in ("written", "refused") and outcome.result is not None and outcome.result.written:
+            self._forget_removed(work, outcome.plan)
+        return outcome
+
+    def _verify_held(self, work: PoolWork, planned: PoolPlan) -> bool:
+        """Read the owners of held removals directly; True when that confirmed any of them."""
+        records = [work.records[e.name.lower()] for e in planned.held if e.name.lower() in work.records]
+        records = records[:VERIFY_LIMIT]
+        if not records:
+            return False
+        state = self.inventory.read_owners(nic_ids=[r.nic_id for r in records])
+        found = {r.name.lower(): reason for r in records
+                 if (reason := removal_confirmation(r, state)) is not None}
+        work.confirmed.update(found)
+        return bool(found)
+
+    def _forget_removed(self, work: PoolWork, planned: PoolPlan | None) -> None:
+        if self.index is None or planned is None:
+            return
+        gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
+        if gone:
+            self.index.forget(gone)
+
+    def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
+                       known: Mapping[tuple[str, str], MemberRecord]) -> None:
+        """Anti-entropy for the member index: the rows of each pool seen become what the pool holds."""
+        if self.index is None:
+            return
+        seen: list[str] = []
+        records: list[MemberRecord] = []
+        for outcome in outcomes:
+            if outcome.result is None or outcome.status == "failed":
+                continue
+            pool_key = id_key(outcome.pool_id)
+            present = [a.name for a in outcome.result.addresses if is_managed_name(a.name)]
+            wanted = desired.get(pool_key, {})
+            records += records_for(outcome.pool_id, wanted, present)
+            wanted_names = {name.lower() for name in wanted}
+            records += [known[(pool_key, n.lower())] for n in present
+                        if n.lower() not in wanted_names and (pool_key, n.lower()) in known]
+            seen.append(outcome.pool_id)
+        if seen:
+            self.index.rebuild(seen, records)
 
     def apply(
         self, pool_id: str, make_plan: Callable[[PoolSnapshot], PoolPlan], **options: Any
     ) -> PoolOutcome:
         """Run one plan through the writer and turn the result into an outcome (never raises for Azure errors
-        that outlived the retries: the outcome says `failed`)."""
+        that outlived the retries, a busy load balancer or a lost lease: the outcome says `failed`)."""
         pool_id = self.require_managed(pool_id)
         try:
             result = self.writer.apply(pool_id, make_plan, **options)
@@ -160,11 +335,16 @@ class Reconciler:
             telemetry.emit("guard_refused", logging.WARNING, pool=pool_id, reason=refused.reason,
                            removes=len(refused.plan.removes), plan=refused.plan.summary())
             return PoolOutcome(pool_id, "refused", refused.plan, str(refused))
-        except AzureError as error:
-            telemetry.emit("pool_write", logging.ERROR, pool=pool_id, outcome="failed",
-                           error=f"{type(error).__name__}: {error}".splitlines()[0])
-            return PoolOutcome(pool_id, "failed", None, f"{type(error).__name__}: {error}".splitlines()[0],
-                               error=error)
+        except (AzureError, LoadBalancerBusy, LeaseLost) as error:
+            detail = f"{type(error).__name__}: {error}".splitlines()[0]
+            telemetry.emit("pool_write", logging.ERROR, pool=pool_id, outcome="failed", error=detail)
+            return PoolOutcome(pool_id, "failed", None, detail,
+                               error=error if isinstance(error, AzureError) else None)
+        if result.plan.held:
+            telemetry.emit("guard_refused", logging.WARNING, pool=pool_id, reason=result.plan.hold_reason,
+                           removes=len(result.plan.held), held=[e.name for e in result.plan.held][:20],
+                           written=result.written, dry_run=result.dry_run)
+            return PoolOutcome(pool_id, "refused", result.plan, result.plan.hold_reason, result=result)
         if result.dry_run:
             status = "unchanged" if result.plan.is_empty else "planned"
         else:

@@ -35,10 +35,12 @@ from shared import telemetry
 
 T = TypeVar("T")
 
-BUSY_CODES = frozenset({"anotheroperationinprogress", "retryableerror", "operationpreempted"})
+BUSY_CODES = frozenset({"anotheroperationinprogress", "retryableerror", "retryableerrorduetoanotheroperation",
+                        "operationpreempted"})
 TRANSIENT_LRO_CODES = frozenset(
     {"internalservererror", "retryableerror", "anotheroperationinprogress", "operationpreempted",
-     "serviceunavailable", "canceled", "operationtimedout", "networkingerror"}
+     "serviceunavailable", "canceled", "canceledandsupersededduetoanotheroperation",
+     "retryableerrorduetoanotheroperation", "operationtimedout", "networkingerror"}
 )
 
 

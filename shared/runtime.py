@@ -15,7 +15,9 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 
 from shared.azure_clients import ArmSettings, AzureClients
+from shared.intents import FlushLocks
 from shared.inventory import InventoryReader
+from shared.members import MemberIndex
 from shared.plan import GuardSettings
 from shared.pool_writer import PoolWriter
 from shared.reconcile_log import ReconcileLog
@@ -52,9 +54,12 @@ class Runtime:
         stats = retry_stats or RETRY_STATS
         clients = AzureClients(ArmSettings.from_env(env), credential)
         inventory = InventoryReader(clients, retry, stats)
-        writer = PoolWriter(clients, GuardSettings.from_env(env), retry, stats)
         storage = StorageSettings.from_env(env)
-        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env))
+        lease_seconds = int(env.get("POOLSYNC_FLUSH_LEASE_SECONDS") or 30)
+        writer = PoolWriter(clients, GuardSettings.from_env(env), retry, stats,
+                            locks=FlushLocks.from_settings(storage, env, lease_seconds))
+        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env),
+                                MemberIndex.from_settings(storage, env))
         return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 

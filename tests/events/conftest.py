@@ -17,7 +17,7 @@ from handlers.events import eventgrid_resource_events
 from shared.flusher import event_service
 from shared.runtime import Runtime, set_runtime
 from tests.events.helpers import make_runtime, runtime_env
-from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, VNET, ids, topology
+from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
 
 ALL_POOL = "pool-all"
 OTHER_SUBNET = "other"
@@ -103,8 +103,9 @@ class Stack:
         return {a["name"]: a["properties"].get("ipAddress") for a in raw["properties"].get(
             "loadBalancerBackendAddresses", [])}
 
-    def pending_intents(self, lb: str = LB) -> int:
-        return len(self.service.intents.pending(ids.lb(lb)))
+    def pending_intents(self, subscription: str = SUBSCRIPTION) -> int:
+        """Intents still waiting (due or deferred) for the subscription."""
+        return len(self.service.intents.pending(subscription, due_only=False))
 
     def nic_ip(self, nic: str, ipconfig: int = 0) -> str:
         raw = self.arm.world.get_nic(ids.nic(nic))

@@ -190,8 +190,8 @@ def test_duplicate_deliveries_collapse_into_one_intent_and_one_write(stack: Stac
     vm_event = stack.emitted()[-1]
     hint = parse_event(vm_event)
     assert isinstance(hint, ResourceHint)
-    stack.service.intents.record(ids.lb(), hint)
-    stack.service.intents.record(ids.lb(), hint)
+    stack.service.intents.record(hint)
+    stack.service.intents.record(hint)
     assert stack.pending_intents() == 1
 
     stack.deliver(vm_event, vm_event, vm_event)

@@ -17,6 +17,7 @@ from shared.reconciler import PoolOutcome
 SUB = "00000000-0000-0000-0000-000000000000"
 LB = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/loadBalancers/lb"
 POOL = f"{LB}/backendAddressPools/pool"
+VM = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
 SETTINGS = CoalesceSettings(quiet_seconds=1.0, max_wait_seconds=5.0, poll_seconds=0.1, lease_seconds=30,
                             budget_seconds=60.0)
 
@@ -37,22 +38,26 @@ class Clock:
 @dataclass
 class MemoryIntents:
     rows: dict[str, Intent] = field(default_factory=dict)
+    deferred: dict[str, Intent] = field(default_factory=dict)
 
     def add(self, key: str) -> None:
-        self.rows[key] = Intent(LB, key, etag="1")
+        self.rows[key] = Intent(SUB, key, etag="1", subject=f"{VM}-{key}", kind="vm", action="write")
 
-    def has_pending(self, lb_id: str) -> bool:
+    def has_pending(self, scope: str) -> bool:
         return bool(self.rows)
 
-    def pending(self, lb_id: str) -> list[Intent]:
+    def pending(self, scope: str) -> list[Intent]:
         return list(self.rows.values())
 
-    def recent_keys(self, lb_id, since):
+    def recent_keys(self, scope, since):
         return set(self.rows), None
 
     def consume(self, intents):
-        gone = [i for i in intents if self.rows.pop(i.row_key, None) is not None]
-        return gone
+        return [i for i in intents if self.rows.pop(i.row_key, None) is not None]
+
+    def defer(self, intents, reason):
+        for intent in intents:  # not due any more: out of `rows` until its back-off ends
+            self.deferred[intent.row_key] = self.rows.pop(intent.row_key)
 
 
 class Lease:
@@ -70,7 +75,7 @@ class Locks:
     held: bool = False
     acquisitions: int = 0
 
-    def try_acquire(self, lb_id: str):
+    def try_acquire_scope(self, scope: str):
         if self.held:
             return None
         self.held = True
@@ -84,17 +89,13 @@ class Reconciler:
     status: str = "written"
     rounds: list[tuple[float, int]] = field(default_factory=list)  # (time, intents pending at the read)
     intents: MemoryIntents | None = None
+    owners_seen: list[int] = field(default_factory=list)
 
-    def pools_of_lb(self, lb_id: str) -> list[str]:
-        return [POOL]
-
-    def read_inventory(self):
+    def reconcile_owners(self, owners, *, deadline):
         self.rounds.append((self.clock.now, len(self.intents.rows) if self.intents else 0))
-        return object()
-
-    def reconcile(self, pools, *, inventory, source):
+        self.owners_seen.append(len(owners))
         self.clock.sleep(1.0)  # one ARM write; events keep arriving meanwhile
-        return [PoolOutcome(POOL, self.status)]
+        return [PoolOutcome(POOL, self.status)], {o.key: {POOL.lower()} for o in owners}
 
 
 def _flusher(clock: Clock, intents: MemoryIntents, reconciler: Reconciler, settings=SETTINGS):
@@ -108,11 +109,12 @@ def test_a_settled_burst_is_applied_in_one_round_after_the_quiet_period():
         intents.add(key)
     reconciler = Reconciler(clock)
 
-    report = _flusher(clock, intents, reconciler).flush(LB)
+    report = _flusher(clock, intents, reconciler).flush(SUB)
 
     assert report.status == FLUSHED
     assert (report.rounds, report.intents) == (1, 3)
     assert reconciler.rounds[0][0] == pytest.approx(SETTINGS.quiet_seconds)
+    assert reconciler.owners_seen == [3]  # one round works on every owner the burst named
     assert intents.rows == {}
 
 
@@ -128,7 +130,7 @@ def test_a_continuous_stream_still_flushes_every_max_wait_and_loses_nothing():
     clock.on_sleep = stream_for_twelve_seconds
     reconciler = Reconciler(clock)
 
-    report = _flusher(clock, intents, reconciler).flush(LB)
+    report = _flusher(clock, intents, reconciler).flush(SUB)
 
     times = [at for at, _ in reconciler.rounds]
     assert times[0] == pytest.approx(SETTINGS.max_wait_seconds)  # not later: the stream never went quiet
@@ -145,33 +147,34 @@ def test_out_of_budget_the_flusher_stops_and_leaves_the_rest_pending():
     settings = CoalesceSettings(quiet_seconds=1.0, max_wait_seconds=5.0, poll_seconds=0.1,
                                 budget_seconds=20.0)
 
-    report = _flusher(clock, intents, Reconciler(clock), settings).flush(LB)
+    report = _flusher(clock, intents, Reconciler(clock), settings).flush(SUB)
 
     assert report.status == DEFERRED
     assert report.rounds >= 1
     assert intents.rows  # left for the next event or the sweep
 
 
-def test_a_failed_reconcile_raises_and_keeps_every_intent():
+def test_a_failed_reconcile_raises_and_keeps_every_intent_deferred():
     clock, intents = Clock(), MemoryIntents()
     intents.add("a")
     flusher = _flusher(clock, intents, Reconciler(clock, status="failed"))
 
     with pytest.raises(FlushFailed):
-        flusher.flush(LB)
+        flusher.flush(SUB)
 
-    assert set(intents.rows) == {"a"}
+    assert set(intents.deferred) == {"a"}  # kept, due again after its back-off
     assert not flusher.locks.held  # released for the redelivery
 
 
-def test_a_refused_plan_consumes_the_intents():
+def test_a_refused_removal_keeps_the_intent_pending_with_a_back_off():
     clock, intents = Clock(), MemoryIntents()
     intents.add("a")
 
-    report = _flusher(clock, intents, Reconciler(clock, status="refused")).flush(LB)
+    report = _flusher(clock, intents, Reconciler(clock, status="refused")).flush(SUB)
 
     assert report.status == FLUSHED
-    assert intents.rows == {}
+    assert (report.intents, report.deferred) == (0, 1)
+    assert set(intents.deferred) == {"a"}
 
 
 def test_a_busy_lock_leaves_the_intent_to_its_holder():
@@ -180,7 +183,7 @@ def test_a_busy_lock_leaves_the_intent_to_its_holder():
     flusher = _flusher(clock, intents, Reconciler(clock))
     flusher.locks.held = True
 
-    report = flusher.flush(LB)
+    report = flusher.flush(SUB)
 
     assert (report.status, report.rounds) == ("busy", 0)
     assert set(intents.rows) == {"a"}
