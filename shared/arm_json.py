@@ -126,4 +126,5 @@ def pool_from_json(resource: JSON, lb_sku: str | None = None) -> PoolSnapshot:
         vnet_id=_ref_id(props.get("virtualNetwork")),
         lb_sku=lb_sku,
         provisioning_state=props.get("provisioningState"),
+        sync_mode=props.get("syncMode"),
     )

@@ -57,12 +57,19 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "non_vm_backend": (PLATFORM, ERROR),
     "nat_rule_on_ip_pool": (PLATFORM, ERROR),
     "drain_overdue": (PLATFORM, WARNING),
+    "sync_mode_automatic": (PLATFORM, ERROR),
+    "pool_provisioning_failed": (PLATFORM, ERROR),
+    "pool_size_limit": (PLATFORM, ERROR),
     "unmanaged_orphan": (UNMANAGED, WARNING),
     "rule_pool_missing": (RULES, ERROR),
     "rule_vnet_missing": (RULES, ERROR),
     "rule_cidr_outside_vnet": (RULES, ERROR),
     "rules_cidr_overlap": (RULES, INFO),
 }
+
+# "Backend pool size: supports up to 5000 instances" for a Standard load balancer (Azure Load Balancer
+# SKU comparison; the IP-based preview's limit of 100 addresses per pool is gone from the docs).
+POOL_SIZE_LIMIT = 5000
 
 DRAIN_OBSERVED = "observed"  # first seen Down by an audit: the real start is at or before it
 DRAIN_POOLSYNC = "poolsync"  # drained through poolsync, which recorded the time
@@ -176,10 +183,16 @@ class PoolAudit:
     selected: int = 0  # addresses the rules select for it
     blocked: bool = False  # a platform problem keeps poolsync from writing it
     plan: PoolPlan | None = None
+    sync_mode: str | None = None
+    provisioning_state: str | None = None
+    provisioning_failed: bool = False  # Azure refuses writes until the pool is PUT again
 
     @property
     def needs_remediation(self) -> bool:
-        return self.exists and not self.blocked and self.plan is not None and not self.plan.is_empty
+        """A drifted pool, or a Failed one: the writer re-PUTs a Failed pool even with an empty plan."""
+        if not self.exists or self.blocked or self.plan is None:
+            return False
+        return self.provisioning_failed or not self.plan.is_empty
 
 
 @dataclass(frozen=True)
@@ -383,6 +396,40 @@ def _audit_pool(
             evidence={"nicBasedMembers": pool.nic_member_count, "ipBasedMembers": len(pool.addresses),
                       "selectedAddresses": len(wanted)},
         ))
+    if pool.sync_mode_automatic:
+        blocked = True
+        findings.append(Finding(
+            "sync_mode_automatic", pool_id,
+            "the pool has syncMode Automatic: Azure fills it from the NICs' ipconfigs and refuses address "
+            "edits (ModificationOfBackendAddressesInPoolIsNotSupportedWhenSyncModeIsAutomatic), so poolsync "
+            "cannot write it",
+            "point the rules at a pool whose syncMode is Manual or unset (create one in the same load "
+            "balancer and move the load-balancing rules to it), or delete the rules for this pool and let "
+            "Azure manage it",
+            evidence={"syncMode": pool.sync_mode, "selectedAddresses": len(wanted)},
+        ))
+    if pool.provisioning_failed:
+        findings.append(Finding(
+            "pool_provisioning_failed", pool_id,
+            "the pool's provisioningState is Failed: an earlier operation failed, and Azure refuses "
+            "writes that depend on the pool until it is PUT again",
+            "a remediating run PUTs the pool again with its current contents (or re-apply the pool by "
+            "hand, e.g. az network lb address-pool update with no changes), then check the activity log "
+            "for the operation that failed",
+            evidence={"provisioningState": pool.provisioning_state},
+            remediable=not blocked,
+        ))
+    size = max(len(pool.addresses), len(wanted))
+    if size > POOL_SIZE_LIMIT:
+        findings.append(Finding(
+            "pool_size_limit", pool_id,
+            f"the pool {'has' if len(pool.addresses) >= len(wanted) else 'would need'} {size} addresses; "
+            f"a Standard load balancer's backend pool holds at most {POOL_SIZE_LIMIT}",
+            "split the membership across several pools (narrower CIDRs or tag filters per rule), so no "
+            f"pool needs more than {POOL_SIZE_LIMIT} addresses",
+            evidence={"addresses": len(pool.addresses), "selectedAddresses": len(wanted),
+                      "limit": POOL_SIZE_LIMIT},
+        ))
     nat_rules = lb.nat_rules_by_pool.get(id_key(pool_id), ())
     if nat_rules:
         findings.append(Finding(
@@ -437,7 +484,8 @@ def _audit_pool(
     summary = PoolAudit(
         pool_id=pool_id, lb_id=lb.id, exists=True, sku=sku, addresses=len(pool.addresses), managed=managed,
         unmanaged=len(pool.addresses) - managed, nic_members=pool.nic_member_count, selected=len(wanted),
-        blocked=blocked, plan=pool_plan,
+        blocked=blocked, plan=pool_plan, sync_mode=pool.sync_mode, provisioning_state=pool.provisioning_state,
+        provisioning_failed=pool.provisioning_failed,
     )
     return findings, summary
 

@@ -99,6 +99,8 @@ def build_report(result: AuditResult, run: RunFacts, outcomes: Iterable[PoolOutc
             "nicMembers": pool.nic_members,
             "selected": pool.selected,
             "blocked": pool.blocked,
+            "syncMode": pool.sync_mode,
+            "provisioningState": pool.provisioning_state,
             "findings": per_pool[pool.pool_id.lower()],
             "plan": pool.plan.summary() if pool.plan is not None else None,
         }

@@ -33,6 +33,7 @@ from azure.core.rest import HttpRequest
 
 from shared.arm_json import pool_from_json
 from shared.audit_collect import AuditSettings, run_audit
+from shared.health_check import SingleFlightCache, health_cache_seconds
 from shared.ids import _GUID, _NAME, _SEGMENT, InvalidResourceId, ResourceId, id_key, vnet_of_subnet
 from shared.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot, normal_ip
 from shared.naming import AZURE_NAME_RE, PREFIX, is_managed_name
@@ -623,10 +624,34 @@ def app_version() -> str:
         return "unknown"
 
 
-def health(runtime_provider: Callable[[], Runtime] = get_runtime) -> ApiResponse:
-    """Anonymous: version, whether the configuration loads, whether ARM answers. No ids, no messages."""
-    body: dict[str, JSON] = {"status": "ok", "version": app_version(), "configLoaded": False,
-                             "azureReachable": False, "managedPools": 0}
+HEALTH_CACHE: SingleFlightCache[ApiResponse] = SingleFlightCache()
+
+
+def health(
+    runtime_provider: Callable[[], Runtime] = get_runtime,
+    cache: SingleFlightCache[ApiResponse] = HEALTH_CACHE,
+) -> ApiResponse:
+    """Anonymous: version, whether the configuration loads, whether ARM answers. No ids, no messages.
+
+    Checked at most once per POOLSYNC_HEALTH_CACHE_SECONDS per process (concurrent probes share the
+    check in flight), so anonymous probes cannot spend the subscription's ARM read budget."""
+    try:
+        ttl = health_cache_seconds(os.environ)
+    except ValueError as error:
+        log.error("configuration does not load: %s", error)
+        return ApiResponse(503, {**_health_body(), "status": "unhealthy", "detail": "configuration"})
+    checked = cache.get(lambda: _check_health(runtime_provider), ttl)
+    body = {**checked.value.body, "checkAgeSeconds": round(checked.age_seconds, 1), "cacheSeconds": ttl}
+    return ApiResponse(checked.value.status, body)
+
+
+def _health_body() -> dict[str, JSON]:
+    return {"status": "ok", "version": app_version(), "configLoaded": False, "azureReachable": False,
+            "managedPools": 0}
+
+
+def _check_health(runtime_provider: Callable[[], Runtime]) -> ApiResponse:
+    body = _health_body()
     try:
         runtime = runtime_provider()
         context = ApiContext(runtime)

@@ -13,6 +13,11 @@ ADMIN_NONE = "None"
 ADMIN_UP = "Up"
 ADMIN_DOWN = "Down"
 
+# Backend pool properties.syncMode / provisioningState values (REST 2024-05-01 and later).
+SYNC_MODE_AUTOMATIC = "Automatic"  # Azure fills the pool from NIC ipconfigs and refuses address edits
+SYNC_MODE_MANUAL = "Manual"
+PROVISIONING_FAILED = "Failed"  # a failed operation left it so; Azure refuses dependent writes until a re-PUT
+
 
 def normal_ip(text: str | None) -> str | None:
     """Canonical text of an IP so `fd00::1` and `fd00:0::1` compare equal (other text lower-cased)."""
@@ -128,4 +133,13 @@ class PoolSnapshot:
     nic_member_count: int = 0  # NIC-based members (backendIPConfigurations)
     vnet_id: str | None = None  # pool-level virtualNetwork, when set
     lb_sku: str | None = None
-    provisioning_state: str | None = None
+    provisioning_state: str | None = None  # Succeeded | Updating | Deleting | Failed
+    sync_mode: str | None = None  # Automatic | Manual | None (unspecified)
+
+    @property
+    def sync_mode_automatic(self) -> bool:
+        return (self.sync_mode or "").lower() == SYNC_MODE_AUTOMATIC.lower()
+
+    @property
+    def provisioning_failed(self) -> bool:
+        return (self.provisioning_state or "").lower() == PROVISIONING_FAILED.lower()

@@ -559,6 +559,12 @@ def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProb
             continue
         if (pool.lb_sku or "").lower() == "basic":
             problem("pool", "the load balancer is Basic SKU; IP-based backend pools need Standard")
+        if pool.sync_mode_automatic:
+            problem(
+                "pool",
+                f"pool {pool.id} has syncMode Automatic; poolsync can only manage Manual/unspecified pools "
+                "(Azure fills such a pool from NIC ipconfigs and refuses address edits)",
+            )
         if pool.nic_member_count:
             problem(
                 "pool",

@@ -232,5 +232,38 @@ def test_remediation_goes_through_the_guard_and_records_the_refusal(
     assert report["summary"]["poolsChanged"] == 0
 
 
+def test_sync_mode_automatic_and_failed_pools_read_from_azure_are_reported(
+    arm: Emulator, storage_connection_string: str, unique_name: str
+):
+    pools = [{"name": "pool-auto"}, {"name": "pool-failed"}]
+    arm.reset(topology(1, lbs=[{"name": "lb-app", "sku": "Standard", "pools": pools}]))
+    # As Azure returns them: an Automatic pool, and one a failed operation left in provisioningState Failed.
+    arm.world.put_pool(ids.pool("pool-auto"), {"properties": {"syncMode": "Automatic"}})
+    arm.world.put_pool(ids.pool("pool-failed"), {"properties": {}}, state="Failed")
+    runtime = make_runtime(
+        arm,
+        storage_connection_string,
+        {"version": 1, "rules": [rule("auto", "lb-app/pool-auto", ["10.0.0.0/25"]),
+                                 rule("failed", "lb-app/pool-failed", ["10.0.0.128/25"])]},
+        POOLSYNC_DRAIN_TABLE=unique_name,
+    )
+
+    report = run_audit(runtime, now=NOW)
+
+    validate_report(report)
+    assert found(report) == {("sync_mode_automatic", "pool-auto", None),
+                             ("pool_provisioning_failed", "pool-failed", None)}
+    by_code = {f["code"]: f for f in report["findings"]}
+    assert (by_code["sync_mode_automatic"]["severity"], by_code["sync_mode_automatic"]["remediable"]) == (
+        "error", False)
+    assert (by_code["pool_provisioning_failed"]["severity"],
+            by_code["pool_provisioning_failed"]["remediable"]) == ("error", True)
+    pools = {pool["id"]: pool for pool in report["pools"]}
+    assert (pools[ids.pool("pool-auto")]["syncMode"], pools[ids.pool("pool-auto")]["blocked"]) == (
+        "Automatic", True)
+    assert pools[ids.pool("pool-failed")]["provisioningState"] == "Failed"
+    assert arm.stats.requests("PUT") == 0
+
+
 def test_the_report_schema_is_a_valid_schema():
     Draft202012Validator.check_schema(report_schema())

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.audit import (
+    POOL_SIZE_LIMIT,
     AuditInputs,
     DrainRecord,
     FrontendIp,
@@ -198,6 +199,88 @@ def test_blocked_pool_reports_the_blocker_not_drift():
     assert codes(result) == [("basic_sku", None), ("mixed_members", None)]
     assert result.pools[0].blocked and result.remediable_pool_ids() == []
     assert next(f for f in result.findings if f.code == "basic_sku").evidence["selectedAddresses"] == 1
+
+
+def test_a_sync_mode_automatic_pool_is_an_error_and_never_written():
+    inventory = Inventory()
+    add_vm(inventory, "web-1", "10.0.0.4")
+    pool = PoolSnapshot(POOL, None, (), lb_sku="Standard", sync_mode="Automatic")
+    result = audit(inputs(inventory=inventory, lb=LoadBalancerFacts(LB, "Standard", (pool,))))
+    assert codes(result) == [("sync_mode_automatic", None)]  # no missing_address: poolsync cannot add it
+    finding = result.findings[0]
+    assert (finding.severity, finding.category, finding.remediable) == ("error", "platform", False)
+    assert "syncMode is Manual or unset" in finding.fix
+    assert result.pools[0].blocked and result.remediable_pool_ids() == []
+    assert result.pools[0].sync_mode == "Automatic"
+
+
+def test_a_failed_pool_is_an_error_a_remediating_run_fixes_even_without_drift():
+    inventory = Inventory()
+    add_vm(inventory, "web-1", "10.0.0.4")
+    pool = PoolSnapshot(POOL, None, (entry(name_of("web-1-nic"), "10.0.0.4"),), lb_sku="Standard",
+                        provisioning_state="Failed")
+    result = audit(inputs(inventory=inventory, lb=LoadBalancerFacts(LB, "Standard", (pool,))))
+    assert codes(result) == [("pool_provisioning_failed", None)]
+    finding = result.findings[0]
+    assert (finding.severity, finding.remediable) == ("error", True)
+    assert finding.evidence == {"provisioningState": "Failed"}
+    assert result.pools[0].plan is not None and result.pools[0].plan.is_empty
+    assert result.remediable_pool_ids() == [POOL]
+
+
+def test_a_failed_pool_that_is_also_blocked_is_not_remediable():
+    pool = PoolSnapshot(POOL, None, (), lb_sku="Standard", provisioning_state="Failed", sync_mode="Automatic")
+    result = audit(inputs(lb=LoadBalancerFacts(LB, "Standard", (pool,))))
+    failed = next(f for f in result.findings if f.code == "pool_provisioning_failed")
+    assert failed.remediable is False and result.remediable_pool_ids() == []
+
+
+@pytest.mark.parametrize("state", ["Succeeded", "Updating", None])
+def test_other_provisioning_states_are_no_finding(state):
+    pool = PoolSnapshot(POOL, None, (), lb_sku="Standard", provisioning_state=state)
+    result = audit(inputs(lb=LoadBalancerFacts(LB, "Standard", (pool,))))
+    assert codes(result) == [] and result.remediable_pool_ids() == []
+
+
+WIDE_RULES = parse_rules({"version": 1, "rules": [
+    {"name": "web", "pool": POOL, "virtualNetwork": VNET, "cidrs": ["10.0.0.0/16"], "tags": {"app": "web"}}]})
+
+
+def _hand_added(count: int) -> tuple[PoolAddress, ...]:
+    return tuple(entry(f"manual-{i}", _nth_ip(i)) for i in range(count))
+
+
+def _nth_ip(index: int) -> str:
+    return f"10.0.{index // 250}.{index % 250 + 1}"
+
+
+def test_a_pool_over_the_documented_size_limit_is_reported():
+    addresses = _hand_added(POOL_SIZE_LIMIT + 1)
+    rules = WIDE_RULES
+    inventory = Inventory()
+    for index, address in enumerate(addresses):  # each hand-added address is a selected VM's IP
+        add_vm(inventory, f"vm-{index}", address.ip_address or "")
+    over = audit(inputs(*addresses, inventory=inventory, rules=rules))
+    found = [f for f in over.findings if f.code == "pool_size_limit"]
+    assert len(found) == 1
+    assert found[0].severity == "error"
+    assert found[0].evidence == {"addresses": POOL_SIZE_LIMIT + 1, "selectedAddresses": POOL_SIZE_LIMIT + 1,
+                                 "limit": POOL_SIZE_LIMIT}
+
+    at_limit = audit(inputs(*addresses[:POOL_SIZE_LIMIT], rules=rules))
+    assert not [f for f in at_limit.findings if f.code == "pool_size_limit"]
+
+
+def test_selecting_more_addresses_than_a_pool_may_hold_is_reported_before_any_write():
+    rules = WIDE_RULES
+    inventory = Inventory()
+    for index in range(POOL_SIZE_LIMIT + 1):
+        add_vm(inventory, f"vm-{index}", _nth_ip(index))
+    result = audit(inputs(inventory=inventory, rules=rules))
+    found = [f for f in result.findings if f.code == "pool_size_limit"]
+    assert len(found) == 1 and "would need" in found[0].message
+    evidence = found[0].evidence
+    assert (evidence["addresses"], evidence["selectedAddresses"]) == (0, POOL_SIZE_LIMIT + 1)
 
 
 def test_drain_ages_records_and_forgetting():

@@ -11,7 +11,7 @@ from devstack.settings import local_settings
 from shared.rules import RulesError
 from shared.runtime import get_runtime, set_runtime
 from tests.core.test_reconciler import rules_document
-from tests.fixtures.arm import topology
+from tests.fixtures.arm import ids, topology
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +54,14 @@ def test_unreachable_azure_does_not_block_start_up(arm, monkeypatch, caplog) -> 
                                              POOLSYNC_RETRY_DEADLINE="1", POOLSYNC_RETRY_MAX_ATTEMPTS="1"))
     assert get_runtime().rules.rules[0].name == "web"
     assert "not checked against Azure" in caplog.text
+
+
+def test_a_pool_with_sync_mode_automatic_stops_the_app(arm, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    arm.reset(topology())
+    arm.world.put_pool(ids.pool(), {"properties": {"syncMode": "Automatic"}})  # as Azure returns it
+    use_settings(monkeypatch, local_settings(arm.url, arm.ca_path, rules=rules_document()))
+    with pytest.raises(RulesError) as failed:
+        get_runtime()
+    assert (f"rule 'web' (rules[0].pool): pool {ids.pool()} has syncMode Automatic; "
+            "poolsync can only manage Manual/unspecified pools") in str(failed.value)
+    assert arm.stats.requests("PUT") == 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
@@ -15,7 +17,8 @@ import pytest
 from devstack.host import LocalFunctionsHost
 from emulator import Emulator
 from handlers import http_api
-from shared.http_ops import app_version
+from shared.health_check import SingleFlightCache
+from shared.http_ops import HEALTH_CACHE, app_version
 from shared.runtime import set_runtime
 from tests.fixtures.arm import SUBSCRIPTION, ids
 from tests.http.conftest import Configure
@@ -23,6 +26,15 @@ from tests.http.helpers import MANUAL_POOL, ApiClient, pool_path, principal_head
 
 ROLE = "PoolSync.Operator"
 KEY = "test-function-key"
+LB_READS = ("GET", "Microsoft.Network/loadBalancers")
+
+
+@pytest.fixture(autouse=True)
+def fresh_health_cache() -> Iterator[None]:
+    """The health cache is per process; each test starts (and leaves) it empty."""
+    HEALTH_CACHE.clear()
+    yield
+    HEALTH_CACHE.clear()
 
 
 def test_role_required_without_a_signed_in_caller_is_401(world: Emulator, configure: Configure) -> None:
@@ -98,7 +110,8 @@ def test_health_is_anonymous_and_tells_no_secrets(world: Emulator, configure: Co
     answer = ApiClient().call("GET", "/api/health")
     assert answer.status == 200
     assert answer.body == {"status": "ok", "version": app_version(), "configLoaded": True,
-                           "azureReachable": True, "managedPools": 7}
+                           "azureReachable": True, "managedPools": 7, "checkAgeSeconds": 0.0,
+                           "cacheSeconds": 60.0}
     text = json.dumps(answer.body)
     assert SUBSCRIPTION not in text and world.url not in text
 
@@ -111,6 +124,145 @@ def test_health_reports_azure_unreachable(world: Emulator, configure: Configure)
     assert answer.status == 503
     assert (answer.body["configLoaded"], answer.body["azureReachable"]) == (True, False)
     assert answer.body["detail"] == "azure:server_error"
+
+
+def probe_burst(probes: int) -> list[tuple[int, dict[str, Any]]]:
+    """`probes` anonymous health calls at once."""
+    start = threading.Barrier(probes)
+
+    def probe(_: int) -> tuple[int, dict[str, Any]]:
+        start.wait()
+        answer = ApiClient().call("GET", "/api/health")
+        return answer.status, answer.body
+
+    with ThreadPoolExecutor(probes) as pool:
+        return list(pool.map(probe, range(probes)))
+
+
+def test_a_burst_of_anonymous_probes_costs_one_arm_read(world: Emulator, configure: Configure) -> None:
+    configure()
+    world.faults.add("slow", method="GET", delay=0.5)  # the check is still in flight as the others arrive
+    reads_before = world.stats.requests(*LB_READS)
+
+    answers = probe_burst(20)
+
+    assert world.stats.requests(*LB_READS) - reads_before == 1
+    assert {status for status, _ in answers} == {200}
+    assert all(body["azureReachable"] and body["cacheSeconds"] == 60.0 for _, body in answers)
+
+
+def test_an_unreachable_arm_is_cached_too_so_probes_do_not_add_to_throttling(
+    world: Emulator, configure: Configure
+) -> None:
+    configure()
+    world.faults.add("429", method="GET")
+
+    answers = probe_burst(10)
+
+    assert world.stats.faults_injected("429") == 1
+    assert {(status, body["detail"]) for status, body in answers} == {(503, "azure:throttled")}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(HEALTH_CACHE, "clock", fake)
+    return fake
+
+
+def test_health_reports_the_age_of_the_cached_check_and_checks_again_after_the_ttl(
+    world: Emulator, configure: Configure, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POOLSYNC_HEALTH_CACHE_SECONDS", "30")
+    configure()
+    reads_before = world.stats.requests(*LB_READS)
+
+    assert ApiClient().call("GET", "/api/health").body["checkAgeSeconds"] == 0.0
+    clock.now += 29.5
+    cached = ApiClient().call("GET", "/api/health").body
+    assert (cached["checkAgeSeconds"], cached["cacheSeconds"]) == (29.5, 30.0)
+    assert world.stats.requests(*LB_READS) - reads_before == 1
+
+    world.faults.add("500", method="GET")
+    clock.now += 0.5
+    expired = ApiClient().call("GET", "/api/health")
+    assert (expired.status, expired.body["detail"], expired.body["checkAgeSeconds"]) == (
+        503, "azure:server_error", 0.0)
+    assert world.stats.requests(*LB_READS) - reads_before == 2
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "nan", "7200"])
+def test_a_bad_health_cache_setting_is_a_configuration_error_and_reads_nothing(
+    world: Emulator, configure: Configure, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    value: str,
+) -> None:
+    configure()
+    monkeypatch.setenv("POOLSYNC_HEALTH_CACHE_SECONDS", value)
+    reads_before = world.stats.requests()
+
+    answer = ApiClient().call("GET", "/api/health")
+
+    assert (answer.status, answer.body["detail"]) == (503, "configuration")
+    assert world.stats.requests() == reads_before
+    assert "POOLSYNC_HEALTH_CACHE_SECONDS" in caplog.text
+
+
+def wait_for(condition: Callable[[], bool], polls: int = 6000) -> None:
+    """Poll (every 5 ms, at most 30 s) until `condition` holds: a state to reach, not a timing claim."""
+    pause = threading.Event()
+    for _ in range(polls):
+        if condition():
+            return
+        pause.wait(0.005)
+    raise AssertionError("the condition never held")
+
+
+def test_callers_arriving_during_a_check_share_it() -> None:
+    cache: SingleFlightCache[int] = SingleFlightCache()
+    release, calls = threading.Event(), []
+
+    def slow_check() -> int:
+        calls.append(1)
+        release.wait(30)
+        return len(calls)
+
+    with ThreadPoolExecutor(5) as pool:
+        results = [pool.submit(cache.get, slow_check, 60) for _ in range(5)]
+        wait_for(lambda: cache.waiting == 4)  # one caller runs the check, four wait for it
+        release.set()
+        assert [future.result().value for future in results] == [1] * 5
+    assert len(calls) == 1
+
+
+def test_when_a_check_raises_a_waiting_caller_runs_it_again() -> None:
+    cache: SingleFlightCache[str] = SingleFlightCache()
+    release, calls = threading.Event(), []
+
+    def check() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(30)
+            raise RuntimeError("boom")
+        return "second"
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(cache.get, check, 60)
+        wait_for(lambda: bool(calls))
+        second = pool.submit(cache.get, check, 60)
+        wait_for(lambda: cache.waiting == 1)
+        release.set()
+        with pytest.raises(RuntimeError):
+            first.result()
+        assert second.result().value == "second"
+    assert len(calls) == 2
 
 
 @pytest.fixture

@@ -382,3 +382,20 @@ def test_pool_problems_are_reported_once_per_pool():
     assert found == [
         ("rules[0].pool", "the load balancer is Basic SKU; IP-based backend pools need Standard")
     ]
+
+
+@pytest.mark.parametrize("sync_mode", ["Automatic", "automatic"])
+def test_a_pool_azure_syncs_automatically_is_a_rules_error_naming_rule_and_field(sync_mode):
+    pool = PoolSnapshot(pool_id(), 'W/"1"', (), lb_sku="Standard", sync_mode=sync_mode)
+    found = validate_against_azure(ruleset(rule_doc()), azure_facts(pool))
+    assert len(found) == 1
+    assert str(found[0]).startswith(
+        f"rule 'web' (rules[0].pool): pool {pool_id()} has syncMode Automatic; "
+        "poolsync can only manage Manual/unspecified pools"
+    )
+
+
+@pytest.mark.parametrize("sync_mode", ["Manual", None])
+def test_manual_or_unspecified_sync_mode_is_fine(sync_mode):
+    pool = PoolSnapshot(pool_id(), 'W/"1"', (), lb_sku="Standard", sync_mode=sync_mode)
+    assert azure_problems(azure_facts(pool)) == []
