@@ -206,7 +206,7 @@ class ArmApi:
                 max_per_load_balancer=self.profile.max_addresses_per_load_balancer,
                 other_pools_addresses=self.world.lb_ip_address_count(lb_id, except_pool=route.resource_id),
             )
-        if conflict is not None and conflict[0] == conflicts.CANCEL_EARLIER:
+        if conflict is not None and conflict[0] == conflicts.CANCEL_EARLIER and lock_key is not None:
             return self._put_superseding(request, api_version, body, lock_key, conflict[1])
         before = self.world.snapshot_lb(lock_key) if strict and lock_key is not None else None
         rendered, created = self._apply_put(route, body)

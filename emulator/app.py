@@ -71,7 +71,9 @@ class Emulator:
         """Switch to a profile ("default" | "azure", or a `Profile`), with optional overrides of its
         fields (e.g. conflict_mix={"cancel_earlier": 1}, conflict_seed=3, max_addresses_per_pool=10).
         Sets operation_seconds, lro_retry_after and throttling to the profile's; reset() keeps it."""
-        profile = name.with_overrides(**overrides) if isinstance(name, Profile) else make_profile(name, **overrides)
+        profile = (
+            name.with_overrides(**overrides) if isinstance(name, Profile) else make_profile(name, **overrides)
+        )
         self.profile = profile
         self.api.use_profile(profile)
         self.throttle.configure_limits(profile.throttle)

@@ -20,11 +20,17 @@ def _addresses(props: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _is_nic_entry(address: dict[str, Any]) -> bool:
     aprops = address.get("properties") or {}
-    return not aprops.get("ipAddress") and bool((aprops.get("networkInterfaceIPConfiguration") or {}).get("id"))
+    return not aprops.get("ipAddress") and bool(
+        (aprops.get("networkInterfaceIPConfiguration") or {}).get("id")
+    )
 
 
 def _nic_ids(addresses: list[dict[str, Any]]) -> set[str]:
-    return {a["properties"]["networkInterfaceIPConfiguration"]["id"].lower() for a in addresses if _is_nic_entry(a)}
+    return {
+        a["properties"]["networkInterfaceIPConfiguration"]["id"].lower()
+        for a in addresses
+        if _is_nic_entry(a)
+    }
 
 
 def _ip_signature(addresses: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -44,7 +50,9 @@ def prepare_pool_body(
     max_per_load_balancer: int | None,
     other_pools_addresses: int,
 ) -> dict[str, Any]:
-    """The pool PUT body to store, NIC-based entries removed (NICs own them); raises on a change NRP refuses."""
+    """The pool PUT body to store, NIC-based entries removed (NICs own them).
+
+    Raises the error NRP answers for a change it refuses."""
     props = body.get("properties")
     if not isinstance(props, dict) or "loadBalancerBackendAddresses" not in props:
         return body
@@ -86,8 +94,8 @@ def refuse_if_failed(failed_ids: list[str], writer_id: str, allowed_id: str | No
         raise ArmError(
             400,
             "ReferencedResourceNotProvisioned",
-            f"Cannot proceed with operation because resource {blocking[0]} used by resource {writer_id} is not "
-            "in Succeeded state. Resource is in Failed state and the last operation that updated/is updating "
-            "the resource is PutLoadBalancerOperation.",
+            f"Cannot proceed with operation because resource {blocking[0]} used by resource {writer_id} "
+            "is not in Succeeded state. Resource is in Failed state and the last operation that "
+            "updated/is updating the resource is PutLoadBalancerOperation.",
             details=[],
         )

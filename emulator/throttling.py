@@ -90,7 +90,9 @@ class SubscriptionThrottle:
     def configure(self, reads: BucketSettings | None = None, writes: BucketSettings | None = None) -> None:
         """Change the ARM read/write buckets (other limits stay); every budget starts full."""
         with self._lock:
-            self.limits = replace(self.limits, reads=reads or self.limits.reads, writes=writes or self.limits.writes)
+            self.limits = replace(
+                self.limits, reads=reads or self.limits.reads, writes=writes or self.limits.writes
+            )
             self._buckets = {}
 
     def configure_limits(self, limits: ThrottleLimits) -> None:
@@ -102,7 +104,12 @@ class SubscriptionThrottle:
         self.configure()
 
     def charge(
-        self, subscription: str, is_write: bool, *, principal: str = "", method: str | None = None,
+        self,
+        subscription: str,
+        is_write: bool,
+        *,
+        principal: str = "",
+        method: str | None = None,
         namespace: str = "",
     ) -> dict[str, str]:
         """Take a token from every bucket the request spends; returns the remaining-budget headers,

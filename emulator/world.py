@@ -266,17 +266,21 @@ class World:
             }
 
     # -------------------------------------------------------- etag helpers
+    def _top_store(self, resource_type: str) -> dict[str, dict[str, Any]] | None:
+        """Where top-level resources of a type ('loadBalancers', ...) are kept."""
+        return {
+            "virtualnetworks": self.vnets,
+            "networkinterfaces": self.nics,
+            "loadbalancers": self.lbs,
+            "virtualmachines": self.vms,
+        }.get(resource_type.lower())
+
     def current_etag(self, resource_id: str) -> str | None:
         """Etag of any addressable resource (children report their parent's)."""
         with self.lock:
             rid = ResourceId.parse(resource_id)
             parent_key = rid.parent.key()
-            store = {
-                "virtualnetworks": self.vnets,
-                "networkinterfaces": self.nics,
-                "loadbalancers": self.lbs,
-                "virtualmachines": self.vms,
-            }.get(rid.type.lower())
+            store = self._top_store(rid.type)
             if store is None or parent_key not in store:
                 return None
             if rid.child_type:
@@ -887,12 +891,7 @@ class World:
             elif rid.child_type:
                 target = self._subnet(resource_id)
             else:
-                store = {
-                    "virtualnetworks": self.vnets,
-                    "networkinterfaces": self.nics,
-                    "loadbalancers": self.lbs,
-                    "virtualmachines": self.vms,
-                }[rid.type.lower()]
+                store = self._top_store(rid.type) or {}
                 target = store.get(rid.key())
             if target is None:
                 return False
@@ -903,12 +902,7 @@ class World:
         """A new etag for the top-level resource (an operation completed: NRP changes it again)."""
         with self.lock:
             rid = ResourceId.parse(resource_id)
-            store = {
-                "virtualnetworks": self.vnets,
-                "networkinterfaces": self.nics,
-                "loadbalancers": self.lbs,
-                "virtualmachines": self.vms,
-            }.get(rid.type.lower())
+            store = self._top_store(rid.type)
             if store is not None and rid.parent.key() in store:
                 store[rid.parent.key()]["etag"] = new_etag()
 
