@@ -65,6 +65,8 @@ class AdminApi:
 
     def _configure(self, payload: dict[str, Any]) -> None:
         emu = self.emulator
+        if "profile" in payload:  # first, so the other keys of the same request override it
+            emu.set_profile(payload["profile"], **(payload.get("profile_overrides") or {}))
         if "operation_seconds" in payload:
             emu.operation_seconds = float(payload["operation_seconds"])
         if "lro_retry_after" in payload:
@@ -84,6 +86,7 @@ class AdminApi:
     def _config(self) -> dict[str, Any]:
         emu = self.emulator
         return {
+            "profile": emu.profile.name,
             "operation_seconds": emu.operation_seconds,
             "lro_retry_after": emu.lro_retry_after,
             "page_size": emu.page_size,

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator import conflicts, pool_rules
 from emulator import events as ev
 from emulator.errors import ArmError, bad_request
-from emulator.lro import FAILED, IN_PROGRESS, Operation, OperationTracker
+from emulator.lro import CANCELED, FAILED, IN_PROGRESS, Operation, OperationTracker
+from emulator.profiles import Profile, default_profile
 from emulator.routing import KINDS, Route
 from emulator.stats import Stats
 from emulator.world import World, missing
@@ -73,9 +75,19 @@ class ArmApi:
         self.config = config
         self._clock = clock
         self._latest_op: dict[str, str] = {}  # resource key -> id of the operation that last wrote it
+        # operation id -> its load balancer as it was before the write (strict profiles: undo on cancel)
+        self._lb_before: dict[str, dict[str, Any] | None] = {}
+        self.profile: Profile = default_profile()
+        self.conflict_policy = conflicts.ConflictPolicy(self.profile.conflict_mix, self.profile.conflict_seed)
+
+    def use_profile(self, profile: Profile) -> None:
+        self.profile = profile
+        self.conflict_policy = conflicts.ConflictPolicy(profile.conflict_mix, profile.conflict_seed)
+        self.world.echo_nic_members = profile.strict_resources
 
     def forget_operations(self) -> None:
         self._latest_op.clear()
+        self._lb_before.clear()
 
     # ------------------------------------------------------------ entry
     def handle(self, request: Request) -> Reply:
@@ -181,18 +193,61 @@ class ArmApi:
         body = _json_body(request.body)
         self._check_preconditions(request)
         lock_key = self._lb_lock(route)
-        if lock_key is not None:
-            self._refuse_if_busy(lock_key, request)
+        conflict = self._resolve_conflict(lock_key, request) if lock_key is not None else None
+        strict = self.profile.strict_resources
+        if strict and route.kind == "pool":
+            lb_id = str(ResourceId.parse(route.resource_id).parent)
+            pool_rules.refuse_if_failed(self.world.failed_parts(lb_id), route.resource_id, route.resource_id)
+            body = pool_rules.prepare_pool_body(
+                route.resource_id,
+                self.world.get_pool(route.resource_id),
+                body,
+                max_per_pool=self.profile.max_addresses_per_pool,
+                max_per_load_balancer=self.profile.max_addresses_per_load_balancer,
+                other_pools_addresses=self.world.lb_ip_address_count(lb_id, except_pool=route.resource_id),
+            )
+        if conflict is not None and conflict[0] == conflicts.CANCEL_EARLIER and lock_key is not None:
+            return self._put_superseding(request, api_version, body, lock_key, conflict[1])
+        before = self.world.snapshot_lb(lock_key) if strict and lock_key is not None else None
+        rendered, created = self._apply_put(route, body)
+        failure = None
+        if conflict is not None:  # accept-then-fail: accepted now, ends Failed; the LB stays the holder's
+            failure = conflicts.failed_due_to_another_operation(conflict[1].method, conflict[1].id)
+            lock_key = None
+        operation = self._start_operation(request, rendered["id"], lock_key, api_version, failure)
+        if strict and lock_key is not None:
+            self._lb_before[operation.id] = before
+        headers = {**self._etag_header(rendered), **self._lro_headers(request, operation, api_version)}
+        return Reply(201 if created else 200, rendered, headers)
+
+    def _put_superseding(
+        self, request: Request, api_version: str, body: dict[str, Any], lock_key: str, earlier: Operation
+    ) -> Reply:
+        """Accept a write to a busy LB by canceling the earlier operation and undoing its content."""
+        route = request.route
+        with_earlier = self.world.snapshot_lb(lock_key)
+        self.world.restore_lb(lock_key, self._lb_before.get(earlier.id, with_earlier), keep_etag=True)
+        before = self.world.snapshot_lb(lock_key)
+        try:
+            rendered, created = self._apply_put(route, body)
+        except ArmError:
+            self.world.restore_lb(lock_key, with_earlier, keep_etag=True)  # refused: the earlier write stands
+            raise
+        later = self._start_operation(request, rendered["id"], lock_key, api_version, None)
+        self.tracker.cancel(
+            earlier, conflicts.canceled_and_superseded(earlier.method, earlier.id, request.method, later.id)
+        )
+        self._lb_before.pop(earlier.id, None)
+        self._lb_before[later.id] = before
+        headers = {**self._etag_header(rendered), **self._lro_headers(request, later, api_version)}
+        return Reply(201 if created else 200, rendered, headers)
+
+    def _apply_put(self, route: Route, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         creating = self.world.current_etag(route.resource_id) is None
         state = "Creating" if creating and route.kind == "vm" else "Updating"
         putter: Callable[..., tuple[dict[str, Any], bool]]
         if route.kind == "nic":
-            rendered, created = self.world.put_nic(
-                route.resource_id,
-                body,
-                state,
-                busy_lb=lambda lb_id: self.tracker.busy(id_key(lb_id)) is not None,
-            )
+            return self.world.put_nic(route.resource_id, body, state, busy_lb=self._lb_blocks_nic(route))
         else:
             putter = {
                 "vnet": self.world.put_vnet,
@@ -201,10 +256,17 @@ class ArmApi:
                 "lb": self.world.put_lb,
                 "pool": self.world.put_pool,
             }[route.kind]
-            rendered, created = putter(route.resource_id, body, state)
-        operation = self._start_operation(request, rendered["id"], lock_key, api_version)
-        headers = {**self._etag_header(rendered), **self._lro_headers(request, operation, api_version)}
-        return Reply(201 if created else 200, rendered, headers)
+            return putter(route.resource_id, body, state)
+
+    def _lb_blocks_nic(self, route: Route) -> Callable[[str], bool]:
+        """For a NIC joining a pool: True if the LB is busy; raises if it is left Failed (strict)."""
+
+        def check(lb_id: str) -> bool:
+            if self.profile.strict_resources:
+                pool_rules.refuse_if_failed(self.world.failed_parts(lb_id), route.resource_id)
+            return self.tracker.busy(id_key(lb_id)) is not None
+
+        return check
 
     def _delete(self, request: Request, api_version: str) -> Reply:
         route = request.route
@@ -213,7 +275,10 @@ class ArmApi:
             return Reply(204)
         lock_key = self._lb_lock(route)
         if lock_key is not None:
-            self._refuse_if_busy(lock_key, request)
+            self._resolve_conflict(lock_key, request)
+        if self.profile.strict_resources and route.kind == "pool":
+            lb_id = str(ResourceId.parse(route.resource_id).parent)
+            pool_rules.refuse_if_failed(self.world.failed_parts(lb_id), route.resource_id, route.resource_id)
         self.world.check_delete(route.kind, route.resource_id)
         resource_id = self._canonical_id(route)
         self.world.set_provisioning_state(resource_id, "Deleting")
@@ -255,25 +320,38 @@ class ArmApi:
             return ResourceId.parse(route.resource_id).parent.key()
         return None
 
-    def _refuse_if_busy(self, lock_key: str, request: Request) -> None:
+    def _resolve_conflict(self, lock_key: str, request: Request) -> tuple[str, Operation] | None:
+        """None if the LB is free; else raises the refusal, or returns how the write is accepted."""
         holder = self.tracker.busy(lock_key)
         if holder is None:
-            return
+            return None
+        behaviour = self.conflict_policy.choose()
+        accepting = behaviour in (conflicts.ACCEPT_THEN_FAIL, conflicts.CANCEL_EARLIER)
+        # only PUTs are accepted over a running operation, and only a write that can be undone is canceled
+        if accepting and request.method != "PUT":
+            behaviour = conflicts.REJECT_409
+        if behaviour == conflicts.CANCEL_EARLIER and holder.id not in self._lb_before:
+            behaviour = conflicts.REJECT_409
+        self.stats.conflict(behaviour)
         retry_after = max(1, round(holder.deadline - self._clock() + 0.5))
-        status_uri = (
-            f"{request.base_url}{holder.status_path()}?api-version={request.query.get('api-version')}"
-        )
-        raise ArmError(
-            409,
-            "AnotherOperationInProgress",
-            "Another operation on this or dependent resource is in progress. To retrieve status of the "
-            f"operation use uri: {status_uri}.",
-            details=[],
-            headers={"Retry-After": str(retry_after)},
-        )
+        if behaviour == conflicts.REJECT_409:
+            status_uri = (
+                f"{request.base_url}{holder.status_path()}?api-version={request.query.get('api-version')}"
+            )
+            raise conflicts.another_operation_in_progress(status_uri, retry_after)
+        if behaviour == conflicts.RETRYABLE_429:
+            lb = self.world.get_lb(lock_key) or {}
+            guid = lb.get("properties", {}).get("resourceGuid", lock_key)
+            raise conflicts.retryable_due_to_another_operation(holder.method, holder.id, guid, retry_after)
+        return behaviour, holder
 
     def _start_operation(
-        self, request: Request, resource_id: str, lock_key: str | None, api_version: str
+        self,
+        request: Request,
+        resource_id: str,
+        lock_key: str | None,
+        api_version: str,
+        failure: dict[str, Any] | None = None,
     ) -> Operation:
         resource = self._location_of(request.route, resource_id)
         operation = Operation(
@@ -285,7 +363,7 @@ class ArmApi:
             deadline=self._clock() + self.config.operation_seconds,
             on_complete=lambda op: self._complete(op, request.route.kind, api_version),
             lock_key=lock_key,
-            failure=_injected_failure() if request.fail_lro else None,
+            failure=_injected_failure() if request.fail_lro else failure,
         )
         self._latest_op[id_key(resource_id)] = operation.id
         return self.tracker.start(operation)
@@ -313,6 +391,16 @@ class ArmApi:
 
     # -------------------------------------------------------- completion
     def _complete(self, operation: Operation, kind: str, api_version: str) -> None:
+        # under the world lock: a cancel (also under it) and this completion never interleave
+        with self.world.lock:
+            if operation.status == CANCELED:
+                return
+            self._lb_before.pop(operation.id, None)
+            self._complete_locked(operation, kind, api_version)
+            if self.profile.strict_resources and operation.method == "PUT":
+                self.world.renew_etag(operation.resource_id)  # NRP's etag changes again as the write ends
+
+    def _complete_locked(self, operation: Operation, kind: str, api_version: str) -> None:
         key = id_key(operation.resource_id)
         superseded = self._latest_op.get(key) != operation.id
         if operation.failure is not None:
@@ -384,7 +472,7 @@ class ArmApi:
             if self.config.lro_retry_after > 0:
                 headers["Retry-After"] = str(self.config.lro_retry_after)
             return Reply(202, None, headers)
-        if operation.status == FAILED:
+        if operation.status in (FAILED, CANCELED):
             failure = operation.failure or {}
             raise ArmError(
                 500, failure.get("code", "InternalServerError"), failure.get("message", "Operation failed.")

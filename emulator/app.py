@@ -16,9 +16,10 @@ from emulator.api import ArmApi, Config
 from emulator.events import EventPublisher
 from emulator.faults import Faults
 from emulator.lro import OperationTracker
+from emulator.profiles import Profile, make_profile
 from emulator.server import ArmHttpServer
 from emulator.stats import Stats
-from emulator.throttling import DEFAULT_READS, DEFAULT_WRITES, BucketSettings, SubscriptionThrottle
+from emulator.throttling import BucketSettings, SubscriptionThrottle
 from emulator.world import World
 
 HOST = "127.0.0.1"
@@ -30,25 +31,35 @@ class Emulator:
         state_dir: str | Path,
         port: int = 0,
         topology: dict[str, Any] | str | Path | None = None,
-        operation_seconds: float = 0.05,
-        lro_retry_after: int = 0,
+        operation_seconds: float | None = None,
+        lro_retry_after: int | None = None,
         page_size: int = 100,
         event_webhook: str | None = None,
         read_limit: BucketSettings | None = None,
         write_limit: BucketSettings | None = None,
+        profile: str = "default",
     ) -> None:
+        """`profile`: "default" (lenient) or "azure" (Azure's documented limits and behaviours);
+        explicit `operation_seconds`, `lro_retry_after` and limits override the profile's."""
         self.state_dir = Path(state_dir)
         self.port = port
-        self.config = Config(operation_seconds, lro_retry_after, page_size)
+        self.config = Config(page_size=page_size)
         self.world = World()
         self.stats = Stats()
         self.faults = Faults()
-        self._limits = (read_limit or DEFAULT_READS, write_limit or DEFAULT_WRITES)
-        self.throttle = SubscriptionThrottle(*self._limits)
+        self.throttle = SubscriptionThrottle(on_throttled=self.stats.throttled)
         self.events = EventPublisher(event_webhook, on_outcome=self.stats.event)
         self.tracker = OperationTracker(time.monotonic)
         self.api = ArmApi(self.world, self.tracker, self.stats, self.events, self.config, time.monotonic)
         self.admin = AdminApi(self)
+        self.set_profile(profile)
+        if operation_seconds is not None:
+            self.operation_seconds = operation_seconds
+        if lro_retry_after is not None:
+            self.lro_retry_after = lro_retry_after
+        if read_limit or write_limit:
+            self.configure_throttling(read_limit, write_limit)
+            self.profile.throttle = self.throttle.limits
         self._server: ArmHttpServer | None = None
         self._thread: threading.Thread | None = None
         self.ca_path = str(self.state_dir / "ca.pem")
@@ -56,6 +67,20 @@ class Emulator:
             self.load_topology(topology)
 
     # ------------------------------------------------------------ settings
+    def set_profile(self, name: str | Profile, **overrides: Any) -> Profile:
+        """Switch to a profile ("default" | "azure", or a `Profile`), with optional overrides of its
+        fields (e.g. conflict_mix={"cancel_earlier": 1}, conflict_seed=3, max_addresses_per_pool=10).
+        Sets operation_seconds, lro_retry_after and throttling to the profile's; reset() keeps it."""
+        profile = (
+            name.with_overrides(**overrides) if isinstance(name, Profile) else make_profile(name, **overrides)
+        )
+        self.profile = profile
+        self.api.use_profile(profile)
+        self.throttle.configure_limits(profile.throttle)
+        self.config.operation_seconds = profile.operation_seconds
+        self.config.lro_retry_after = profile.lro_retry_after
+        return profile
+
     @property
     def operation_seconds(self) -> float:
         return self.config.operation_seconds
@@ -124,7 +149,8 @@ class Emulator:
         self.api.forget_operations()
         self.faults.clear()
         self.stats.reset()
-        self.throttle.configure(*self._limits)
+        self.throttle.configure_limits(self.profile.throttle)
+        self.api.use_profile(self.profile)  # the conflict mix starts again from its seed
         self.events.clear()
         if topology is not None:
             self.load_topology(topology)

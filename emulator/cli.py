@@ -21,9 +21,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--event-webhook", help="URL receiving Event Grid events for VM/NIC writes and deletes"
     )
     parser.add_argument(
-        "--operation-seconds", type=float, default=0.05, help="duration of each long-running write"
+        "--profile",
+        choices=["default", "azure"],
+        default="default",
+        help="default: lenient; azure: Azure's documented throttling, conflicts and resource rules",
     )
-    parser.add_argument("--lro-retry-after", type=int, default=0, help="Retry-After seconds on LRO responses")
+    parser.add_argument(
+        "--operation-seconds",
+        type=float,
+        default=None,
+        help="duration of each long-running write (profile default: 0.05, azure 5)",
+    )
+    parser.add_argument(
+        "--lro-retry-after",
+        type=int,
+        default=None,
+        help="Retry-After seconds on LRO responses (profile default: 0 = omitted, azure 10)",
+    )
     parser.add_argument("--page-size", type=int, default=100)
     return parser.parse_args(argv)
 
@@ -38,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         lro_retry_after=args.lro_retry_after,
         page_size=args.page_size,
         event_webhook=args.event_webhook,
+        profile=args.profile,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

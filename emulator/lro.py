@@ -22,6 +22,7 @@ from typing import Any
 IN_PROGRESS = "InProgress"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
+CANCELED = "Canceled"
 MAX_REMEMBERED = 20000
 
 
@@ -63,7 +64,7 @@ class Operation:
             body.update(name=self.id, startTime=self.start_time)
             if self.end_time:
                 body["endTime"] = self.end_time
-        if self.status == FAILED and self.failure:
+        if self.status in (FAILED, CANCELED) and self.failure:
             body["error"] = self.failure
         return body
 
@@ -110,6 +111,22 @@ class OperationTracker:
                 if op.lock_key == lock_key and op.status == IN_PROGRESS and now < op.deadline:
                     return op
         return None
+
+    def cancel(self, operation: Operation, error: dict[str, Any]) -> bool:
+        """End a running operation as Canceled (superseded) without running its completion.
+
+        False if it already ended. Callers hold the world lock, which completions take before
+        looking at the status, so a completion racing this one sees Canceled and does nothing.
+        """
+        with self._wakeup:
+            if operation.status != IN_PROGRESS or operation.id not in self._running:
+                return False
+            operation.status = CANCELED
+            operation.failure = error
+            operation.end_time = utc_now_text()
+            self._running.pop(operation.id, None)
+            self._wakeup.notify_all()
+        return True
 
     def wait_idle(self, timeout: float) -> bool:
         """True once every operation has ended (or was cleared)."""
@@ -168,6 +185,8 @@ class OperationTracker:
                     return
             operation.on_complete(operation)
             with self._wakeup:
+                if operation.status != IN_PROGRESS:  # canceled while completing
+                    return
                 operation.status = FAILED if operation.failure else SUCCEEDED
                 self._running.pop(operation.id, None)
                 operation.end_time = utc_now_text()

@@ -21,6 +21,8 @@ from emulator import faults as fault_kinds
 from emulator import routing
 from emulator.api import Reply, Request
 from emulator.errors import ArmError
+from emulator.principals import principal_of
+from emulator.throttling import operation_kind
 
 if TYPE_CHECKING:
     from emulator.app import Emulator
@@ -84,7 +86,7 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
         emulator.stats.request(self.command, resource_type)
         extra: dict[str, str] = {}
         try:
-            self._authenticate(headers)
+            principal = self._authenticate(headers)
             fault = emulator.faults.pick(self.command, path, resource_type)
             fail_lro = False
             if fault is not None:
@@ -105,7 +107,14 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
                     "SubscriptionNotFound",
                     f"The subscription '{route.subscription}' could not be found.",
                 )
-            extra = emulator.throttle.charge(route.subscription, is_write=self.command != "GET")
+            emulator.stats.arm_call(principal, operation_kind(self.command))
+            extra = emulator.throttle.charge(
+                route.subscription,
+                is_write=self.command != "GET",
+                principal=principal,
+                method=self.command,
+                namespace=route.namespace,
+            )
             request = Request(
                 self.command, route, path, query, headers, body, emulator.url, fail_lro=fail_lro
             )
@@ -122,7 +131,8 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
         reply.headers = {**extra, **reply.headers}
         self._reply(reply)
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
+    def _authenticate(self, headers: dict[str, str]) -> str:
+        """The calling principal, or the 401 ARM answers."""
         value = headers.get("authorization")
         if value is None:
             raise ArmError(
@@ -133,6 +143,7 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
             raise ArmError(
                 401, "InvalidAuthenticationToken", "The access token is invalid: expected a Bearer token."
             )
+        return principal_of(token.strip())
 
     def _reset_connection(self) -> None:
         self.close_connection = True

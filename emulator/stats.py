@@ -22,6 +22,9 @@ class Stats:
             self._rejections: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
             self._events: Counter[str] = Counter()
+            self._by_principal: Counter[tuple[str, str]] = Counter()  # (principal, reads|writes|deletes)
+            self._throttled: Counter[str] = Counter()  # bucket, e.g. subscription-writes, network-reads
+            self._conflicts: Counter[str] = Counter()  # busy-LB behaviour chosen
 
     def request(self, method: str, resource_type: str) -> None:
         with self._lock:
@@ -38,6 +41,41 @@ class Stats:
     def event(self, outcome: str) -> None:
         with self._lock:
             self._events[outcome] += 1
+
+    def arm_call(self, principal: str, kind: str) -> None:
+        """One ARM request that reached throttling, by calling principal and reads|writes|deletes."""
+        with self._lock:
+            self._by_principal[(principal, kind)] += 1
+
+    def throttled(self, bucket: str) -> None:
+        with self._lock:
+            self._throttled[bucket] += 1
+
+    def conflict(self, behaviour: str) -> None:
+        with self._lock:
+            self._conflicts[behaviour] += 1
+
+    def calls_by(self, principal: str | None = None, kind: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                n
+                for (who, what), n in self._by_principal.items()
+                if (principal is None or who == principal) and (kind is None or what == kind)
+            )
+
+    def throttled_count(self, bucket: str | None = None) -> int:
+        """429s from throttling: of one bucket (`subscription-reads`, `network-writes`, ...) or all."""
+        with self._lock:
+            return sum(n for b, n in self._throttled.items() if bucket is None or b == bucket)
+
+    def conflicts(self, behaviour: str | None = None) -> int:
+        with self._lock:
+            return sum(n for b, n in self._conflicts.items() if behaviour is None or b == behaviour)
+
+    def deliveries(self, outcome: str | None = None) -> int:
+        """Event deliveries by outcome (as the event sender reports them)."""
+        with self._lock:
+            return sum(n for o, n in self._events.items() if outcome is None or o == outcome)
 
     def write_succeeded(self, resource_id: str) -> None:
         """A write (PUT or DELETE) that completed; counted per load balancer and per pool."""
@@ -93,4 +131,22 @@ class Stats:
                 "rejections": dict(self._rejections),
                 "faults": dict(self._faults),
                 "events": dict(self._events),
+                "calls_by_principal": _nested(self._by_principal),
+                "throttled_by_bucket": dict(self._throttled),
+                "conflicts_by_behaviour": dict(self._conflicts),
+                "pool_writes_by_load_balancer": _pool_writes_by_lb(self._pool_writes),
             }
+
+
+def _nested(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for (principal, kind), n in counts.items():
+        out.setdefault(principal, {})[kind] = n
+    return out
+
+
+def _pool_writes_by_lb(pool_writes: Counter[str]) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for pool_key, n in pool_writes.items():
+        out[pool_key.rsplit("/backendaddresspools/", 1)[0]] += n
+    return dict(out)

@@ -46,6 +46,7 @@ LB_CHILD_TYPES = {
 }
 
 SUCCEEDED = "Succeeded"
+FAILED_STATE = "Failed"
 
 
 def new_etag() -> str:
@@ -71,6 +72,8 @@ def _props(body: dict[str, Any]) -> dict[str, Any]:
 class World:
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        # `azure` profile: NIC-based members also appear in loadBalancerBackendAddresses, as NRP shows them
+        self.echo_nic_members = False
         self.clear()
 
     # ------------------------------------------------------------------ state
@@ -149,6 +152,10 @@ class World:
         members = self._pool_members.get(id_key(pool["id"]), {})
         if members:
             props["backendIPConfigurations"] = [{"id": ipc} for ipc in sorted(members.values())]
+            if self.echo_nic_members:
+                props.setdefault("loadBalancerBackendAddresses", []).extend(
+                    nic_member_entry(ipc) for ipc in sorted(members.values())
+                )
         for address in props.get("loadBalancerBackendAddresses", []):
             aprops = address.get("properties", {})
             vnet_id = _ref(aprops.get("virtualNetwork")) or _ref(props.get("virtualNetwork"))
@@ -259,17 +266,21 @@ class World:
             }
 
     # -------------------------------------------------------- etag helpers
+    def _top_store(self, resource_type: str) -> dict[str, dict[str, Any]] | None:
+        """Where top-level resources of a type ('loadBalancers', ...) are kept."""
+        return {
+            "virtualnetworks": self.vnets,
+            "networkinterfaces": self.nics,
+            "loadbalancers": self.lbs,
+            "virtualmachines": self.vms,
+        }.get(resource_type.lower())
+
     def current_etag(self, resource_id: str) -> str | None:
         """Etag of any addressable resource (children report their parent's)."""
         with self.lock:
             rid = ResourceId.parse(resource_id)
             parent_key = rid.parent.key()
-            store = {
-                "virtualnetworks": self.vnets,
-                "networkinterfaces": self.nics,
-                "loadbalancers": self.lbs,
-                "virtualmachines": self.vms,
-            }.get(rid.type.lower())
+            store = self._top_store(rid.type)
             if store is None or parent_key not in store:
                 return None
             if rid.child_type:
@@ -880,17 +891,55 @@ class World:
             elif rid.child_type:
                 target = self._subnet(resource_id)
             else:
-                store = {
-                    "virtualnetworks": self.vnets,
-                    "networkinterfaces": self.nics,
-                    "loadbalancers": self.lbs,
-                    "virtualmachines": self.vms,
-                }[rid.type.lower()]
+                store = self._top_store(rid.type) or {}
                 target = store.get(rid.key())
             if target is None:
                 return False
             target["properties"]["provisioningState"] = state
             return True
+
+    def renew_etag(self, resource_id: str) -> None:
+        """A new etag for the top-level resource (an operation completed: NRP changes it again)."""
+        with self.lock:
+            rid = ResourceId.parse(resource_id)
+            store = self._top_store(rid.type)
+            if store is not None and rid.parent.key() in store:
+                store[rid.parent.key()]["etag"] = new_etag()
+
+    def snapshot_lb(self, lb_id: str) -> dict[str, Any] | None:
+        """The stored load balancer as it is now (to undo a write that is later canceled)."""
+        with self.lock:
+            lb = self.lbs.get(id_key(lb_id))
+            return copy.deepcopy(lb) if lb is not None else None
+
+    def restore_lb(self, lb_id: str, snapshot: dict[str, Any] | None, keep_etag: bool = False) -> None:
+        """Put a load balancer back as `snapshot` had it (None: it did not exist)."""
+        with self.lock:
+            if snapshot is None:
+                self.lbs.pop(id_key(lb_id), None)
+                return
+            restored = copy.deepcopy(snapshot)
+            if not keep_etag:
+                restored["etag"] = new_etag()
+            self.lbs[id_key(lb_id)] = restored
+
+    def failed_parts(self, lb_id: str) -> list[str]:
+        """Ids of the load balancer and its pools whose provisioningState is Failed."""
+        with self.lock:
+            lb = self.lbs.get(id_key(lb_id))
+            if lb is None:
+                return []
+            parts = [lb, *lb["properties"].get("backendAddressPools", [])]
+            return [p["id"] for p in parts if p["properties"].get("provisioningState") == FAILED_STATE]
+
+    def lb_ip_address_count(self, lb_id: str, except_pool: str | None = None) -> int:
+        with self.lock:
+            lb = self.lbs.get(id_key(lb_id)) or {"properties": {}}
+            return sum(
+                len(validation.pool_ip_addresses(pool))
+                for pool in lb["properties"].get("backendAddressPools", [])
+                if except_pool is None or id_key(pool["id"]) != id_key(except_pool)
+            )
 
     # ------------------------------------------------ direct test helpers
     def add_pool_address(
@@ -936,6 +985,15 @@ class World:
         if not location:
             raise bad_request("LocationRequired", "The location property is required for this definition.")
         return str(location)
+
+
+def nic_member_entry(ipconfig_id: str) -> dict[str, Any]:
+    """How NRP lists a NIC-based member among a pool's addresses: no ipAddress, the ipconfig instead."""
+    parts = ipconfig_id.rstrip("/").split("/")
+    return {
+        "name": f"{parts[-3]}-{parts[-1]}",
+        "properties": {"networkInterfaceIPConfiguration": {"id": ipconfig_id}},
+    }
 
 
 def missing(resource_id: str) -> ArmError:
