@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from shared.storage import StorageSettings
 
 DEFAULT_MEMBERS_TABLE = "poolsyncmembers"
 _BATCH = 100
+_PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
+_SCAN_ABOVE = 2000  # more owners than this: one scan of the table beats a query per owner
 
 
 def _hash(text: str) -> str:
@@ -102,13 +105,17 @@ class MemberIndex:
     def for_owners(self, vm_ids: Iterable[str] = (), nic_ids: Iterable[str] = ()) -> list[MemberRecord]:
         """Every entry recorded for these NICs, and for every NIC these VMs had (one query per owner)."""
         nics = {id_key(nic_id): nic_id for nic_id in nic_ids}
-        for vm_id in {id_key(v): v for v in vm_ids}.values():
-            for row in self._partition(vm_partition(vm_id)):
+        vms = {id_key(v): v for v in vm_ids}
+        if len(nics) + len(vms) > _SCAN_ABOVE:
+            return self._scan_for(set(vms), nics)
+        for rows in _parallel(self._partition, [vm_partition(vm_id) for vm_id in vms.values()]):
+            for row in rows:
                 nics.setdefault(id_key(row["NicId"]), row["NicId"])
-        records: list[MemberRecord] = []
-        for nic_id in nics.values():
-            records += [MemberRecord.from_entity(row) for row in self._partition(nic_partition(nic_id))]
-        return records
+        partitions = _parallel(self._partition, [nic_partition(nic_id) for nic_id in nics.values()])
+        return [MemberRecord.from_entity(row) for rows in partitions for row in rows]
+
+    def _scan_for(self, vm_keys: set[str], nics: dict[str, str]) -> list[MemberRecord]:
+        return [r for r in self.all_records() if id_key(r.nic_id) in nics or id_key(r.vm_id) in vm_keys]
 
     def remember(self, records: Iterable[MemberRecord]) -> None:
         """Upsert these records (and the VM -> NIC links) - called before the PUT that adds them."""
@@ -147,13 +154,23 @@ class MemberIndex:
         by_partition: dict[str, list[Mapping[str, Any]]] = {}
         for entity in entities:
             by_partition.setdefault(entity["PartitionKey"], []).append(entity)
-        for rows in by_partition.values():
-            for start in range(0, len(rows), _BATCH):
-                batch = rows[start:start + _BATCH]
-                if kind == "upsert":
-                    self.table.submit_transaction([("upsert", dict(r), {"mode": UpdateMode.REPLACE})
-                                                   for r in batch])
-                    continue
-                for row in batch:  # a delete batch fails whole on one missing row: go row by row
-                    with contextlib.suppress(ResourceNotFoundError):
-                        self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+        batches = [rows[start:start + _BATCH] for rows in by_partition.values()
+                   for start in range(0, len(rows), _BATCH)]
+
+        def submit(batch: list[Mapping[str, Any]]) -> None:
+            if kind == "upsert":
+                self.table.submit_transaction([("upsert", dict(r), {"mode": UpdateMode.REPLACE})
+                                               for r in batch])
+                return
+            for row in batch:  # a delete batch fails whole on one missing row: go row by row
+                with contextlib.suppress(ResourceNotFoundError):
+                    self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+
+        _parallel(submit, batches)
+
+
+def _parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items))) as executor:
+        return list(executor.map(work, items))

@@ -41,6 +41,8 @@ from shared.plan import GuardRefused, PoolPlan, guarded_plan
 from shared.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter, WriteResult
 from shared.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
 
+log = logging.getLogger("poolsync.reconciler")
+
 Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
 
 
@@ -221,11 +223,17 @@ class Reconciler:
                          source: str = "events") -> tuple[list[PoolOutcome], dict[str, set[str]]]:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
         and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
+        started = time.monotonic()
         records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
                                         [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
+        indexed = time.monotonic()
         state = self.read_owners(owners, records)
+        read = time.monotonic()
         changes = owner_change(self.rules, owners, state, records)
         outcomes = self.apply_changes(changes, source=source, deadline=deadline) if changes.pools else []
+        log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
+                 "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
+                 read - indexed, len(changes.pools), time.monotonic() - read)
         return outcomes, changes.pools_by_owner
 
     def apply_changes(self, changes: ChangeSet, *, source: str = "events",

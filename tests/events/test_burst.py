@@ -11,11 +11,11 @@ from bench.burst import POOL_ID, bench_env, burst_topology, run_burst
 from function_app import app
 from shared.events import parse_event
 from shared.flusher import BUSY, FLUSHED, sweep
-from shared.intents import lb_partition_key
+from shared.intents import scope_partition_key
 from shared.naming import address_name
 from tests.events.conftest import Stack, create_vm
 from tests.events.helpers import WRITE, eventgrid_event
-from tests.fixtures.arm import POOL, ids
+from tests.fixtures.arm import POOL, SUBSCRIPTION, ids
 
 BURST = 500
 
@@ -42,27 +42,27 @@ def test_intent_arriving_while_the_holder_releases_is_flushed_by_it(stack: Stack
     """A handler that found the lock held right before the holder released returns at once; the holder's
     look after releasing must pick its intent up."""
     locks = stack.service.flusher.locks
-    acquire = locks.try_acquire
+    acquire = locks.try_acquire_scope
     late_event: list[dict] = []
 
-    def acquire_with_late_arrival(lb_id):
-        lease = acquire(lb_id)
+    def acquire_with_late_arrival(scope):
+        lease = acquire(scope)
         if lease is not None and not late_event:
             release = lease.release
 
             def release_after_a_late_intent():
                 create_vm(network, compute, "late-1")
                 late_event.append(stack.emitted()[-1])
-                stack.service.intents.record(ids.lb(), parse_event(late_event[0]))  # its handler: lock busy
+                stack.service.intents.record(parse_event(late_event[0]))  # its handler: lock busy
                 release()
 
             lease.release = release_after_a_late_intent
         return lease
 
-    monkeypatch.setattr(locks, "try_acquire", acquire_with_late_arrival)
-    stack.service.intents.record(ids.lb(), parse_event(eventgrid_event(WRITE, ids.vm("web-1"))))
+    monkeypatch.setattr(locks, "try_acquire_scope", acquire_with_late_arrival)
+    stack.service.intents.record(parse_event(eventgrid_event(WRITE, ids.vm("web-1"))))
 
-    report = stack.service.flusher.flush(ids.lb())
+    report = stack.service.flusher.flush(SUBSCRIPTION)
 
     assert report.status == FLUSHED
     assert report.rounds == 2
@@ -75,7 +75,7 @@ def test_crashed_holder_lease_expires_and_the_sweep_finishes(stack: Stack, netwo
     # A holder that died mid-flush: its lease is neither renewed nor released.
     container = stack.service.flusher.locks.container
     container.create_container()
-    blob = container.get_blob_client(lb_partition_key(ids.lb()))
+    blob = container.get_blob_client(scope_partition_key(SUBSCRIPTION))
     blob.upload_blob(b"")
     blob.acquire_lease(lease_duration=15)
     create_vm(network, compute, "web-9")
@@ -104,7 +104,7 @@ def test_crashed_holder_lease_expires_and_the_sweep_finishes(stack: Stack, netwo
 def test_the_sweep_timer_flushes_intents_nobody_is_flushing(stack: Stack, network, compute):
     """An intent recorded but never flushed (its handler died after recording) is applied by the timer."""
     create_vm(network, compute, "web-7")
-    stack.service.intents.record(ids.lb(), parse_event(eventgrid_event(WRITE, ids.vm("web-7"))))
+    stack.service.intents.record(parse_event(eventgrid_event(WRITE, ids.vm("web-7"))))
     assert stack.pending_intents() == 1
 
     (timer,) = [f for f in app.get_functions() if f.get_function_name() == "intents_sweep_timer"]

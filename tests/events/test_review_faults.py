@@ -10,33 +10,26 @@ from azure.core.exceptions import HttpResponseError
 
 from shared.events import parse_event
 from shared.flusher import FlushFailed
-from shared.intents import HeldLease, lb_partition_key
+from shared.intents import HeldLease, LeaseLost
 from shared.naming import address_name
 from tests.events.conftest import RULES, Stack, create_vm
 from tests.events.helpers import WRITE, eventgrid_event, runtime_env
-from tests.fixtures.arm import POOL, VNET, ids
+from tests.fixtures.arm import POOL, SUBSCRIPTION, VNET, ids
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def _gone_lb(before: bool) -> str:
-    """A load balancer missing from Azure whose intents partition sorts before (or after) the real one's."""
-    real = lb_partition_key(ids.lb())
-    return next(ids.lb(f"lb-gone-{i}") for i in range(100)
-                if (lb_partition_key(ids.lb(f"lb-gone-{i}")) < real) == before)
-
-
-def _stack_with_a_broken_lb(stack: Stack, gone_lb: str) -> Stack:
+def _stack_with_a_broken_lb(stack: Stack) -> Stack:
     # A rule on the same virtual network whose pool cannot be written (its load balancer is gone): every
-    # flush of that load balancer fails, for good.
-    broken = {"name": "broken", "pool": f"{gone_lb}/backendAddressPools/pool",
+    # write of that load balancer fails, for good.
+    broken = {"name": "broken", "pool": f"{ids.lb('lb-gone')}/backendAddressPools/pool",
               "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.0.0/16"]}
     env = runtime_env(stack.arm.url, stack.arm.ca_path, stack.env["AzureWebJobsStorage"], [broken, *RULES])
     return Stack(stack.arm, env)
 
 
-def test_an_event_for_two_lbs_still_flushes_the_second_when_the_first_fails(stack: Stack, network, compute):
-    broken = _stack_with_a_broken_lb(stack, _gone_lb(before=True))
+def test_an_event_for_two_lbs_still_writes_the_second_when_the_first_fails(stack: Stack, network, compute):
+    broken = _stack_with_a_broken_lb(stack)
     create_vm(network, compute, "web-8")
     events = broken.emitted()
 
@@ -44,23 +37,21 @@ def test_an_event_for_two_lbs_still_flushes_the_second_when_the_first_fails(stac
         broken.deliver(events[-1])  # raised: Event Grid redelivers for the broken load balancer
 
     assert address_name(ids.nic("web-8-nic"), "ipconfig1") in broken.pool(POOL)
-    assert broken.pending_intents() == 0
+    (kept,) = broken.service.intents.pending(SUBSCRIPTION, due_only=False)
+    assert kept.attempts == 1  # deferred with a back-off, not lost
+    assert broken.service.intents.pending(SUBSCRIPTION) == []  # and not due again at once
 
 
-def test_the_sweep_goes_on_past_a_load_balancer_that_fails(stack: Stack, network, compute):
-    gone = _gone_lb(before=True)
-    broken = _stack_with_a_broken_lb(stack, gone)
+def test_the_sweep_writes_what_it_can_and_keeps_the_intent_of_a_failing_lb(stack: Stack, network, compute):
+    broken = _stack_with_a_broken_lb(stack)
     create_vm(network, compute, "web-8")
-    hint = parse_event(eventgrid_event(WRITE, ids.vm("web-8")))
-    broken.service.intents.record(gone, hint)
-    broken.service.intents.record(ids.lb(), hint)  # its handler died after recording
+    broken.service.intents.record(parse_event(eventgrid_event(WRITE, ids.vm("web-8"))))  # handler died
 
     with pytest.raises(FlushFailed):
         broken.service.sweep()
 
     assert address_name(ids.nic("web-8-nic"), "ipconfig1") in broken.pool(POOL)
-    assert broken.pending_intents() == 0
-    assert len(broken.service.intents.pending(gone)) == 1  # still pending for the next sweep
+    assert len(broken.service.intents.pending(SUBSCRIPTION, due_only=False)) == 1  # for the next try
 
 
 class _Lease:
@@ -95,3 +86,44 @@ def test_a_transient_renewal_error_does_not_give_the_lock_up():
     assert not held.lost  # still ours: a 503 says nothing about another holder
     assert lease.renewals >= 2
     assert lease.released.is_set()  # released, so the next handler can flush at once
+
+
+class _FailingLease:
+    """A blob lease storage no longer answers for (every renewal fails with a connection error)."""
+
+    def renew(self) -> None:
+        raise ConnectionError("storage unreachable")
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_lease_nobody_could_renew_for_most_of_its_duration_counts_as_lost():
+    clock = [0.0]
+    held = HeldLease(ids.lb(), _FailingLease(), duration=30, clock=lambda: clock[0])  # type: ignore[arg-type]
+    try:
+        clock[0] = 15.0
+        assert not held.lost  # renewals failing for half the lease: it still runs
+        clock[0] = 21.0
+        assert held.lost  # it may have expired: another writer may hold it now
+        with pytest.raises(LeaseLost):
+            held.check()  # the proof a writer asks for just before its PUT
+    finally:
+        held.release()
+
+
+def test_a_lease_taken_over_fails_the_check_before_a_write():
+    class TakenOver:
+        def renew(self) -> None:
+            error = HttpResponseError(message="The lease ID specified did not match.")
+            error.status_code = 409
+            raise error
+
+        def release(self) -> None:
+            raise AssertionError("a lease that is not ours is not released")
+
+    held = HeldLease(ids.lb(), TakenOver(), duration=30)  # type: ignore[arg-type]
+    with pytest.raises(LeaseLost):
+        held.check()
+    assert held.lost
+    held.release()
