@@ -230,7 +230,7 @@ def differences(answer: dict[int, set[str]], pools: dict[int, list[str]]) -> tup
     return missing, stale
 
 
-# -- measuring ------------------------------------------------------------------------------------------------
+# -- measuring ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -271,7 +271,8 @@ def start_emulator(state_dir: Path, scale: Scale) -> tuple[Any, str]:
         emulator = Emulator(state_dir=state_dir, profile="azure", page_size=scale.page_size)  # type: ignore[call-arg]
         how = 'profile="azure"'
     except TypeError:  # an emulator without profiles
-        emulator = Emulator(state_dir=state_dir, page_size=scale.page_size, lro_retry_after=scale.lro_retry_after)
+        emulator = Emulator(state_dir=state_dir, page_size=scale.page_size,
+                            lro_retry_after=scale.lro_retry_after)
         emulator.configure_throttling(AZURE_READS, AZURE_WRITES)
         how = (f"configure_throttling(reads 250 @25/s, writes 200 @10/s), "
                f"LRO Retry-After {scale.lro_retry_after} s")
@@ -385,7 +386,8 @@ def measure(scale: Scale, cases: tuple[str, ...] = ("create", "delete", "burst")
             seeded = time.perf_counter() - began
             suffix = uuid.uuid4().hex[:10]
             env = local_settings(arm.url, arm.ca_path, azurite.connection_string, rules=rules(scale),
-                                 POOLSYNC_INTENTS_TABLE=f"scale{suffix}", POOLSYNC_LOCKS_CONTAINER=f"scale-{suffix}")
+                                 POOLSYNC_INTENTS_TABLE=f"scale{suffix}",
+                                 POOLSYNC_LOCKS_CONTAINER=f"scale-{suffix}")
             results = []
             with InstancePool(POOLSYNC, env, scale.instances, scale.concurrency,
                               sweep_period=scale.sweep_period) as instances:
@@ -399,7 +401,7 @@ def measure(scale: Scale, cases: tuple[str, ...] = ("create", "delete", "burst")
     return AzureScale(scale, how, seeded, env, results)
 
 
-# -- presenting -----------------------------------------------------------------------------------------------
+# -- presenting -----------------------------------------------------------------------------------------
 
 
 def quiet_seconds(env: dict[str, str]) -> float:
@@ -433,22 +435,26 @@ def figure_rows(result: CaseResult, scale: Scale, quiet: float) -> list[tuple[st
         ("lost (missing / stale)", f"{result.lost} ({result.missing} / {result.stale})", "0"),
         ("hand-added addresses removed", str(result.hand_added_lost), "0"),
         ("deliveries failed (by throttling / past 30 s)",
-         f"{result.failed} ({result.failed_by_throttling} / {result.late}), {result.redeliveries} redelivered, "
+         f"{result.failed} ({result.failed_by_throttling} / {result.late}), "
+         f"{result.redeliveries} redelivered, "
          f"{result.gave_up} given up", "0 by throttling"),
     ]
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2,000 VMs, 4 LBs, 100 + 100 burst, 0.5 s operations")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="2,000 VMs, 4 LBs, 100 + 100 burst, 0.5 s operations")
     defaults = FULL
     for name, kind in (("vms", int), ("lbs", int), ("creates", int), ("deletes", int),
                        ("burst_seconds", float), ("operation_seconds", float), ("lro_retry_after", int),
                        ("instances", int), ("concurrency", int), ("timeout", float), ("sweep_period", float)):
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                             help=f"default {getattr(defaults, name)} (quick: {getattr(QUICK, name)})")
-    parser.add_argument("--cases", default="create,delete,burst", help="comma-separated: create, delete, burst")
+    parser.add_argument("--cases", default="create,delete,burst",
+                        help="comma-separated: create, delete, burst")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     overrides = {name: value for name, value in vars(args).items()
@@ -470,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{case.case}")
         for figure, value, target in figure_rows(case, scale, quiet):
             print(f"  {figure:<48} {value:<52} {('target ' + target) if target else ''}".rstrip())
-        for error in case.errors[:3]:
-            print(f"  error: {error}")
+        for message in case.messages[:3]:
+            print(f"  message: {message}")
     return 0
 
 
