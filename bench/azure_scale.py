@@ -476,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{case.case}")
         for figure, value, target in figure_rows(case, scale, quiet):
             print(f"  {figure:<48} {value:<52} {('target ' + target) if target else ''}".rstrip())
-        for message in case.messages[:3]:
-            print(f"  message: {message}")
+        for message in case.errors[:3]:
+            print(f"  error: {message}")
     return 0
 
 
