@@ -145,7 +145,7 @@ def azure_figures(preset: str) -> list[Figure]:
     quiet = quiet_seconds(result.settings)
     world = f"{scale.vms:,} VMs, {scale.lbs} LBs, op {scale.operation_seconds:g} s"
     return [Figure("azure scale", f"{case.case} ({world})", figure,
-                   f"{value} (target {target})" if target else value)
+                   f"{value}; target {target}" if target else value)
             for case in result.cases for figure, value, target in figure_rows(case, scale, quiet)]
 
 
