@@ -217,8 +217,9 @@ def instance_main(mode: str, env: dict[str, str], inbox: Any, concurrency: int, 
     ready.put(os.getpid())
     while (message := inbox.get()) is not None:
         if isinstance(message, tuple) and message[0] == _DRAIN:
-            give_up_at[0] = time.time() + message[1]
-            results.put(deliverer.drain(message[1]))
+            _, deadline_after, phase = message
+            give_up_at[0] = time.time() + deadline_after
+            results.put(deliverer.drain(deadline_after) | {"phase": phase})
             give_up_at[0] = float("inf")
         else:
             deliverer.submit(message)
@@ -243,6 +244,7 @@ class InstancePool:
             for index, inbox in enumerate(self._inboxes)
         ]
         self._next = 0
+        self._phase = 0
 
     def start(self, timeout: float = 180.0) -> InstancePool:
         for worker in self._workers:
@@ -259,15 +261,19 @@ class InstancePool:
     def drain(self, deadline_after: float, wait: float = 60.0) -> list[dict[str, Any]]:
         """End the phase: each instance finishes its deliveries (redeliveries until `deadline_after` s
         from now) and reports; an instance that does not report within deadline + `wait` is noted."""
+        self._phase += 1
         for inbox in self._inboxes:
-            inbox.put((_DRAIN, deadline_after))
-        reports = []
+            inbox.put((_DRAIN, deadline_after, self._phase))
+        reports: list[dict[str, Any]] = []
         give_up = time.monotonic() + deadline_after + wait
-        for _ in self._inboxes:
+        while len(reports) < len(self._inboxes):
             try:
-                reports.append(self._results.get(timeout=max(5.0, give_up - time.monotonic())))
+                report = self._results.get(timeout=max(1.0, give_up - time.monotonic()))
             except queue.Empty:
-                reports.append({"errors": ["instance did not finish"], "failed": 0, "held": []})
+                missing = len(self._inboxes) - len(reports)
+                return reports + [{"errors": ["instance did not finish"], "failed": 0, "held": []}] * missing
+            if report.get("phase") == self._phase:  # a late report of an earlier phase is not this one's
+                reports.append(report)
         return reports
 
     def stop(self) -> None:
