@@ -11,7 +11,7 @@
 Each benchmark runs in its own child process (so peak memory is its own) through the functions its
 module exposes; the figures come back as JSON and are printed together. Figures only, no pass/fail.
 
-    python -m bench            # the full sizes (about five minutes on 2 cores)
+    python -m bench            # the full sizes (five minutes, plus up to ~25 for azure scale on 2 cores)
     python -m bench --quick    # small sizes, to see it work
 """
 
