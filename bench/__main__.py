@@ -4,12 +4,14 @@
   the naive read-modify-write handler (bench/burst.py);
 - audit scale: the compliance audit over a large emulated estate, read-only and remediating
   (bench/audit_scale.py);
-- membership: how fast the rules are evaluated over generated inventories (bench/membership.py).
+- membership: how fast the rules are evaluated over generated inventories (bench/membership.py);
+- azure scale: the event path in an Azure-sized subscription under Azure's throttling - one create, one
+  delete, a burst of creates and deletes over 20 LBs (bench/azure_scale.py); targets printed beside.
 
 Each benchmark runs in its own child process (so peak memory is its own) through the functions its
 module exposes; the figures come back as JSON and are printed together. Figures only, no pass/fail.
 
-    python -m bench            # the full sizes (about five minutes on 2 cores)
+    python -m bench            # the full sizes (five minutes, plus up to ~25 for azure scale on 2 cores)
     python -m bench --quick    # small sizes, to see it work
 """
 
@@ -43,12 +45,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "operation_seconds": 1.0, "naive_timeout": 30.0},
         "audit": {"nics": 20000, "lbs": 50, "pools": 200, "page_size": 1000},
         "membership": {"nics": [10000, 100000], "rules": [100, 1000], "repeats": 3},
+        "azure": {"preset": "full"},
     },
     "quick": {
         "burst": {"sizes": [20], "duration": 2.0, "instances": 2, "concurrency": 4,
                   "operation_seconds": 0.2, "naive_timeout": 10.0},
         "audit": {"nics": 500, "lbs": 2, "pools": 4, "page_size": 100},
         "membership": {"nics": [2000], "rules": [50], "repeats": 1},
+        "azure": {"preset": "quick"},
     },
 }
 
@@ -133,10 +137,23 @@ def membership_figures(nics: list[int], rules: list[int], repeats: int) -> list[
     return figures
 
 
+def azure_figures(preset: str) -> list[Figure]:
+    from bench.azure_scale import FULL, QUICK, figure_rows, measure, quiet_seconds
+
+    scale = QUICK if preset == "quick" else FULL
+    result = measure(scale)
+    quiet = quiet_seconds(result.settings)
+    world = f"{scale.vms:,} VMs, {scale.lbs} LBs, op {scale.operation_seconds:g} s"
+    return [Figure("azure scale", f"{case.case} ({world})", figure,
+                   f"{value}; target {target}" if target else value)
+            for case in result.cases for figure, value, target in figure_rows(case, scale, quiet)]
+
+
 SECTIONS: dict[str, tuple[str, Callable[..., list[Figure]]]] = {
     "burst": ("event burst: poolsync vs naive", burst_figures),
     "audit": ("audit scale", audit_figures),
     "membership": ("membership evaluation", membership_figures),
+    "azure": ("azure scale: the event path under Azure's limits", azure_figures),
 }
 
 

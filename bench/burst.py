@@ -19,24 +19,19 @@ drives tests/events/test_burst.py.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import os
-import queue
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.instances import FAST_REDELIVERY, NAIVE, POOLSYNC, InstancePool, write_event
 from devstack.settings import local_settings
 
-POOLSYNC = "poolsync"
-NAIVE = "naive"
+__all__ = ["NAIVE", "POOLSYNC", "bench_env", "burst_topology", "run_burst"]
 RESOURCE_GROUP = "rg-poolsync"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 BASE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers"
@@ -65,64 +60,7 @@ def vm_id(index: int) -> str:
     return f"{BASE}/Microsoft.Compute/virtualMachines/vm-{index}"
 
 
-def create_event(resource_id: str) -> dict[str, Any]:
-    """A ResourceWriteSuccess for a created VM, in the Event Grid schema as delivered."""
-    from azure.eventgrid import SystemEventNames
-
-    operation = "Microsoft.Compute/virtualMachines/write"
-    return {
-        "id": str(uuid.uuid4()),
-        "topic": f"/subscriptions/{SUBSCRIPTION}",
-        "subject": resource_id,
-        "eventType": SystemEventNames.ResourceWriteSuccessEventName.value,
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime()),
-        "dataVersion": "2",
-        "metadataVersion": "1",
-        "data": {
-            "authorization": {"scope": resource_id, "action": operation},
-            "correlationId": str(uuid.uuid4()),
-            "httpRequest": {"method": "PUT", "url": f"https://management.azure.com{resource_id}"},
-            "resourceProvider": "Microsoft.Compute",
-            "resourceUri": resource_id,
-            "operationName": operation,
-            "status": "Succeeded",
-            "subscriptionId": SUBSCRIPTION,
-            "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
-        },
-    }
-
-
-# -- one simulated Function instance (runs in a child process) --------------------------------------------
-
-
-@dataclass
-class InstanceReport:
-    delivered: int = 0
-    redeliveries: int = 0
-    gave_up: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def _poolsync_handler(env: dict[str, str]) -> Callable[[dict[str, Any]], None]:
-    from azure.functions import meta
-    from azure.functions.eventgrid import EventGridEventInConverter
-
-    from handlers.events import eventgrid_resource_events
-    from shared.flusher import event_service
-    from shared.runtime import Runtime, set_runtime
-
-    runtime = Runtime.from_env(env)
-    set_runtime(runtime)
-    event_service(runtime)
-    trigger = eventgrid_resource_events.build().get_user_function()
-
-    def handle(event: dict[str, Any]) -> None:
-        trigger(EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={}))
-
-    return handle
-
-
-def _naive_handler(env: dict[str, str], give_up_at: list[float]) -> Callable[[dict[str, Any]], None]:
+def naive_handler(env: dict[str, str], give_up_at: list[float]) -> Callable[[dict[str, Any]], None]:
     """What a hand-written handler following the docs does: read, append, PUT, retry on conflict.
 
     No If-Match: two instances that read the same pool overwrite each other's additions."""
@@ -167,48 +105,6 @@ def _naive_handler(env: dict[str, str], give_up_at: list[float]) -> Callable[[di
     return handle
 
 
-def instance_main(mode: str, env: dict[str, str], inbox: Any, concurrency: int, deadline_after: float,
-                  ready: Any, results: Any) -> None:
-    """Build the runtime, say ready, then deliver every event that arrives in `inbox` (None ends)."""
-    if os.environ.get("POOLSYNC_BENCH_LOG"):
-        import logging
-
-        logging.basicConfig(level=os.environ["POOLSYNC_BENCH_LOG"],
-                            format="%(created).3f %(process)d %(name)s %(message)s")
-        logging.getLogger("azure").setLevel(logging.WARNING)
-    give_up_at = [float("inf")]
-    handle = _poolsync_handler(env) if mode == POOLSYNC else _naive_handler(env, give_up_at)
-    ready.put(os.getpid())
-    report = InstanceReport()
-    lock = threading.Lock()
-
-    def deliver(event: dict[str, Any]) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                handle(event)
-                with lock:
-                    report.delivered += 1
-                return
-            except Exception as error:  # Event Grid retries any failed delivery, with back-off
-                with lock:
-                    report.errors.append(f"{type(error).__name__}: {error}".splitlines()[0][:200])
-                if time.time() + backoff > give_up_at[0]:
-                    with lock:
-                        report.gave_up += 1
-                    return
-                with lock:
-                    report.redeliveries += 1
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        while (event := inbox.get()) is not None:
-            pool.submit(deliver, event)
-        give_up_at[0] = time.time() + deadline_after  # the last event has been handed out
-    results.put(report.__dict__ | {"errors": report.errors[:5]})
-
-
 # -- the driver ---------------------------------------------------------------------------------------------
 
 
@@ -238,18 +134,8 @@ def run_burst(
     """A scale-out of `count` VMs over `duration` seconds on a world holding `burst_topology(0)`: each VM
     appears in the emulator at its time and its create event goes at once to one of `instances` child
     processes (round-robin); then wait until the pool holds every VM's IP (or `settle_timeout`)."""
-    context = multiprocessing.get_context("spawn")
-    ready, results = context.Queue(), context.Queue()
-    inboxes = [context.Queue() for _ in range(instances)]
-    workers = [
-        context.Process(target=instance_main, daemon=True,
-                        args=(mode, env, inbox, concurrency, settle_timeout, ready, results))
-        for inbox in inboxes
-    ]
-    for worker in workers:
-        worker.start()
-    for _ in workers:
-        ready.get(timeout=180)  # imports and runtime construction on a loaded machine
+    instances_pool = InstancePool(mode, env, instances, concurrency, schedule=FAST_REDELIVERY,
+                                  naive_factory=None if mode == POOLSYNC else naive_handler).start()
     before = arm.stats.snapshot()
     watcher = PoolWatcher(arm)
     watcher.start()
@@ -257,27 +143,19 @@ def run_burst(
     started_at = time.time()
     wanted: set[str] = set()
     last_event_at = started_at
-    for index in range(1, count + 1):
-        delay = started_at + (index - 1) * spacing - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        arm.load_topology(_vm_topology(index))  # the VM exists in Azure before its event is sent
-        wanted.add(_ip_of(arm, index))
-        last_event_at = time.time()
-        inboxes[index % instances].put(create_event(vm_id(index)))
-    for inbox in inboxes:
-        inbox.put(None)
-    converged_at = watcher.wait_for(wanted, last_event_at + settle_timeout)
-    reports = []
-    for _ in workers:
-        try:
-            reports.append(results.get(timeout=max(5.0, last_event_at + settle_timeout + 30 - time.time())))
-        except queue.Empty:
-            reports.append({"errors": ["instance did not finish"]})
-    for worker in workers:
-        worker.join(timeout=10)
-        if worker.is_alive():
-            worker.kill()
+    try:
+        for index in range(1, count + 1):
+            delay = started_at + (index - 1) * spacing - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            arm.load_topology(_vm_topology(index))  # the VM exists in Azure before its event is sent
+            wanted.add(_ip_of(arm, index))
+            last_event_at = time.time()
+            instances_pool.deliver(write_event(vm_id(index)))
+        converged_at = watcher.wait_for(wanted, last_event_at + settle_timeout)
+        reports = instances_pool.drain(max(0.0, last_event_at + settle_timeout - time.time()), wait=30)
+    finally:
+        instances_pool.stop()
     assert arm.wait_operations_done(60)
     watcher.stop()
     present = set(arm.world.pool_address_ips(POOL_ID))

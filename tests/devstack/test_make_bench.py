@@ -21,9 +21,35 @@ def test_bench_prints_one_table_with_every_benchmark() -> None:
     assert lines[0].split() == ["benchmark", "case", "figure", "value"]
     assert set(lines[1].replace(" ", "")) == {"-"}  # one header, one table
     benchmarks = {line.split("  ")[0] for line in lines[2:] if line and not line.startswith(" ")}
-    assert benchmarks == {"event burst", "audit scale", "membership"}
+    assert benchmarks == {"event burst", "audit scale", "membership", "azure scale"}
     body = "\n".join(lines[2:])
     for figure in ("pool writes", "addresses lost", "ARM calls (GETs / writes)", "peak RSS MB",
                    "ipconfigs per second"):
         assert figure in body
     assert ", poolsync" in body and ", naive" in body  # the comparison, measured in the same run
+
+    azure_cases = _rows_by_case(lines[2:], "azure scale")
+    assert [case.split(" (")[0] for case in azure_cases] == [
+        "one VM-create event", "one VM-delete event", "burst of 100 creates + 100 deletes"]
+    for case, rows in azure_cases.items():
+        for figure in AZURE_FIGURES:
+            assert any(figure in row for row in rows), (case, figure, rows)
+        assert any("; target " in row for row in rows), rows  # the targets stand beside the figures
+
+
+AZURE_FIGURES = ("ARM reads (pool GETs / LRO polls / other)", "ARM writes (pool PUTs)", "429 answers",
+                 "delivery held", "last event -> converged", "lost (missing / stale)",
+                 "deliveries failed (by throttling / past 30 s)")
+
+
+def _rows_by_case(rows: list[str], benchmark: str) -> dict[str, list[str]]:
+    """The table names a case on its first row only; later rows of the case leave both columns blank."""
+    cases: dict[str, list[str]] = {}
+    current = None
+    for row in rows:
+        if not row.startswith(" "):
+            columns = [column.strip() for column in row.split("  ") if column.strip()]
+            current = columns[1] if columns[0] == benchmark else None
+        if current is not None:
+            cases.setdefault(current, []).append(row)
+    return cases
