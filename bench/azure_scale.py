@@ -69,7 +69,7 @@ class Scale:
     instances: int = 4
     concurrency: int = 8
     timeout: float = 300.0  # per case, from its last event
-    sweep_period: float = 300.0  # the sweep timer's default schedule, every 5 minutes
+    sweep_period: float = 30.0  # the sweep timer's default schedule (POOLSYNC_SWEEP_SCHEDULE)
     page_size: int = 1000
 
     def __post_init__(self) -> None:

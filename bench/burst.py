@@ -120,6 +120,9 @@ class BurstResult:
     instances: list[dict[str, Any]]
 
 
+SWEEP_PERIOD = 30.0  # the sweep timer's default schedule (POOLSYNC_SWEEP_SCHEDULE)
+
+
 def run_burst(
     arm: Any,
     env: dict[str, str],
@@ -135,6 +138,7 @@ def run_burst(
     appears in the emulator at its time and its create event goes at once to one of `instances` child
     processes (round-robin); then wait until the pool holds every VM's IP (or `settle_timeout`)."""
     instances_pool = InstancePool(mode, env, instances, concurrency, schedule=FAST_REDELIVERY,
+                                  sweep_period=SWEEP_PERIOD,
                                   naive_factory=None if mode == POOLSYNC else naive_handler).start()
     before = arm.stats.snapshot()
     watcher = PoolWatcher(arm)

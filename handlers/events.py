@@ -48,7 +48,7 @@ def eventgrid_resource_events(event: func.EventGridEvent) -> None:
 
 
 SWEEP_SCHEDULE_ENV = "POOLSYNC_SWEEP_SCHEDULE"
-DEFAULT_SWEEP_SCHEDULE = "0 */5 * * * *"
+DEFAULT_SWEEP_SCHEDULE = "*/30 * * * * *"  # one Table query when idle; a burst's tail waits at most 30 s
 
 
 @bp.function_name("intents_sweep_timer")

@@ -2,7 +2,7 @@
 
 Reads are paged list calls per subscription - NICs, VMs, load balancers (which carry their pools and
 addresses) and virtual networks - never a GET per VM or per pool. Remediation, when enabled, goes
-through `Reconciler.reconcile` with the inventory already read, so it uses the same plan, guard and
+through `Reconciler.reconcile` (which re-reads under the write leases), so it uses the same plan, guard and
 writer as every other change (one GET + PUT per pool that needs a change).
 
 `run_audit` is the one entry point; the timer trigger and `POST /api/audit` both call it.
@@ -267,9 +267,9 @@ def run_audit(
     outcomes = []
     pool_ids = result.remediable_pool_ids()
     if remediate and pool_ids:
-        outcomes = runtime.reconciler.reconcile(
-            pool_ids, inventory=collected.inputs.inventory, source="audit"
-        )
+        # Not from the audit's own read: remediation takes the load balancers' write leases first and
+        # reads again, so it never undoes a change another writer made after the audit read.
+        outcomes = runtime.reconciler.reconcile(pool_ids, source="audit")
 
     location = report_location(run_id, started, settings.container)
     finished = started + (datetime.now(UTC) - clock_start)

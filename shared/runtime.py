@@ -55,11 +55,15 @@ class Runtime:
         clients = AzureClients(ArmSettings.from_env(env), credential)
         inventory = InventoryReader(clients, retry, stats)
         storage = StorageSettings.from_env(env)
-        lease_seconds = int(env.get("POOLSYNC_FLUSH_LEASE_SECONDS") or 30)
-        writer = PoolWriter(clients, GuardSettings.from_env(env), retry, stats,
-                            locks=FlushLocks.from_settings(storage, env, lease_seconds))
-        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env),
-                                MemberIndex.from_settings(storage, env))
+        locks, index = None, None
+        if storage.configured:
+            lease_seconds = int(env.get("POOLSYNC_FLUSH_LEASE_SECONDS") or 30)
+            locks = FlushLocks.from_settings(storage, env, lease_seconds)
+            index = MemberIndex.from_settings(storage, env)
+        else:  # the Functions host always has storage; this is a read-only tool or a unit test
+            log.warning("no storage configured: writes take no load-balancer lease and keep no member index")
+        writer = PoolWriter(clients, GuardSettings.from_env(env), retry, stats, locks=locks)
+        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env), index)
         return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 

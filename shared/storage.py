@@ -44,6 +44,10 @@ class StorageSettings:
             client_id=env.get("AzureWebJobsStorage__clientId") or None,
         )
 
+    @property
+    def configured(self) -> bool:
+        return bool(self.connection_string or self.account_name)
+
     def _credential(self):  # type: ignore[no-untyped-def]
         from azure.identity import DefaultAzureCredential
 

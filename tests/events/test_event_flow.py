@@ -272,18 +272,37 @@ def test_transient_failure_raises_keeps_the_intent_and_redelivery_finishes(stack
     assert stack.pending_intents() == 0
 
 
-def test_guard_refusal_consumes_the_intents_and_leaves_the_pools_alone(stack: Stack, compute, caplog):
-    for vm in ("web-1", "web-2", "web-3"):  # 3 of the 4 managed members at once: beyond the guard's half
+def test_confirmed_deletes_apply_even_beyond_the_guards_share(stack: Stack, compute, caplog):
+    for vm in ("web-1", "web-2", "web-3"):  # 3 of the 4 managed members at once: more than half
         compute.virtual_machines.begin_delete(RESOURCE_GROUP, vm).result()
     events = stack.emitted()
 
     with caplog.at_level(logging.INFO, logger="poolsync"):
-        stack.deliver(events[0])
+        stack.deliver(*events)
 
-    refused = facts(caplog, "guard_refused")
-    assert {f["pool"] for f in refused} == {ids.pool(POOL), ids.pool(ALL_POOL)}
-    assert all(f["removes"] == 3 for f in refused)
-    assert [f["event_id"] for f in facts(caplog, "event_ignored")] == [events[0]["id"]]
-    assert len(stack.pool(POOL)) == 4
-    assert stack.arm.stats.pool_writes(ids.lb()) == 0
-    assert stack.pending_intents() == 0  # retrying cannot change the answer: an operator must force it
+    # Each VM's delete is proven by a direct read (404): stale IPs must not stay in the pool.
+    assert set(stack.pool(POOL)) == {_name("kept-1-nic")}
+    assert facts(caplog, "guard_refused") == []
+    assert stack.pending_intents() == 0
+
+
+def test_a_rule_change_dropping_most_members_is_held_back_while_new_vms_still_join(stack: Stack, network,
+                                                                                   compute, caplog):
+    for vm in ("web-1", "web-2", "web-3"):  # the VMs exist; only the tag the rule selects on is gone
+        current = compute.virtual_machines.get(RESOURCE_GROUP, vm)
+        current.tags = {"poolsync": "false"}
+        compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, vm, current).result()
+    create_vm(network, compute, "web-9")
+    for event in stack.emitted():  # one burst: every handler but the flusher's found the lock held
+        stack.service.intents.record(parse_event(event))
+
+    with caplog.at_level(logging.INFO, logger="poolsync"):
+        stack.service.flusher.flush(SUBSCRIPTION)
+
+    pool = stack.pool(POOL)
+    assert {_name(f"web-{i}-nic") for i in (1, 2, 3)} <= set(pool)  # held: an unconfirmed mass removal
+    assert _name("web-9-nic") in pool  # a refused removal never blocks an add
+    refused = [f for f in facts(caplog, "guard_refused") if f["pool"] == ids.pool(POOL)]
+    assert refused and refused[-1]["removes"] == 3
+    pending = stack.service.intents.pending(SUBSCRIPTION, due_only=False)
+    assert pending and all(intent.attempts >= 1 for intent in pending)  # kept, with a back-off, not dropped

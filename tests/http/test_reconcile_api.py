@@ -65,15 +65,18 @@ def test_the_guard_refuses_mass_removal_until_forced_with_a_reason(
     api: ApiClient, compute: ComputeManagementClient, network: NetworkManagementClient
 ) -> None:
     api.call("POST", "/api/reconcile", {"pool": ids.pool()})
-    for name in ("web-1", "web-2"):
-        compute.virtual_machines.begin_delete(RESOURCE_GROUP, name).result()
+    for name in ("web-1", "web-2"):  # they stay, but the rules no longer select them: nothing confirms it
+        vm = compute.virtual_machines.get(RESOURCE_GROUP, name)
+        vm.tags = {"poolsync": "false"}
+        compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, name, vm).result()
 
     refused = api.call("POST", "/api/reconcile", {"pool": ids.pool()})
     assert refused.status == 422
     assert refused.error["code"] == "GuardRefused"
     assert "would remove 2 of 3" in refused.error["message"]
     [outcome] = refused.body["pools"]
-    assert (outcome["status"], outcome["plan"]["counts"]["remove"]) == ("refused", 2)
+    assert outcome["status"] == "refused"
+    assert outcome["plan"]["counts"]["remove"] == 0  # held back, not written
     assert len(azure_addresses(network)) == 3
 
     assert api.call("POST", "/api/reconcile", {"pool": ids.pool(), "force": True}).error["target"] == "reason"
