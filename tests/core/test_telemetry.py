@@ -39,3 +39,50 @@ def test_every_emitted_event_is_documented_for_operators() -> None:
 
 def test_configure_is_a_no_op_without_a_connection_string() -> None:
     assert telemetry.configure({}) is False
+
+
+# Runs in a fresh interpreter: importing function_app must install the exporter exactly once, even
+# when configure() is called again later (several modules, several threads). The distro's entry
+# point is replaced by a recorder so nothing leaves the machine.
+_STARTUP_PROBE = """
+import json, sys, threading
+import azure.monitor.opentelemetry as distro
+calls = []
+distro.configure_azure_monitor = lambda **kwargs: calls.append(kwargs)
+import function_app
+from shared import telemetry
+after_import = len(calls)
+threads = [threading.Thread(target=telemetry.configure) for _ in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(json.dumps({"after_import": after_import, "calls": calls, "again": telemetry.configure()}))
+"""
+
+
+def _start_app(env_extra: dict[str, str]) -> dict:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
+    env.update(env_extra)
+    done = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_app_start_up_installs_the_exporter_once_when_a_connection_string_is_set() -> None:
+    connection = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:9/"
+    result = _start_app({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection})
+    assert result["after_import"] == 1, "function_app did not configure telemetry at start-up"
+    [call] = result["calls"]
+    assert call["connection_string"] == connection
+    # The host already ships the log lines; exporting them too would double every alert count.
+    assert call["disable_logging"] is True
+    assert result["again"] is True
+
+
+def test_app_start_up_exports_nothing_without_a_connection_string() -> None:
+    result = _start_app({})
+    assert result == {"after_import": 0, "calls": [], "again": False}
