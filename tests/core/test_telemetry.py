@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +88,88 @@ def test_app_start_up_installs_the_exporter_once_when_a_connection_string_is_set
 def test_app_start_up_exports_nothing_without_a_connection_string() -> None:
     result = _start_app({})
     assert result == {"after_import": 0, "calls": [], "again": False}
+
+
+# --- failed HTTP answers are logged ---------------------------------------------------------------
+
+SECRET = "s3cret-function-key"
+
+
+def _http_functions() -> dict[str, Any]:
+    import azure.functions as func
+
+    from handlers import http_api
+
+    app = func.FunctionApp()
+    app.register_functions(http_api.bp)
+    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+
+
+def _request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Any:
+    import azure.functions as func
+
+    return func.HttpRequest(method=method, url=url, body=body, params={"code": SECRET},
+                            headers={"content-type": "application/json", **(headers or {})})
+
+
+@pytest.fixture
+def broken_rules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from shared.runtime import set_runtime
+
+    set_runtime(None)
+    monkeypatch.setenv("POOLSYNC_RULES", '{"version": 1, "rules": [')
+    monkeypatch.delenv("POOLSYNC_RULES_FILE", raising=False)
+    monkeypatch.delenv("POOLSYNC_REQUIRED_ROLE", raising=False)
+    yield
+    set_runtime(None)
+
+
+def _failure_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("poolsync.http_failed ")]
+    return [json.loads(line.partition(" ")[2]) for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("function", "method", "body", "status", "code"),
+    [
+        ("http_list_pools", "GET", b"", 503, "ConfigurationError"),
+        ("http_reconcile", "POST", b'{"pool": "all", "x": "' + b"a" * 300_000 + b'"}', 413, "PayloadTooLarge"),
+        ("http_health", "GET", b"", 503, "configuration"),
+    ],
+)
+def test_every_failed_answer_logs_one_line_without_body_or_key(
+    broken_rules: None, caplog: pytest.LogCaptureFixture, function: str, method: str, body: bytes,
+    status: int, code: str,
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    request = _request(method, f"http://localhost/api/x?code={SECRET}", body + SECRET.encode(),
+                       {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "x-functions-key": SECRET})
+    with caplog.at_level(logging.INFO, logger="poolsync"):
+        response = _http_functions()[function](request)
+    assert response.status_code == status
+    [line] = _failure_lines(caplog)
+    route = {"http_list_pools": "pools", "http_reconcile": "reconcile", "http_health": "health"}[function]
+    assert line == {"route": route, "method": method, "status": status, "code": code, "operation_id": trace_id}
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    assert SECRET not in everything
+    assert '"x": "aaa' not in everything  # no request body
+
+
+def test_a_forged_traceparent_cannot_forge_log_lines(broken_rules: None, caplog: pytest.LogCaptureFixture) -> None:
+    forged = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\npoolsync.guard_overridden {}"
+    with caplog.at_level(logging.INFO, logger="poolsync"):
+        _http_functions()["http_list_pools"](_request("GET", "http://localhost/api/pools", headers={"traceparent": forged}))
+    [line] = _failure_lines(caplog)
+    assert line["operation_id"] is None  # not a valid traceparent: not trusted as an id
+    assert not [r for r in caplog.records if "\n" in r.getMessage() and r.name == "poolsync"]
+
+
+def test_successful_answers_log_no_failure_line(caplog: pytest.LogCaptureFixture) -> None:
+    from handlers import http_api
+    from shared.http_ops import ApiResponse
+
+    with caplog.at_level(logging.INFO, logger="poolsync"):
+        for status in (200, 202, 399):
+            http_api.log_failure("pools", _request("GET", "http://localhost/api/pools"), ApiResponse(status, {}))
+        http_api.log_failure("pools", _request("GET", "http://localhost/api/pools"), ApiResponse(404, {}))
+    assert [line["status"] for line in _failure_lines(caplog)] == [404]
