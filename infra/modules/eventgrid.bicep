@@ -48,7 +48,7 @@ var resourceGroupOperations = [
 var eventSubscriptions = [
   {
     name: 'poolsync-vm-nic-changes'
-    filter: {
+    eventFilter: {
       includedEventTypes: [
         'Microsoft.Resources.ResourceWriteSuccess'
         'Microsoft.Resources.ResourceDeleteSuccess'
@@ -70,7 +70,7 @@ var eventSubscriptions = [
   }
   {
     name: 'poolsync-group-changes'
-    filter: {
+    eventFilter: {
       includedEventTypes: [
         'Microsoft.Resources.ResourceDeleteSuccess'
         'Microsoft.Resources.ResourceActionSuccess'
@@ -129,7 +129,7 @@ resource toFunction 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02
           preferredBatchSizeInKilobytes: 64
         }
       }
-      filter: eventSubscription.filter
+      filter: eventSubscription.eventFilter
       retryPolicy: {
         maxDeliveryAttempts: settings.maxDeliveryAttempts
         eventTimeToLiveInMinutes: settings.eventTimeToLiveInMinutes

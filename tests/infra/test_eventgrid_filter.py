@@ -24,7 +24,7 @@ def deployed_filters() -> list[dict[str, Any]]:
     tree = parse(EVENTGRID)
     filters = []
     for subscription in resolve(tree, "eventSubscriptions"):
-        event_filter = dict(subscription["filter"])
+        event_filter = dict(subscription["eventFilter"])
         event_filter["advancedFilters"] = [
             {**advanced, "values": resolve(tree, advanced["values"])} for advanced in event_filter["advancedFilters"]
         ]
