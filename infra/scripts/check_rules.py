@@ -28,7 +28,8 @@ def funcignore_patterns(root: Path) -> list[str]:
 
 
 def is_ignored(relative: str, patterns: list[str]) -> bool:
-    """gitignore-style matching, the subset .funcignore files use: `dir/`, globs, `!negation`, last match wins."""
+    """gitignore-style matching, the subset .funcignore files use: `dir/`, globs, `!negation`; the last
+    matching pattern wins."""
     parts = PurePosixPath(relative).parts
     ignored = False
     for raw in patterns:

@@ -54,12 +54,21 @@ def deploy_command(env: Mapping[str, str], parameters_file: str) -> list[str]:
     if missing:
         raise HookError(f"missing azd environment value(s): {', '.join(missing)}")
     command = [
-        "az", "deployment", "sub", "create",
-        "--name", deployment_name(env["AZURE_ENV_NAME"]),
-        "--location", env["AZURE_LOCATION"],
-        "--template-file", str(ACCESS_TEMPLATE),
-        "--parameters", f"@{parameters_file}",
-        "--only-show-errors", "--output", "none",
+        "az",
+        "deployment",
+        "sub",
+        "create",
+        "--name",
+        deployment_name(env["AZURE_ENV_NAME"]),
+        "--location",
+        env["AZURE_LOCATION"],
+        "--template-file",
+        str(ACCESS_TEMPLATE),
+        "--parameters",
+        f"@{parameters_file}",
+        "--only-show-errors",
+        "--output",
+        "none",
     ]
     if env.get("AZURE_SUBSCRIPTION_ID"):
         command += ["--subscription", env["AZURE_SUBSCRIPTION_ID"]]

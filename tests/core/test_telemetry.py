@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared import telemetry
+from tests.http.test_auth_and_health import broken_configuration  # noqa: F401  (fixture: rules that fail)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,18 +112,6 @@ def _request(method: str, url: str, body: bytes = b"", headers: dict[str, str] |
                             headers={"content-type": "application/json", **(headers or {})})
 
 
-@pytest.fixture
-def broken_rules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from shared.runtime import set_runtime
-
-    set_runtime(None)
-    monkeypatch.setenv("POOLSYNC_RULES", '{"version": 1, "rules": [')
-    monkeypatch.delenv("POOLSYNC_RULES_FILE", raising=False)
-    monkeypatch.delenv("POOLSYNC_REQUIRED_ROLE", raising=False)
-    yield
-    set_runtime(None)
-
-
 def _failure_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("poolsync.http_failed ")]
     return [json.loads(line.partition(" ")[2]) for line in lines]
@@ -133,12 +121,13 @@ def _failure_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     ("function", "method", "body", "status", "code"),
     [
         ("http_list_pools", "GET", b"", 503, "ConfigurationError"),
-        ("http_reconcile", "POST", b'{"pool": "all", "x": "' + b"a" * 300_000 + b'"}', 413, "PayloadTooLarge"),
+        ("http_reconcile", "POST", b'{"x": "' + b"a" * 300_000 + b'"}', 413, "PayloadTooLarge"),
         ("http_health", "GET", b"", 503, "configuration"),
     ],
 )
+@pytest.mark.usefixtures("broken_configuration")
 def test_every_failed_answer_logs_one_line_without_body_or_key(
-    broken_rules: None, caplog: pytest.LogCaptureFixture, function: str, method: str, body: bytes,
+    caplog: pytest.LogCaptureFixture, function: str, method: str, body: bytes,
     status: int, code: str,
 ) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -149,16 +138,19 @@ def test_every_failed_answer_logs_one_line_without_body_or_key(
     assert response.status_code == status
     [line] = _failure_lines(caplog)
     route = {"http_list_pools": "pools", "http_reconcile": "reconcile", "http_health": "health"}[function]
-    assert line == {"route": route, "method": method, "status": status, "code": code, "operation_id": trace_id}
+    expected = {"route": route, "method": method, "status": status, "code": code, "operation_id": trace_id}
+    assert line == expected
     everything = "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in everything
     assert '"x": "aaa' not in everything  # no request body
 
 
-def test_a_forged_traceparent_cannot_forge_log_lines(broken_rules: None, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.usefixtures("broken_configuration")
+def test_a_forged_traceparent_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
     forged = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\npoolsync.guard_overridden {}"
     with caplog.at_level(logging.INFO, logger="poolsync"):
-        _http_functions()["http_list_pools"](_request("GET", "http://localhost/api/pools", headers={"traceparent": forged}))
+        request = _request("GET", "http://localhost/api/pools", headers={"traceparent": forged})
+        _http_functions()["http_list_pools"](request)
     [line] = _failure_lines(caplog)
     assert line["operation_id"] is None  # not a valid traceparent: not trusted as an id
     assert not [r for r in caplog.records if "\n" in r.getMessage() and r.name == "poolsync"]
@@ -170,6 +162,7 @@ def test_successful_answers_log_no_failure_line(caplog: pytest.LogCaptureFixture
 
     with caplog.at_level(logging.INFO, logger="poolsync"):
         for status in (200, 202, 399):
-            http_api.log_failure("pools", _request("GET", "http://localhost/api/pools"), ApiResponse(status, {}))
+            request = _request("GET", "http://localhost/api/pools")
+            http_api.log_failure("pools", request, ApiResponse(status, {}))
         http_api.log_failure("pools", _request("GET", "http://localhost/api/pools"), ApiResponse(404, {}))
     assert [line["status"] for line in _failure_lines(caplog)] == [404]

@@ -1,7 +1,7 @@
 """The azd hooks of azure.yaml: the rules check before packaging and the access deployment after provisioning.
 
-Both scripts run as azd runs them (a subprocess with azd's environment); `az` is a stand-in on PATH that records
-its arguments, since there is no Azure here."""
+Both scripts run as azd runs them (a subprocess with azd's environment); `az` is a stand-in on PATH that
+records its arguments, since there is no Azure here."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ import check_rules  # noqa: E402
 
 def run(script: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("POOLSYNC_", "AZURE_"))}
-    return subprocess.run([sys.executable, str(script), *args], env={**base, **env}, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), *args], env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def project(tmp_path: Path, rules: str | None, funcignore: str = "tests/\n") -> Path:
@@ -78,7 +79,9 @@ def test_a_rules_file_the_package_would_not_contain_stops_the_deploy(tmp_path: P
     done = run(CHECK_RULES, {}, "--root", str(root))
     assert done.returncode == 1
     assert "excluded from the package by .funcignore" in done.stderr
-    absolute = run(CHECK_RULES, {"POOLSYNC_RULES_FILE": str(root / "config" / "rules.json")}, "--root", str(root))
+    absolute = run(
+        CHECK_RULES, {"POOLSYNC_RULES_FILE": str(root / "config" / "rules.json")}, "--root", str(root)
+    )
     assert absolute.returncode == 1
     assert "must be relative" in absolute.stderr
 
@@ -87,7 +90,12 @@ def test_the_repository_funcignore_ships_the_default_rules_file() -> None:
     patterns = check_rules.funcignore_patterns(REPO_ROOT)
     assert not check_rules.is_ignored("config/rules.json", patterns)
     # ...while still leaving out what the package must not carry.
-    for path in ("tests/infra/test_deploy_hooks.py", "infra/main.bicep", "local.settings.json", ".venv/bin/python"):
+    for path in (
+        "tests/infra/test_deploy_hooks.py",
+        "infra/main.bicep",
+        "local.settings.json",
+        ".venv/bin/python",
+    ):
         assert check_rules.is_ignored(path, patterns), path
 
 
@@ -128,13 +136,19 @@ ACCESS_PARAMETERS = {
     "loadBalancerIds": "/subscriptions/s/resourceGroups/rg-net/providers/Microsoft.Network/loadBalancers/lb",
     "tags": {"app": "poolsync", "poolsync-env": "prod"},
 }
+AZD_ENV = {
+    "AZURE_ENV_NAME": "prod",
+    "AZURE_LOCATION": "westeurope",
+    "AZURE_SUBSCRIPTION_ID": "s",
+    "POOLSYNC_ACCESS_PARAMETERS": json.dumps(ACCESS_PARAMETERS),
+}
 
 
-def test_access_is_deployed_as_its_own_deployment_without_azd_tags(fake_az: tuple[dict[str, str], Path]) -> None:
+def test_access_is_deployed_as_its_own_deployment_without_azd_tags(
+    fake_az: tuple[dict[str, str], Path],
+) -> None:
     path_env, record = fake_az
-    env = {**path_env, "AZURE_ENV_NAME": "prod", "AZURE_LOCATION": "westeurope", "AZURE_SUBSCRIPTION_ID": "s",
-           "POOLSYNC_ACCESS_PARAMETERS": json.dumps(ACCESS_PARAMETERS)}
-    done = run(PROVISION_ACCESS, env)
+    done = run(PROVISION_ACCESS, {**path_env, **AZD_ENV})
     assert done.returncode == 0, done.stderr
     call = json.loads(record.read_text())
     args = call["args"]
@@ -151,12 +165,16 @@ def test_access_is_deployed_as_its_own_deployment_without_azd_tags(fake_az: tupl
     ("env", "message"),
     [
         ({"AZURE_ENV_NAME": "prod", "AZURE_LOCATION": "westeurope"}, "POOLSYNC_ACCESS_PARAMETERS is not set"),
-        ({"AZURE_ENV_NAME": "prod", "AZURE_LOCATION": "westeurope", "POOLSYNC_ACCESS_PARAMETERS": "{"}, "not JSON"),
+        (
+            {"AZURE_ENV_NAME": "prod", "AZURE_LOCATION": "westeurope", "POOLSYNC_ACCESS_PARAMETERS": "{"},
+            "not JSON",
+        ),
         ({"AZURE_LOCATION": "westeurope", "POOLSYNC_ACCESS_PARAMETERS": "{}"}, "AZURE_ENV_NAME"),
     ],
 )
-def test_missing_inputs_fail_the_hook_clearly(fake_az: tuple[dict[str, str], Path], env: dict[str, str],
-                                              message: str) -> None:
+def test_missing_inputs_fail_the_hook_clearly(
+    fake_az: tuple[dict[str, str], Path], env: dict[str, str], message: str
+) -> None:
     path_env, record = fake_az
     done = run(PROVISION_ACCESS, {**path_env, **env})
     assert done.returncode == 1
@@ -166,9 +184,7 @@ def test_missing_inputs_fail_the_hook_clearly(fake_az: tuple[dict[str, str], Pat
 
 def test_a_failed_access_deployment_fails_the_hook(fake_az: tuple[dict[str, str], Path]) -> None:
     path_env, _ = fake_az
-    env = {**path_env, "FAKE_AZ_EXIT": "3", "AZURE_ENV_NAME": "prod", "AZURE_LOCATION": "westeurope",
-           "POOLSYNC_ACCESS_PARAMETERS": json.dumps(ACCESS_PARAMETERS)}
-    assert run(PROVISION_ACCESS, env).returncode == 3
+    assert run(PROVISION_ACCESS, {**path_env, **AZD_ENV, "FAKE_AZ_EXIT": "3"}).returncode == 3
 
 
 # --- azure.yaml wires both ------------------------------------------------------------------------
@@ -176,8 +192,10 @@ def test_a_failed_access_deployment_fails_the_hook(fake_az: tuple[dict[str, str]
 
 def test_azure_yaml_runs_the_rules_check_before_packaging_and_access_after_provisioning() -> None:
     hooks = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text())["hooks"]
-    for hook, script in (("prepackage", "infra/scripts/check_rules.py"),
-                         ("postprovision", "infra/scripts/provision_access.py")):
+    for hook, script in (
+        ("prepackage", "infra/scripts/check_rules.py"),
+        ("postprovision", "infra/scripts/provision_access.py"),
+    ):
         for platform in ("posix", "windows"):
             assert script in hooks[hook][platform]["run"], (hook, platform)
             assert hooks[hook][platform]["continueOnError"] is False, (hook, platform)

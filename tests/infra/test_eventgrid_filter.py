@@ -26,7 +26,8 @@ def deployed_filters() -> list[dict[str, Any]]:
     for subscription in resolve(tree, "eventSubscriptions"):
         event_filter = dict(subscription["eventFilter"])
         event_filter["advancedFilters"] = [
-            {**advanced, "values": resolve(tree, advanced["values"])} for advanced in event_filter["advancedFilters"]
+            {**advanced, "values": resolve(tree, advanced["values"])}
+            for advanced in event_filter["advancedFilters"]
         ]
         filters.append(event_filter)
     return filters
@@ -63,8 +64,13 @@ HINTS = [
     event("ResourceDeleteSuccess", "Microsoft.Resources/tags/delete", VM + TAGS),
     event("ResourceDeleteSuccess", "Microsoft.Resources/tags/delete", NIC + TAGS),
     # A deleted resource group takes its VMs and NICs along; a move changes their ids.
-    *(event("ResourceDeleteSuccess", "Microsoft.Resources/subscriptions/resourceGroups/delete", s) for s in spellings(RG)),
-    event("ResourceActionSuccess", "Microsoft.Resources/subscriptions/resourceGroups/moveResources/action", RG),
+    *(
+        event("ResourceDeleteSuccess", "Microsoft.Resources/subscriptions/resourceGroups/delete", s)
+        for s in spellings(RG)
+    ),
+    event(
+        "ResourceActionSuccess", "Microsoft.Resources/subscriptions/resourceGroups/moveResources/action", RG
+    ),
 ]
 
 STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stweb"
@@ -72,25 +78,50 @@ NOISE = [
     event("ResourceWriteSuccess", "Microsoft.Storage/storageAccounts/write", STORAGE),
     event("ResourceDeleteSuccess", "Microsoft.Storage/storageAccounts/delete", STORAGE),
     event("ResourceWriteSuccess", "Microsoft.Resources/tags/write", STORAGE + TAGS),
-    event("ResourceWriteSuccess", "Microsoft.Compute/virtualMachineScaleSets/write",
-          f"{RG}/providers/Microsoft.Compute/virtualMachineScaleSets/web"),
-    event("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/extensions/write", f"{VM}/extensions/agent"),
-    event("ResourceWriteSuccess", "Microsoft.Network/networkInterfaces/tapConfigurations/write", f"{NIC}/tapConfigurations/t"),
+    event(
+        "ResourceWriteSuccess",
+        "Microsoft.Compute/virtualMachineScaleSets/write",
+        f"{RG}/providers/Microsoft.Compute/virtualMachineScaleSets/web",
+    ),
+    event(
+        "ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/extensions/write", f"{VM}/extensions/agent"
+    ),
+    event(
+        "ResourceWriteSuccess",
+        "Microsoft.Network/networkInterfaces/tapConfigurations/write",
+        f"{NIC}/tapConfigurations/t",
+    ),
     event("ResourceActionSuccess", "Microsoft.Compute/virtualMachines/start/action", VM),
     event("ResourceActionSuccess", "Microsoft.Compute/virtualMachines/deallocate/action", VM),
     event("ResourceWriteFailure", "Microsoft.Compute/virtualMachines/write", VM, status="Failed"),
     event("ResourceDeleteCancel", "Microsoft.Network/networkInterfaces/delete", NIC, status="Canceled"),
-    event("ResourceWriteSuccess", "Microsoft.Network/loadBalancers/write", f"{RG}/providers/Microsoft.Network/loadBalancers/lb"),
-    event("ResourceWriteSuccess", "Microsoft.Network/publicIPAddresses/write", f"{RG}/providers/Microsoft.Network/publicIPAddresses/ip"),
-    event("ResourceWriteSuccess", "Microsoft.Resources/deployments/write", f"{RG}/providers/Microsoft.Resources/deployments/d"),
+    event(
+        "ResourceWriteSuccess",
+        "Microsoft.Network/loadBalancers/write",
+        f"{RG}/providers/Microsoft.Network/loadBalancers/lb",
+    ),
+    event(
+        "ResourceWriteSuccess",
+        "Microsoft.Network/publicIPAddresses/write",
+        f"{RG}/providers/Microsoft.Network/publicIPAddresses/ip",
+    ),
+    event(
+        "ResourceWriteSuccess",
+        "Microsoft.Resources/deployments/write",
+        f"{RG}/providers/Microsoft.Resources/deployments/d",
+    ),
     event("ResourceWriteSuccess", "Microsoft.Resources/subscriptions/resourceGroups/write", RG),
-    event("ResourceWriteSuccess", "Microsoft.Authorization/roleAssignments/write",
-          f"{RG}/providers/Microsoft.Authorization/roleAssignments/0b1c"),
+    event(
+        "ResourceWriteSuccess",
+        "Microsoft.Authorization/roleAssignments/write",
+        f"{RG}/providers/Microsoft.Authorization/roleAssignments/0b1c",
+    ),
 ]
 
 
 def label(sample: dict[str, Any]) -> str:
-    return f"{sample['eventType'].rpartition('.')[2]} {sample['data']['operationName']} {sample['subject'][-40:]}"
+    kind = sample["eventType"].rpartition(".")[2]
+    return f"{kind} {sample['data']['operationName']} {sample['subject'][-40:]}"
 
 
 @pytest.mark.parametrize("sample", HINTS, ids=label)
@@ -106,10 +137,16 @@ def test_noise_is_dropped_before_delivery(sample: dict[str, Any]) -> None:
 
 
 def test_the_samples_cover_every_kind_of_hint_the_code_produces() -> None:
-    produced = {(hint.kind, hint.action) for hint in map(parse_event, HINTS) if isinstance(hint, ResourceHint)}
+    produced = {
+        (hint.kind, hint.action) for hint in map(parse_event, HINTS) if isinstance(hint, ResourceHint)
+    }
     assert produced == {
-        ("vm", "write"), ("vm", "delete"), ("nic", "write"), ("nic", "delete"),
-        ("resourceGroup", "delete"), ("resourceGroup", "action"),
+        ("vm", "write"),
+        ("vm", "delete"),
+        ("nic", "write"),
+        ("nic", "delete"),
+        ("resourceGroup", "delete"),
+        ("resourceGroup", "action"),
     }
 
 
@@ -158,4 +195,6 @@ def test_evaluator_not_operators_and_missing_keys() -> None:
     assert filter_matches({"subjectBeginsWith": "/X/", "isSubjectCaseSensitive": False}, sample)
     assert not filter_matches({"subjectBeginsWith": "/X/", "isSubjectCaseSensitive": True}, sample)
     with pytest.raises(NotImplementedError):
-        filter_matches({"advancedFilters": [{"operatorType": "NumberIn", "key": "id", "values": [1]}]}, sample)
+        filter_matches(
+            {"advancedFilters": [{"operatorType": "NumberIn", "key": "id", "values": [1]}]}, sample
+        )

@@ -1,5 +1,6 @@
-"""What operating poolsync in Azure relies on: azd owns only the app's resource group, role assignments survive
-a down/up cycle, alerts see every line they count, and the workbook, heartbeat and default action group exist."""
+"""What operating poolsync in Azure relies on: azd owns only the app's resource group, role assignments
+survive a down/up cycle, alerts see every line they count, and the workbook, heartbeat and default action
+group exist."""
 
 from __future__ import annotations
 
@@ -40,11 +41,14 @@ def test_azd_deployment_puts_nothing_into_any_resource_group_but_the_apps_own() 
     """azd down deletes every resource group that appears in its deployment's outputResources."""
     tree = parse(MAIN_BICEP)
     for symbol, module in tree["modules"].items():
-        assert body(module).get("scope") == "appResourceGroup", f"main.bicep module {symbol} leaves the app group"
+        assert body(module).get("scope") == "appResourceGroup", (
+            f"main.bicep module {symbol} leaves the app group"
+        )
     for symbol, declaration in tree["resources"].items():
         assert "scope" not in body(declaration), f"main.bicep resource {symbol} is scoped elsewhere"
         assert declaration["type"].lower() in {
-            "microsoft.resources/resourcegroups", "microsoft.authorization/roledefinitions",
+            "microsoft.resources/resourcegroups",
+            "microsoft.authorization/roledefinitions",
             "microsoft.authorization/roleassignments",
         }, symbol
     # Inside the app group, no module may reach out to another group either.
@@ -56,10 +60,17 @@ def test_azd_deployment_puts_nothing_into_any_resource_group_but_the_apps_own() 
 def test_everything_in_customer_groups_is_the_separate_access_deployment_without_azd_tags() -> None:
     access = parse(ACCESS_BICEP)
     targets = {module["detail"]["path"] for module in access["modules"].values()}
-    assert targets == {"modules/lb-role-assignment.bicep", "modules/vnet-role-assignment.bicep",
-                       "modules/rg-role-assignment.bicep", "modules/eventgrid.bicep"}
-    assert "modules/eventgrid.bicep" not in {m["detail"]["path"] for m in parse(MAIN_BICEP)["modules"].values()
-                                             if body(m).get("scope") != "appResourceGroup"}
+    assert targets == {
+        "modules/lb-role-assignment.bicep",
+        "modules/vnet-role-assignment.bicep",
+        "modules/rg-role-assignment.bicep",
+        "modules/eventgrid.bicep",
+    }
+    assert "modules/eventgrid.bicep" not in {
+        m["detail"]["path"]
+        for m in parse(MAIN_BICEP)["modules"].values()
+        if body(m).get("scope") != "appResourceGroup"
+    }
     # The topics there are tagged from accessTags, which must not carry azd-env-name.
     outputs = parse(MAIN_BICEP)["outputs"]["POOLSYNC_ACCESS_PARAMETERS"]["value"]
     assert outputs["tags"] == "accessTags"
@@ -81,13 +92,21 @@ def test_role_assignment_names_include_the_principal_so_a_new_identity_never_col
         arguments = list(name["function"]["parameters"].values())
         principals = [a for a in arguments if "rincipalId" in json.dumps(a)]
         assert principals, f"{path.name}:{symbol}: name lacks the principal id"
-        assert len([a for a in arguments if a is not None]) >= 3, f"{path.name}:{symbol}: scope, principal, role"
+        assert len([a for a in arguments if a is not None]) >= 3, (
+            f"{path.name}:{symbol}: scope, principal, role"
+        )
 
 
 # --- sampling never hides an alerted line ---------------------------------------------------------
 
-TABLE_TYPES = {"traces": "Trace", "requests": "Request", "dependencies": "Dependency",
-               "exceptions": "Exception", "customEvents": "Event", "pageViews": "PageView"}
+TABLE_TYPES = {
+    "traces": "Trace",
+    "requests": "Request",
+    "dependencies": "Dependency",
+    "exceptions": "Exception",
+    "customEvents": "Event",
+    "pageViews": "PageView",
+}
 
 
 def expand(tree: dict[str, Any], query: str) -> str:
@@ -113,7 +132,9 @@ def alert_and_workbook_queries() -> list[str]:
 
 
 def test_every_table_the_alerts_workbook_and_docs_query_is_excluded_from_sampling() -> None:
-    sampling = json.loads((REPO_ROOT / "host.json").read_text())["logging"]["applicationInsights"]["samplingSettings"]
+    sampling = json.loads((REPO_ROOT / "host.json").read_text())["logging"]["applicationInsights"][
+        "samplingSettings"
+    ]
     queries = alert_and_workbook_queries()
     assert len(queries) >= 10
     tables = {query.split("|")[0].split()[0] for query in queries}
@@ -130,14 +151,25 @@ def test_every_table_the_alerts_workbook_and_docs_query_is_excluded_from_samplin
 
 def test_heartbeat_alert_fires_when_the_audit_did_not_complete_for_26_hours() -> None:
     tree = parse(MODULES / "alerts.bicep")
-    rule = body(dict(resources(tree, "Microsoft.Insights/scheduledQueryRules"))["auditHeartbeat"])["properties"]
+    rule = body(dict(resources(tree, "Microsoft.Insights/scheduledQueryRules"))["auditHeartbeat"])[
+        "properties"
+    ]
     [criterion] = rule["criteria"]["allOf"]
     query = expand(tree, criterion["query"])
-    assert '"poolsync.audit_completed"' in query and f"ago({tree['parameters']['auditHeartbeatHours']['default']}h)" in query
+    assert (
+        '"poolsync.audit_completed"' in query
+        and f"ago({tree['parameters']['auditHeartbeatHours']['default']}h)" in query
+    )
     assert tree["parameters"]["auditHeartbeatHours"]["default"] == 26
-    assert (criterion["operator"], criterion["threshold"], criterion["timeAggregation"]) == ("LessThan", 1, "Count")
+    assert (criterion["operator"], criterion["threshold"], criterion["timeAggregation"]) == (
+        "LessThan",
+        1,
+        "Count",
+    )
     assert rule["windowSize"] == "P2D"  # at least the 26 h the query looks back
-    assert references(rule["actions"], "actions") or references(resolve(tree, rule["actions"]), "actionGroupId")
+    assert references(rule["actions"], "actions") or references(
+        resolve(tree, rule["actions"]), "actionGroupId"
+    )
 
 
 def test_a_guard_refusal_pages_and_stays_open_until_someone_acts() -> None:
@@ -152,11 +184,15 @@ def test_a_guard_refusal_pages_and_stays_open_until_someone_acts() -> None:
 def test_alerts_use_the_default_action_group_unless_one_is_given() -> None:
     main = parse(MAIN_BICEP)
     default = main["modules"]["defaultActionGroup"]
-    assert "empty" in json.dumps(default["config"]["condition"]) and references(default["config"]["condition"], "actionGroupId")
+    assert "empty" in json.dumps(default["config"]["condition"]) and references(
+        default["config"]["condition"], "actionGroupId"
+    )
     choice = json.dumps(main["variables"]["effectiveActionGroupId"]["value"])
     assert "defaultActionGroup" in choice and "actionGroupId" in choice
     assert references(body(main["modules"]["alerts"])["params"]["actionGroupId"], "effectiveActionGroupId")
-    assert references(main["variables"]["eventGridSettings"]["value"]["actionGroupId"], "effectiveActionGroupId")
+    assert references(
+        main["variables"]["eventGridSettings"]["value"]["actionGroupId"], "effectiveActionGroupId"
+    )
     group = parse(MODULES / "actiongroup.bicep")
     receivers = body(dict(resources(group, "Microsoft.Insights/actionGroups"))["actionGroup"])["properties"]
     assert receivers["emailReceivers"][0]["emailAddress"] == "email"
@@ -168,14 +204,25 @@ def test_alerts_use_the_default_action_group_unless_one_is_given() -> None:
 def test_workbook_charts_every_measure_the_operations_guide_lists() -> None:
     tree = parse(MODULES / "workbook.bicep")
     queries = " ".join(panel["query"] for panel in resolve(tree, "panels"))
-    for event in ("event_applied", "event_ignored", "event_failed", "guard_refused", "pool_write", "retry",
-                  "audit_finding", "audit_completed", "http_failed"):
+    for event in (
+        "event_applied",
+        "event_ignored",
+        "event_failed",
+        "guard_refused",
+        "pool_write",
+        "retry",
+        "audit_finding",
+        "audit_completed",
+        "http_failed",
+    ):
         assert f'"poolsync.{event}"' in queries, event
         assert f"`poolsync.{event}`" in OPERATIONS_DOC.read_text(), event
     workbook = body(dict(resources(tree, "Microsoft.Insights/workbooks"))["workbook"])
     assert workbook["properties"]["serializedData"]["function"]["type"] == "string"
-    assert "workbook" in {m["detail"]["path"].split("/")[-1].removesuffix(".bicep")
-                          for m in parse(MAIN_BICEP)["modules"].values()}
+    assert "workbook" in {
+        m["detail"]["path"].split("/")[-1].removesuffix(".bicep")
+        for m in parse(MAIN_BICEP)["modules"].values()
+    }
 
 
 # --- Function App resources -------------------------------------------------------------------------
