@@ -7,9 +7,13 @@ guard everything but /api/health; the Functions host checks them before any code
 
 from __future__ import annotations
 
-import azure.functions as func
+import logging
+import re
 
-from shared import http_ops
+import azure.functions as func
+from opentelemetry import trace
+
+from shared import http_ops, telemetry
 
 bp = func.Blueprint()
 
@@ -28,6 +32,39 @@ def to_api_request(req: func.HttpRequest) -> http_ops.ApiRequest:
     )
 
 
+# W3C trace context: version-traceid-parentid-flags. Only a well-formed value is trusted as an id.
+TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-(?P<trace>[0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
+
+
+def operation_id(req: func.HttpRequest) -> str | None:
+    """The Application Insights operation id of this request: the caller's trace id when it sent a
+    valid `traceparent` (the host then uses the same id), else the current span's, else None."""
+    found = TRACEPARENT_RE.match((req.headers.get("traceparent") or "").strip().lower())
+    if found and found["trace"] != "0" * 32:
+        return found["trace"]
+    span = trace.get_current_span().get_span_context()
+    return format(span.trace_id, "032x") if span.is_valid else None
+
+
+def log_failure(route: str, req: func.HttpRequest, response: http_ops.ApiResponse) -> None:
+    """One structured line per 4xx/5xx answer. Never the body, query (it may hold `code=`, the
+    function key) or headers; the line is JSON, so newlines in any value are escaped, not written."""
+    if response.status < 400:
+        return
+    body = response.body if isinstance(response.body, dict) else {}
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else body.get("detail")
+    telemetry.emit(
+        "http_failed",
+        logging.ERROR if response.status >= 500 else logging.WARNING,
+        route=route,
+        method=req.method,
+        status=response.status,
+        code=code,
+        operation_id=operation_id(req),
+    )
+
+
 def to_http_response(response: http_ops.ApiResponse) -> func.HttpResponse:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **response.headers}
     return func.HttpResponse(
@@ -35,60 +72,64 @@ def to_http_response(response: http_ops.ApiResponse) -> func.HttpResponse:
     )
 
 
-def serve(operation: http_ops.Operation, req: func.HttpRequest) -> func.HttpResponse:
-    return to_http_response(http_ops.handle(operation, to_api_request(req)))
+def serve(operation: http_ops.Operation, req: func.HttpRequest, route: str) -> func.HttpResponse:
+    response = http_ops.handle(operation, to_api_request(req))
+    log_failure(route, req, response)
+    return to_http_response(response)
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def http_health(req: func.HttpRequest) -> func.HttpResponse:
-    return to_http_response(http_ops.health())
+    response = http_ops.health()
+    log_failure("health", req, response)
+    return to_http_response(response)
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.get_openapi, req)
+    return serve(http_ops.get_openapi, req, "openapi.json")
 
 
 @bp.route(route="pools", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_list_pools(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.list_pools, req)
+    return serve(http_ops.list_pools, req, "pools")
 
 
 @bp.route(route=POOL_ROUTE, methods=["GET"], auth_level=FUNCTION_KEY)
 def http_get_pool(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.get_pool, req)
+    return serve(http_ops.get_pool, req, POOL_ROUTE)
 
 
 @bp.route(route=f"{POOL_ROUTE}/addresses", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_add_addresses(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.add_addresses, req)
+    return serve(http_ops.add_addresses, req, f"{POOL_ROUTE}/addresses")
 
 
 @bp.route(route=ADDRESS_ROUTE, methods=["DELETE"], auth_level=FUNCTION_KEY)
 def http_remove_address(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.remove_address, req)
+    return serve(http_ops.remove_address, req, ADDRESS_ROUTE)
 
 
 @bp.route(route=f"{ADDRESS_ROUTE}/drain", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_drain_address(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.drain_address, req)
+    return serve(http_ops.drain_address, req, f"{ADDRESS_ROUTE}/drain")
 
 
 @bp.route(route=f"{ADDRESS_ROUTE}/enable", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_enable_address(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.enable_address, req)
+    return serve(http_ops.enable_address, req, f"{ADDRESS_ROUTE}/enable")
 
 
 @bp.route(route="reconcile", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_reconcile(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.reconcile, req)
+    return serve(http_ops.reconcile, req, "reconcile")
 
 
 @bp.route(route="audit", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_audit(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.audit, req)
+    return serve(http_ops.audit, req, "audit")
 
 
 @bp.route(route="operations/{operationId}", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_operation_status(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.operation_status, req)
+    return serve(http_ops.operation_status, req, "operations/{operationId}")

@@ -1,7 +1,13 @@
 // poolsync - everything the Function App needs, with least-privilege access to the load balancers it manages.
 //
-// Subscription scope because the custom roles, the subscription-wide read assignment and the (default)
+// Subscription scope because the custom roles, the subscription-wide assignments and the (default)
 // subscription Event Grid system topic live there; the app's own resources go into one resource group.
+//
+// azd owns exactly what this template deploys: `azd down` deletes every resource group that appears in this
+// deployment's outputResources. Nothing here may therefore be deployed into the customer's groups (load
+// balancers, VNets, watched or event-source groups). What must live there - the role assignments on those
+// scopes and resource-group system topics - is in access.bicep, deployed as a separate deployment by the
+// postprovision hook (infra/scripts/provision_access.py), which azd neither lists nor deletes.
 targetScope = 'subscription'
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -79,8 +85,11 @@ param eventTimeToLiveInMinutes int = 1440
 @description('Log Analytics retention, days.')
 param logRetentionInDays int = 30
 
-@description('Resource id of an existing action group the alerts notify. Empty = alerts fire without notification.')
+@description('Resource id of an existing action group the alerts notify. Empty = a poolsync action group e-mailing alertEmail.')
 param actionGroupId string = ''
+
+@description('E-mail address of the default action group (POOLSYNC_ALERT_EMAIL); required when actionGroupId is empty, so no alert is ever silent.')
+param alertEmail string = ''
 
 // ---------------------------------------------------------------------------------------------------------------
 // Names and shared values
@@ -88,11 +97,11 @@ param actionGroupId string = ''
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var allTags = union(tags, { 'azd-env-name': environmentName, app: 'poolsync' })
+// Resources in the customer's groups (access.bicep) must not carry azd-env-name: azd treats what carries it as its own.
+var accessTags = union(tags, { 'poolsync-env': environmentName, app: 'poolsync' })
 var appResourceGroupName = empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName
 var functionAppName = 'func-poolsync-${resourceToken}'
 
-var loadBalancerIdList = empty(loadBalancerIds) ? [] : split(replace(loadBalancerIds, ' ', ''), ',')
-var virtualNetworkIdList = empty(virtualNetworkIds) ? [] : split(replace(virtualNetworkIds, ' ', ''), ',')
 var watchedGroupList = empty(watchedResourceGroupNames) ? [] : split(replace(watchedResourceGroupNames, ' ', ''), ',')
 var eventGroupList = empty(eventSourceResourceGroupNames) ? [] : split(replace(eventSourceResourceGroupNames, ' ', ''), ',')
 
@@ -143,6 +152,18 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
+// Event Grid dead-letters as this identity: it may write the dead-letter container and nothing else, so the
+// topic never holds the app identity (which owns the host's blob containers, function keys included).
+module deadLetterIdentity 'modules/identity.bicep' = {
+  name: 'poolsync-deadletter-identity'
+  scope: appResourceGroup
+  params: {
+    name: 'id-poolsync-deadletter-${resourceToken}'
+    location: location
+    tags: allTags
+  }
+}
+
 module monitoring 'modules/monitoring.bicep' = {
   name: 'poolsync-monitoring'
   scope: appResourceGroup
@@ -164,6 +185,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: allTags
     principalId: identity.outputs.principalId
+    deadLetterPrincipalId: deadLetterIdentity.outputs.principalId
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
 }
@@ -181,7 +203,6 @@ module functionApp 'modules/functionapp.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
-    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     rules: rules
@@ -250,44 +271,13 @@ resource operationStatusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01
   }
 }
 
-module poolWriterOnLoadBalancers 'modules/lb-role-assignment.bicep' = [
-  for (lbId, i) in loadBalancerIdList: {
-    name: 'poolsync-lb-writer-${i}'
-    scope: resourceGroup(split(lbId, '/')[4])
-    params: {
-      loadBalancerName: last(split(lbId, '/'))
-      principalId: identity.outputs.principalId
-      roleDefinitionId: poolWriterRole.id
-    }
-  }
-]
+// The pool-writer role on each load balancer and VNet, and the inventory reader on each watched group, are
+// assigned by access.bicep (those scopes are in the customer's resource groups; see the top of this file).
 
-module poolWriterOnVirtualNetworks 'modules/vnet-role-assignment.bicep' = [
-  for (vnetId, i) in virtualNetworkIdList: {
-    name: 'poolsync-vnet-join-${i}'
-    scope: resourceGroup(split(vnetId, '/')[4])
-    params: {
-      virtualNetworkName: last(split(vnetId, '/'))
-      principalId: identity.outputs.principalId
-      roleDefinitionId: poolWriterRole.id
-    }
-  }
-]
-
-module inventoryReaderOnGroups 'modules/rg-role-assignment.bicep' = [
-  for (groupName, i) in watchedGroupList: {
-    name: 'poolsync-inventory-reader-${i}'
-    scope: resourceGroup(groupName)
-    params: {
-      principalId: identity.outputs.principalId
-      roleDefinitionId: inventoryReaderRole.id
-      description: 'poolsync reads VMs and NICs in this watched resource group.'
-    }
-  }
-]
-
+// Assignment names include the principal: after `azd down` the identity is new, and a name derived without it
+// would collide with the orphaned assignment of the old principal (RoleAssignmentExists).
 resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (empty(watchedGroupList)) {
-  name: guid(subscription().id, 'poolsync-inventory-reader', environmentName)
+  name: guid(subscription().id, identity.outputs.principalId, inventoryReaderRole.id)
   properties: {
     principalId: identity.outputs.principalId
     roleDefinitionId: inventoryReaderRole.id
@@ -297,7 +287,7 @@ resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@
 }
 
 resource operationStatusOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(subscription().id, 'poolsync-operation-status', environmentName)
+  name: guid(subscription().id, identity.outputs.principalId, operationStatusRole.id)
   properties: {
     principalId: identity.outputs.principalId
     roleDefinitionId: operationStatusRole.id
@@ -312,13 +302,13 @@ resource operationStatusOnSubscription 'Microsoft.Authorization/roleAssignments@
 
 var eventGridSettings = {
   functionResourceId: functionApp.outputs.eventGridFunctionId
-  identityId: identity.outputs.id
+  deadLetterIdentityId: deadLetterIdentity.outputs.id
   storageAccountId: storage.outputs.id
   deadLetterContainerName: storage.outputs.deadLetterContainerName
   createEventSubscription: createEventSubscription
   maxDeliveryAttempts: maxDeliveryAttempts
   eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
-  actionGroupId: actionGroupId
+  actionGroupId: effectiveActionGroupId
 }
 
 module subscriptionEvents 'modules/eventgrid.bicep' = if (empty(eventGroupList)) {
@@ -332,23 +322,25 @@ module subscriptionEvents 'modules/eventgrid.bicep' = if (empty(eventGroupList))
   }
 }
 
-// A resource-group system topic lives in the resource group it listens to.
-module resourceGroupEvents 'modules/eventgrid.bicep' = [
-  for (groupName, i) in eventGroupList: {
-    name: 'poolsync-events-rg-${i}'
-    scope: resourceGroup(groupName)
-    params: {
-      topicName: 'evgt-poolsync-${resourceToken}'
-      sourceKind: 'resourceGroup'
-      tags: allTags
-      settings: eventGridSettings
-    }
-  }
-]
+// Resource-group system topics live in the groups they listen to: access.bicep deploys them.
 
 // ---------------------------------------------------------------------------------------------------------------
 // Log alerts on poolsync's own telemetry
 // ---------------------------------------------------------------------------------------------------------------
+
+// Without an action group of the operator's own, alerts go to a poolsync one e-mailing alertEmail: a guard
+// refusal (a removal left pending) or a stopped audit must reach a person.
+module defaultActionGroup 'modules/actiongroup.bicep' = if (empty(actionGroupId)) {
+  name: 'poolsync-action-group'
+  scope: appResourceGroup
+  params: {
+    name: 'ag-poolsync-${resourceToken}'
+    tags: allTags
+    email: alertEmail
+  }
+}
+
+var effectiveActionGroupId = empty(actionGroupId) ? defaultActionGroup.outputs.id : actionGroupId
 
 module alerts 'modules/alerts.bicep' = {
   name: 'poolsync-alerts'
@@ -358,7 +350,17 @@ module alerts 'modules/alerts.bicep' = {
     location: location
     tags: allTags
     appInsightsId: monitoring.outputs.appInsightsId
-    actionGroupId: actionGroupId
+    actionGroupId: effectiveActionGroupId
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'poolsync-workbook'
+  scope: appResourceGroup
+  params: {
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
   }
 }
 
@@ -378,3 +380,17 @@ output POOLSYNC_DEAD_LETTER_CONTAINER string = storage.outputs.deadLetterContain
 output POOLSYNC_APP_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output POOLSYNC_POOL_WRITER_ROLE_ID string = poolWriterRole.id
 output POOLSYNC_INVENTORY_READER_ROLE_ID string = inventoryReaderRole.id
+output POOLSYNC_ACTION_GROUP string = effectiveActionGroupId
+// Everything access.bicep needs, as one object: the postprovision hook passes it on as its parameters.
+output POOLSYNC_ACCESS_PARAMETERS object = {
+  principalId: identity.outputs.principalId
+  poolWriterRoleId: poolWriterRole.id
+  inventoryReaderRoleId: inventoryReaderRole.id
+  loadBalancerIds: loadBalancerIds
+  virtualNetworkIds: virtualNetworkIds
+  watchedResourceGroupNames: watchedResourceGroupNames
+  eventSourceResourceGroupNames: eventSourceResourceGroupNames
+  topicName: 'evgt-poolsync-${resourceToken}'
+  tags: accessTags
+  eventGridSettings: eventGridSettings
+}

@@ -3,7 +3,7 @@
 Every fact is logged as `poolsync.<event> <JSON>` - the alert rules and KQL in
 docs/operations.md parse exactly that shape - and counted on an OpenTelemetry
 meter. With APPLICATIONINSIGHTS_CONNECTION_STRING set, `configure()` installs the
-Azure Monitor distro, which exports both logs and metrics; without it the meter
+Azure Monitor distro, which exports the metrics (the host ships the log lines); without it the meter
 is a no-op and `COUNTS` still records totals for tests and the local host.
 """
 
@@ -25,6 +25,7 @@ _counters: dict[str, Any] = {}
 _latency = _meter.create_histogram("poolsync.event_latency", unit="ms",
                                    description="event time to pool converged")
 _lock = threading.Lock()
+_configure_lock = threading.Lock()
 COUNTS: Counter[str] = Counter()  # event name -> occurrences in this process
 _configured = False
 
@@ -33,16 +34,24 @@ _METRIC_ATTRIBUTES = ("outcome", "reason", "kind", "operation_kind")
 
 
 def configure(env: Mapping[str, str] | None = None) -> bool:
-    """Install the Azure Monitor exporter once, when a connection string is configured."""
+    """Install the Azure Monitor exporter once per process, when a connection string is configured.
+
+    Safe to call from several imports or threads: the exporter is installed at most once. Logs stay
+    with the Functions host, which already ships them to Application Insights as traces (the alerts
+    read those); exporting them here as well would count every alerted line twice."""
     global _configured
     env = os.environ if env is None else env
-    if _configured or not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
-        return _configured
-    from azure.monitor.opentelemetry import configure_azure_monitor
+    with _configure_lock:
+        if _configured or not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+            return _configured
+        from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(logger_name="poolsync")
-    _configured = True
-    return True
+        # The exporter reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING itself (Entra ID ingestion).
+        configure_azure_monitor(
+            connection_string=env["APPLICATIONINSIGHTS_CONNECTION_STRING"], disable_logging=True
+        )
+        _configured = True
+        return True
 
 
 def _counter(event: str) -> Any:

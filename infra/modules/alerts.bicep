@@ -1,6 +1,7 @@
 // Log alerts on poolsync's telemetry in Application Insights. They rely on the telemetry contract in
 // docs/operations.md: every poolsync telemetry record is a trace whose message is
 // "poolsync.<event> <JSON object>", e.g. poolsync.guard_refused {"pool": "/subscriptions/...", "removes": 7}.
+// host.json keeps traces out of adaptive sampling, so a count here is every line that was logged.
 
 param namePrefix string
 param location string
@@ -9,23 +10,29 @@ param tags object
 @description('Application Insights the app logs to (the alerts query its traces table).')
 param appInsightsId string
 
-@description('Action group to notify; empty = no notification.')
+@description('Action group every alert notifies (POOLSYNC_ACTION_GROUP_ID, or the default one of actiongroup.bicep).')
 param actionGroupId string
+
+@description('Hours without a poolsync.audit_completed line before the heartbeat alert fires (daily audit + slack).')
+param auditHeartbeatHours int = 26
 
 // Splits the message into the event name and its JSON payload. Shared by every rule below.
 var poolsyncTraces = 'traces | where message startswith "poolsync." | extend poolsyncEvent = tostring(split(message, " ")[0]) | extend payload = parse_json(substring(message, strlen(poolsyncEvent) + 1))'
 
-var rules = [
+// Rules that fire when an event occurred, one alert per value of splitBy.
+var occurrenceRules = [
   {
     // The blast-radius guard refused a plan: something wants to remove more than POOLSYNC_MAX_REMOVE_FRACTION
-    // of a pool (or empty it). Needs a human: a real mass deletion, or broken rules.
+    // of a pool (or empty it). The refused change stays pending until a human decides, so the alert does not
+    // resolve itself when the lines stop: it pages and stays fired until acknowledged.
     name: 'guard-refused'
     displayName: 'poolsync: guard refused a pool change'
-    severity: 2
+    severity: 1
     event: 'poolsync.guard_refused'
     splitBy: 'pool'
     frequency: 'PT5M'
     window: 'PT15M'
+    autoMitigate: false
   }
   {
     // An event handler gave up on an event (it raised; Event Grid will retry it, then dead-letter it).
@@ -36,6 +43,7 @@ var rules = [
     splitBy: 'reason'
     frequency: 'PT5M'
     window: 'PT15M'
+    autoMitigate: true
   }
   {
     // The audit found drift between the rules and the pools (missed event, manual edit, ...), per kind.
@@ -46,11 +54,18 @@ var rules = [
     splitBy: 'kind'
     frequency: 'PT15M'
     window: 'PT30M'
+    autoMitigate: true
   }
 ]
 
+var actions = {
+  actionGroups: [
+    actionGroupId
+  ]
+}
+
 resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
-  for rule in rules: {
+  for rule in occurrenceRules: {
     name: '${namePrefix}-${rule.name}'
     location: location
     tags: tags
@@ -65,7 +80,7 @@ resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
       ]
       evaluationFrequency: rule.frequency
       windowSize: rule.window
-      autoMitigate: true
+      autoMitigate: rule.autoMitigate
       criteria: {
         allOf: [
           {
@@ -89,13 +104,47 @@ resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
           }
         ]
       }
-      actions: {
-        actionGroups: empty(actionGroupId) ? [] : [
-          actionGroupId
-        ]
-      }
+      actions: actions
     }
   }
 ]
 
-output alertRuleIds array = [for (rule, i) in rules: logAlerts[i].id]
+// Heartbeat: the audit is the safety net for lost events; if it stops running (timer disabled, app down,
+// configuration broken) nothing else notices. Absence of a line is an empty result, which counts as 0.
+resource auditHeartbeat 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-audit-heartbeat'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'poolsync: audit did not run in ${auditHeartbeatHours} h'
+    description: 'No poolsync.audit_completed line for ${auditHeartbeatHours} hours. Meaning and runbook: docs/operations.md.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1H'
+    // The window must cover the heartbeat period; the query narrows it to exactly auditHeartbeatHours.
+    windowSize: 'P2D'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: '${poolsyncTraces} | where timestamp > ago(${auditHeartbeatHours}h) | where poolsyncEvent == "poolsync.audit_completed"'
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+output alertRuleIds array = [for (rule, i) in occurrenceRules: logAlerts[i].id]
+output heartbeatAlertId string = auditHeartbeat.id

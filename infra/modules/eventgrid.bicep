@@ -11,27 +11,84 @@ param sourceKind string
 
 param tags object
 
-@description('Shared settings from main.bicep: functionResourceId, identityId, storageAccountId, deadLetterContainerName, createEventSubscription, maxDeliveryAttempts, eventTimeToLiveInMinutes, actionGroupId.')
+@description('Shared settings from main.bicep: functionResourceId, deadLetterIdentityId, storageAccountId, deadLetterContainerName, createEventSubscription, maxDeliveryAttempts, eventTimeToLiveInMinutes, actionGroupId.')
 param settings object
 
 var isSubscriptionTopic = sourceKind == 'subscription'
 
-// Only these ARM operations can change which IPs belong in a pool. Tag edits made through the Tags API (portal,
-// az tag) arrive as Microsoft.Resources/tags/write on "<vm id>/providers/Microsoft.Resources/tags/default".
-// VM power actions (start/deallocate) do not release a NIC's private IP, so ResourceActionSuccess is not needed.
-var relevantOperations = [
+// Two subscriptions because advanced filters are ANDed: one AND-chain cannot say "a VM/NIC operation on a VM/NIC
+// subject, OR a resource-group delete/move" without also letting every tag write on every resource through.
+// tests/infra/test_eventgrid_filter.py evaluates both filters against the events shared/events.py turns into hints.
+
+// Operations that can change which IPs belong in a pool. Tag edits made through the Tags API (portal, az tag)
+// arrive as Microsoft.Resources/tags/write|delete on "<vm or nic id>/providers/Microsoft.Resources/tags/default".
+// VM power actions (start/deallocate) do not release a NIC's private IP, so they are not needed.
+var vmNicOperations = [
   'Microsoft.Compute/virtualMachines/write'
   'Microsoft.Compute/virtualMachines/delete'
   'Microsoft.Network/networkInterfaces/write'
   'Microsoft.Network/networkInterfaces/delete'
   'Microsoft.Resources/tags/write'
+  'Microsoft.Resources/tags/delete'
 ]
 
 // The subject is the resource id; the trailing slash keeps virtualMachineScaleSets out.
-var relevantSubjects = [
+var vmNicSubjects = [
   '/providers/Microsoft.Compute/virtualMachines/'
   '/providers/Microsoft.Network/networkInterfaces/'
 ]
+
+// A deleted resource group takes its VMs and NICs with it (no per-resource delete event is guaranteed), and a
+// move changes resource ids; the subject of both is the resource group itself.
+var resourceGroupOperations = [
+  'Microsoft.Resources/subscriptions/resourceGroups/delete'
+  'Microsoft.Resources/subscriptions/resourceGroups/moveResources/action'
+]
+
+var eventSubscriptions = [
+  {
+    name: 'poolsync-vm-nic-changes'
+    eventFilter: {
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceWriteSuccess'
+        'Microsoft.Resources.ResourceDeleteSuccess'
+      ]
+      isSubjectCaseSensitive: false
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.operationName'
+          values: vmNicOperations
+        }
+        {
+          operatorType: 'StringContains'
+          key: 'subject'
+          values: vmNicSubjects
+        }
+      ]
+    }
+  }
+  {
+    name: 'poolsync-group-changes'
+    eventFilter: {
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceDeleteSuccess'
+        'Microsoft.Resources.ResourceActionSuccess'
+      ]
+      isSubjectCaseSensitive: false
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.operationName'
+          values: resourceGroupOperations
+        }
+      ]
+    }
+  }
+]
+
+// Event Grid checks that the function exists, so the first provision creates the topic only.
+var deployedSubscriptions = settings.createEventSubscription ? eventSubscriptions : []
 
 var actionGroups = empty(settings.actionGroupId) ? [] : [
   {
@@ -43,11 +100,12 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: topicName
   location: 'global'
   tags: tags
-  // Needed for deadLetterWithResourceIdentity: Event Grid writes dead letters as this identity.
+  // Needed for deadLetterWithResourceIdentity: Event Grid writes dead letters as this identity, which may only
+  // write blobs in the dead-letter container (not the app identity, which owns the host's keys container).
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: {
-      '${settings.identityId}': {}
+      '${settings.deadLetterIdentityId}': {}
     }
   }
   properties: {
@@ -56,59 +114,42 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   }
 }
 
-resource toFunction 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = if (settings.createEventSubscription) {
-  parent: topic
-  name: 'poolsync-vm-nic-changes'
-  properties: {
-    eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: settings.functionResourceId
-        // The trigger takes one event per invocation; one failed event must not retry a whole batch.
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
-    filter: {
-      includedEventTypes: [
-        'Microsoft.Resources.ResourceWriteSuccess'
-        'Microsoft.Resources.ResourceDeleteSuccess'
-      ]
-      isSubjectCaseSensitive: false
-      // Advanced filters are ANDed: an operation we care about, on a VM or NIC.
-      advancedFilters: [
-        {
-          operatorType: 'StringIn'
-          key: 'data.operationName'
-          values: relevantOperations
-        }
-        {
-          operatorType: 'StringContains'
-          key: 'subject'
-          values: relevantSubjects
-        }
-      ]
-    }
-    retryPolicy: {
-      maxDeliveryAttempts: settings.maxDeliveryAttempts
-      eventTimeToLiveInMinutes: settings.eventTimeToLiveInMinutes
-    }
-    deadLetterWithResourceIdentity: {
-      identity: {
-        type: 'UserAssigned'
-        userAssignedIdentity: settings.identityId
-      }
-      deadLetterDestination: {
-        endpointType: 'StorageBlob'
+resource toFunction 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [
+  for eventSubscription in deployedSubscriptions: {
+    parent: topic
+    name: eventSubscription.name
+    properties: {
+      eventDeliverySchema: 'EventGridSchema'
+      destination: {
+        endpointType: 'AzureFunction'
         properties: {
-          resourceId: settings.storageAccountId
-          blobContainerName: settings.deadLetterContainerName
+          resourceId: settings.functionResourceId
+          // The trigger takes one event per invocation; one failed event must not retry a whole batch.
+          maxEventsPerBatch: 1
+          preferredBatchSizeInKilobytes: 64
+        }
+      }
+      filter: eventSubscription.eventFilter
+      retryPolicy: {
+        maxDeliveryAttempts: settings.maxDeliveryAttempts
+        eventTimeToLiveInMinutes: settings.eventTimeToLiveInMinutes
+      }
+      deadLetterWithResourceIdentity: {
+        identity: {
+          type: 'UserAssigned'
+          userAssignedIdentity: settings.deadLetterIdentityId
+        }
+        deadLetterDestination: {
+          endpointType: 'StorageBlob'
+          properties: {
+            resourceId: settings.storageAccountId
+            blobContainerName: settings.deadLetterContainerName
+          }
         }
       }
     }
   }
-}
+]
 
 // An event that exhausted its retries (dead-lettered) or could not even be dead-lettered (dropped) is a pool
 // change poolsync never applied: the next audit will find it, but someone should look now.

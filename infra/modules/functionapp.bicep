@@ -18,8 +18,9 @@ param storageAccountName string
 @description('Blob container URL the Flex platform reads the deployment package from.')
 param deploymentContainerUrl string
 
+// Flex Consumption does not support diagnostic settings on the site; the host's logs and poolsync's telemetry
+// reach Log Analytics through (workspace-based) Application Insights instead.
 param appInsightsConnectionString string
-param logAnalyticsWorkspaceId string
 
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int
@@ -153,6 +154,7 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
 resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
   parent: site
   name: 'ftp'
+  location: location
   properties: {
     allow: false
   }
@@ -161,22 +163,9 @@ resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
 resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
   parent: site
   name: 'scm'
+  location: location
   properties: {
     allow: false
-  }
-}
-
-resource siteLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
-  name: 'poolsync-function-logs'
-  scope: site
-  properties: {
-    workspaceId: logAnalyticsWorkspaceId
-    logs: [
-      {
-        category: 'FunctionAppLogs'
-        enabled: true
-      }
-    ]
   }
 }
 

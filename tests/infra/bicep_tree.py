@@ -17,6 +17,7 @@ from pycep import BicepParser
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
 MAIN_BICEP = INFRA_DIR / "main.bicep"
+ACCESS_BICEP = INFRA_DIR / "access.bicep"
 
 
 def bicep_files() -> list[Path]:

@@ -4,13 +4,13 @@ operators rely on (least privilege, event filtering, identity-only storage, Flex
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.infra.bicep_tree import (
+    ACCESS_BICEP,
     INFRA_DIR,
     MAIN_BICEP,
     REPO_ROOT,
@@ -22,6 +22,7 @@ from tests.infra.bicep_tree import (
     references,
     required_parameters,
     resolve,
+    resources,
 )
 
 MODULES = INFRA_DIR / "modules"
@@ -35,6 +36,7 @@ UNTAGGABLE_TYPES = {
     "microsoft.insights/diagnosticsettings",
     "microsoft.storage/storageaccounts/blobservices",
     "microsoft.storage/storageaccounts/blobservices/containers",
+    "microsoft.storage/storageaccounts/queueservices/queues",
     "microsoft.web/sites/basicpublishingcredentialspolicies",
     "microsoft.eventgrid/systemtopics/eventsubscriptions",
 }
@@ -149,10 +151,14 @@ def test_pool_writer_role_is_assigned_per_load_balancer_and_per_vnet_only():
     for symbol, declaration in tree["resources"].items():
         if declaration["type"] == "Microsoft.Authorization/roleAssignments":
             assert not references(body(declaration), "poolWriterRole"), symbol
+    # main.bicep only hands the role to access.bicep (as an output); access.bicep assigns it.
+    modules = tree["modules"].values()
+    assert not any(references(body(module).get("params", {}), "poolWriterRole") for module in modules)
+    access = parse(ACCESS_BICEP)
     writer_modules = {
         module["detail"]["path"]
-        for module in tree["modules"].values()
-        if references(body(module).get("params", {}), "poolWriterRole")
+        for module in access["modules"].values()
+        if references(body(module).get("params", {}), "poolWriterRoleId")
     }
     assert writer_modules == {"modules/lb-role-assignment.bicep", "modules/vnet-role-assignment.bicep"}
     for module_file, scope_symbol in (
@@ -163,17 +169,44 @@ def test_pool_writer_role_is_assigned_per_load_balancer_and_per_vnet_only():
         assert body(assignment)["scope"] == scope_symbol, f"{module_file} must scope to the {scope_symbol}"
 
 
-def test_storage_roles_are_the_three_data_roles_on_the_account_only():
+def test_storage_roles_are_blob_owner_and_table_contributor_on_the_account_and_queue_roles_per_queue():
     storage = MODULES / "storage.bicep"
     tree = parse(storage)
     role_ids = {role["id"] for role in resolve(tree, "dataRoles")}
     assert role_ids == {
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
         "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",  # Storage Table Data Contributor
-        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
     }
-    assignment = one_resource(storage, "Microsoft.Authorization/roleAssignments")
-    assert body(assignment)["scope"] == "account"
+    assignments = dict(resources(tree, "Microsoft.Authorization/roleAssignments"))
+    assert body(assignments["dataRoleAssignments"])["scope"] == "account"
+    # The audit_requests queue trigger: read and process its own queue, send to its poison queue; nothing
+    # account-wide (Queue Data Contributor would let it create/delete any queue).
+    assert {role["id"] for role in resolve(tree, "auditQueueRoles")} == {
+        "19e7f393-937e-4f77-808e-94535e297925",  # Storage Queue Data Reader
+        "8a0f0c08-91a1-4084-bc3d-661d67233fed",  # Storage Queue Data Message Processor
+        "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",  # Storage Queue Data Message Sender
+    }
+    assert body(assignments["auditQueueRoleAssignments"])["scope"] == "auditQueue"
+    assert body(assignments["poisonQueueSender"])["scope"] == "auditPoisonQueue"
+    assert tree["parameters"]["auditQueueName"]["default"] == "poolsync-audit-requests"
+    all_ids = json.dumps([body(a) for a in assignments.values()]) + json.dumps(tree["variables"])
+    assert "974c5e8b-45b9-4653-ba55-5f855dd0fb88" not in all_ids  # no Storage Queue Data Contributor
+
+
+def test_dead_letters_are_written_by_their_own_identity_with_access_to_their_container_only():
+    storage = parse(MODULES / "storage.bicep")
+    writer = body(dict(resources(storage, "Microsoft.Authorization/roleAssignments"))["deadLetterWriter"])
+    assert writer["scope"] == "deadLetterContainer"
+    assert writer["properties"]["principalId"] == "deadLetterPrincipalId"
+    assert resolve(storage, "storageBlobDataContributorRoleId") == "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+    main = parse(MAIN_BICEP)
+    passed = body(main["modules"]["storage"])["params"]
+    assert references(passed["deadLetterPrincipalId"], "deadLetterIdentity")
+    assert references(passed["principalId"], "identity")
+    # Event Grid (topic and dead-letter destination) only ever holds the dead-letter identity.
+    settings = main["variables"]["eventGridSettings"]["value"]
+    assert references(settings["deadLetterIdentityId"], "deadLetterIdentity")
+    assert not references(settings, "identity")
 
 
 # --- storage and Function App ---------------------------------------------------------------------
@@ -243,30 +276,17 @@ def test_event_subscription_targets_the_eventgrid_function():
     assert function_name == "eventgrid_resource_events"
 
 
-def test_event_subscription_only_lets_vm_and_nic_changes_through():
+def test_event_subscriptions_take_their_filters_from_the_evaluated_table():
+    # tests/infra/test_eventgrid_filter.py evaluates `eventSubscriptions`; the deployed resource must use it.
+    subscription = event_subscription()
+    assert references(subscription["properties"]["filter"], "eventSubscription")
+    loop = one_resource(MODULES / "eventgrid.bicep", "Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    assert loop["config"]["loop_type"]["detail"]["array_name"] == "deployedSubscriptions"
     tree = parse(MODULES / "eventgrid.bicep")
-    event_filter = event_subscription()["properties"]["filter"]
-    assert set(event_filter["includedEventTypes"]) == {
-        "Microsoft.Resources.ResourceWriteSuccess",
-        "Microsoft.Resources.ResourceDeleteSuccess",
-    }
-    by_key = {f["key"]: f for f in event_filter["advancedFilters"]}
-    operations = by_key["data.operationName"]
-    assert operations["operatorType"] == "StringIn"
-    operation_values = set(resolve(tree, operations["values"]))
-    assert {
-        "Microsoft.Compute/virtualMachines/write",
-        "Microsoft.Compute/virtualMachines/delete",
-        "Microsoft.Network/networkInterfaces/write",
-        "Microsoft.Network/networkInterfaces/delete",
-    } <= operation_values
-    assert all(re.match(r"^Microsoft\.(Compute|Network|Resources)/", value) for value in operation_values)
-    subjects = by_key["subject"]
-    assert subjects["operatorType"] == "StringContains"
-    assert set(resolve(tree, subjects["values"])) == {
-        "/providers/Microsoft.Compute/virtualMachines/",
-        "/providers/Microsoft.Network/networkInterfaces/",
-    }
+    # pycep nests `settings.createEventSubscription ? a : b` as an accessor around the conditional.
+    text = json.dumps(tree["variables"]["deployedSubscriptions"]["value"])
+    choice = '"condition": "createEventSubscription", "true_value": "eventSubscriptions", "false_value": []'
+    assert choice in text
 
 
 def test_failed_deliveries_are_retried_then_dead_lettered_with_the_identity():
@@ -278,6 +298,7 @@ def test_failed_deliveries_are_retried_then_dead_lettered_with_the_identity():
     assert "deadLetterDestination" not in properties  # no key-based dead-lettering
     topic = body(one_resource(MODULES / "eventgrid.bicep", "Microsoft.EventGrid/systemTopics"))
     assert topic["identity"]["type"] == "UserAssigned"  # the topic must hold the identity it dead-letters as
+    assert "settings.deadLetterIdentityId" in json.dumps(topic["identity"])  # never the app identity
 
 
 # --- alerts and docs ------------------------------------------------------------------------------
@@ -296,7 +317,7 @@ def test_every_alert_notifies_the_optional_action_group():
 
 def test_alerted_telemetry_events_are_documented():
     tree = parse(MODULES / "alerts.bicep")
-    events = {rule["event"] for rule in resolve(tree, "rules")}
+    events = {rule["event"] for rule in resolve(tree, "occurrenceRules")} | {"poolsync.audit_completed"}
     assert {"poolsync.guard_refused", "poolsync.event_failed", "poolsync.audit_finding"} <= events
     doc = OPERATIONS_DOC.read_text()
     for event in events:
