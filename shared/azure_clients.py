@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.network import NetworkManagementClient
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
@@ -31,6 +32,17 @@ class StaticTokenCredential:
         return AccessToken(self._token, int(time.time()) + 3600)
 
 
+class CappedArmPolling(ARMPolling):
+    """ARM polling that honours Retry-After only up to `cap` seconds."""
+
+    def __init__(self, timeout: float, cap: float, **kwargs: Any) -> None:
+        super().__init__(timeout, **kwargs)
+        self._cap = cap
+
+    def _extract_delay(self) -> float:  # the one hook azure-core offers for the wait between polls
+        return min(super()._extract_delay(), self._cap)
+
+
 @dataclass(frozen=True)
 class ArmSettings:
     endpoint: str = PUBLIC_ARM_ENDPOINT
@@ -38,6 +50,7 @@ class ArmSettings:
     static_token: str | None = None  # only honoured for a non-public endpoint
     polling_interval: float = 5.0  # used when Azure sends no Retry-After on an LRO
     timeout: float = 60.0  # seconds for one HTTP request
+    lro_poll_cap: float = 2.0  # poll a pool write at least this often, whatever Retry-After says
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ArmSettings:
@@ -48,7 +61,15 @@ class ArmSettings:
             static_token=env.get("POOLSYNC_ARM_STATIC_TOKEN") or None,
             polling_interval=float(env.get("POOLSYNC_ARM_POLLING_INTERVAL", "5")),
             timeout=float(env.get("POOLSYNC_ARM_TIMEOUT", "60")),
+            lro_poll_cap=float(env.get("POOLSYNC_LRO_POLL_CAP", "2")),
         )
+
+    def pool_write_polling(self) -> ARMPolling:
+        """Polling for a pool write. Network RP asks for 10 s between polls, but the next write of the same
+        load balancer (and the Event Grid delivery waiting on it) cannot start before this one is done; a
+        poll every couple of seconds costs one read token each, well inside the read bucket's refill."""
+        return CappedArmPolling(self.polling_interval, self.lro_poll_cap,
+                                path_format_arguments={"endpoint": self.endpoint})
 
     def credential(self) -> TokenCredential:
         if self.static_token:

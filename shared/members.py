@@ -78,11 +78,32 @@ class MemberRecord:
                    row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None)
 
 
+_META = ("meta", "built")  # written once a full reconcile of every managed pool filled the index
+
+
 class MemberIndex:
     def __init__(self, table: TableClient) -> None:
         self.table = table
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._built = False
+
+    def is_built(self) -> bool:
+        """Whether a full reconcile has filled the index (before that, e.g. right after an upgrade, a delete
+        hint cannot learn from it which pools hold the owner's entries)."""
+        if not self._built:
+            self._ensure_table()
+            try:
+                self.table.get_entity(*_META)
+                self._built = True
+            except ResourceNotFoundError:
+                pass
+        return self._built
+
+    def mark_built(self) -> None:
+        self._ensure_table()
+        self.table.upsert_entity({"PartitionKey": _META[0], "RowKey": _META[1]})
+        self._built = True
 
     @classmethod
     def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> MemberIndex:

@@ -181,6 +181,7 @@ class PoolWriter:
             poller = operations.begin_create_or_update(
                 rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
                 headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
+                polling=self.clients.settings.pool_write_polling(),
             )
             if not wait:
                 return WriteResult(pool_id, plan, written=True, attempts=attempts,

@@ -216,8 +216,15 @@ class Reconciler:
         outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
         if not dry_run:
             self._rebuild_index(outcomes, desired, by_name)
+            if (self.index is not None and {id_key(p) for p in targets} == set(self._managed)
+                    and all(o.status != "failed" for o in outcomes)):
+                self.index.mark_built()
             self.journal.record(outcomes, source)
         return outcomes
+
+    def index_ready(self) -> bool:
+        """False until a full reconcile filled the member index: the event path cannot work from it yet."""
+        return self.index is None or self.index.is_built()
 
     def reconcile_owners(self, owners: list[Owner], *, deadline: float | None = None,
                          source: str = "events") -> tuple[list[PoolOutcome], dict[str, set[str]]]:

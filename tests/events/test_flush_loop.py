@@ -91,6 +91,9 @@ class Reconciler:
     intents: MemoryIntents | None = None
     owners_seen: list[int] = field(default_factory=list)
 
+    def index_ready(self) -> bool:
+        return True
+
     def reconcile_owners(self, owners, *, deadline):
         self.rounds.append((self.clock.now, len(self.intents.rows) if self.intents else 0))
         self.owners_seen.append(len(owners))
