@@ -51,6 +51,11 @@ class AdminApi:
                 return Reply(200, self._config())
             if route == ("GET", "/config"):
                 return Reply(200, self._config())
+            if route == ("GET", "/rbac"):
+                return Reply(200, {"assignments": emu.rbac.describe()})
+            if route == ("POST", "/rbac"):
+                emu.configure_rbac(payload or None)
+                return Reply(200, {"assignments": emu.rbac.describe()})
             if route == ("POST", "/events/wait"):
                 timeout = float((payload or {}).get("timeout", 30))
                 return Reply(200, {"drained": emu.wait_events_delivered(timeout)})

@@ -47,6 +47,7 @@ class Request:
     body: bytes
     base_url: str
     fail_lro: bool = False  # fault injection: this write's operation ends Failed
+    principal: str = ""  # the caller (see emulator.principals)
 
 
 @dataclass
@@ -73,6 +74,8 @@ class ArmApi:
         self.config = config
         self._clock = clock
         self._latest_op: dict[str, str] = {}  # resource key -> id of the operation that last wrote it
+        # (principal, resource id) -> may it see the item; RBAC replaces it (lists are filtered, not refused)
+        self.can_read: Callable[[str, str], bool] = lambda principal, resource_id: True
 
     def forget_operations(self) -> None:
         self._latest_op.clear()
@@ -167,7 +170,7 @@ class ArmApi:
             page, next_after = self.world.list_page(
                 route.kind, route.subscription, route.resource_group, after, limit
             )
-        body: dict[str, Any] = {"value": page}
+        body: dict[str, Any] = {"value": [i for i in page if self.can_read(request.principal, i["id"])]}
         if next_after is not None:
             body["nextLink"] = (
                 f"{request.base_url}{request.path}?api-version={api_version}"

@@ -16,6 +16,7 @@ from emulator.api import ArmApi, Config
 from emulator.events import EventPublisher
 from emulator.faults import Faults
 from emulator.lro import OperationTracker
+from emulator.rbac import RoleAssignments
 from emulator.server import ArmHttpServer
 from emulator.stats import Stats
 from emulator.throttling import DEFAULT_READS, DEFAULT_WRITES, BucketSettings, SubscriptionThrottle
@@ -48,6 +49,8 @@ class Emulator:
         self.events = EventPublisher(event_webhook, on_outcome=self.stats.event)
         self.tracker = OperationTracker(time.monotonic)
         self.api = ArmApi(self.world, self.tracker, self.stats, self.events, self.config, time.monotonic)
+        self.rbac = RoleAssignments()
+        self.api.can_read = self.rbac.can_read
         self.admin = AdminApi(self)
         self._server: ArmHttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -119,10 +122,12 @@ class Emulator:
 
     # --------------------------------------------------------------- world
     def reset(self, topology: dict[str, Any] | str | Path | None = None) -> None:
-        """A fresh world; faults, stats, throttling budgets, pending operations and event log cleared."""
+        """A fresh world; faults, role assignments, stats, throttling budgets, pending operations and
+        event log cleared."""
         self.tracker.clear(then=self.world.clear)
         self.api.forget_operations()
         self.faults.clear()
+        self.rbac.clear()
         self.stats.reset()
         self.throttle.configure(*self._limits)
         self.events.clear()
@@ -137,6 +142,13 @@ class Emulator:
         self, reads: BucketSettings | None = None, writes: BucketSettings | None = None
     ) -> None:
         self.throttle.configure(reads, writes)
+
+    def configure_rbac(self, assignments: dict[str, dict[str, list[str]]] | None) -> None:
+        """Role assignments `{principal: {"read": [scope, ...], "write": [scope, ...]}}`, replacing
+        any earlier ones; None or {} turns RBAC off (everything allowed, the default)."""
+        self.rbac.clear()
+        for principal, scopes in (assignments or {}).items():
+            self.rbac.assign(principal, scopes.get("read", ()), scopes.get("write", ()))
 
     # -------------------------------------------------------------- events
     def set_event_webhook(self, url: str | None) -> None:

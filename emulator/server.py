@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from emulator import faults as fault_kinds
 from emulator import routing
+from emulator.principals import bearer_token, client_of, principal_of
+from emulator.rbac import access_for, guarded_scope
 from emulator.api import Reply, Request
 from emulator.errors import ArmError
 
@@ -105,9 +107,23 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
                     "SubscriptionNotFound",
                     f"The subscription '{route.subscription}' could not be found.",
                 )
+            token = bearer_token(headers.get("authorization"))
+            principal = principal_of(token)
+            emulator.stats.principal_call(principal, access_for(self.command))
             extra = emulator.throttle.charge(route.subscription, is_write=self.command != "GET")
+            scope = guarded_scope(route.action, route.resource_id)
+            if scope is not None:
+                emulator.rbac.check(principal, client_of(token)[0], self.command, route.full_type, scope)
             request = Request(
-                self.command, route, path, query, headers, body, emulator.url, fail_lro=fail_lro
+                self.command,
+                route,
+                path,
+                query,
+                headers,
+                body,
+                emulator.url,
+                fail_lro=fail_lro,
+                principal=principal,
             )
             reply = emulator.api.handle(request)
         except ArmError as error:

@@ -22,6 +22,7 @@ class Stats:
             self._rejections: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
             self._events: Counter[str] = Counter()
+            self._by_principal: Counter[str] = Counter()  # "principal read|write|delete"
 
     def request(self, method: str, resource_type: str) -> None:
         with self._lock:
@@ -38,6 +39,25 @@ class Stats:
     def event(self, outcome: str) -> None:
         with self._lock:
             self._events[outcome] += 1
+
+    def principal_call(self, principal: str, access: str) -> None:
+        """An ARM call (read / write / delete) that passed authentication, by calling principal."""
+        with self._lock:
+            self._by_principal[f"{principal} {access}"] += 1
+
+    def principal_calls(self, principal: str | None = None, access: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                n
+                for key, n in self._by_principal.items()
+                if (principal is None or key.rsplit(" ", 1)[0] == principal)
+                and (access is None or key.rsplit(" ", 1)[1] == access)
+            )
+
+    def deliveries(self, outcome: str | None = None) -> int:
+        """Event deliveries by outcome (delivered, retried, dropped, duplicated, replayed, ...)."""
+        with self._lock:
+            return sum(n for key, n in self._events.items() if outcome is None or key == outcome)
 
     def write_succeeded(self, resource_id: str) -> None:
         """A write (PUT or DELETE) that completed; counted per load balancer and per pool."""
@@ -93,4 +113,5 @@ class Stats:
                 "rejections": dict(self._rejections),
                 "faults": dict(self._faults),
                 "events": dict(self._events),
+                "calls_by_principal": dict(self._by_principal),
             }
