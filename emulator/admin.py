@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from emulator.api import Reply
+from emulator.delivery import AZURE_DELIVERY, DEFAULT_DELIVERY
 from emulator.throttling import BucketSettings
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class AdminApi:
             emu.lro_retry_after = int(payload["lro_retry_after"])
         if "page_size" in payload:
             emu.page_size = int(payload["page_size"])
+        if "delivery" in payload:
+            spec = dict(payload["delivery"] or {})
+            base = AZURE_DELIVERY if spec.pop("base", "default") == "azure" else DEFAULT_DELIVERY
+            emu.configure_delivery(base, **spec)
         if "event_webhook" in payload:
             emu.set_event_webhook(payload["event_webhook"] or None)
         limits = {}
@@ -93,6 +98,10 @@ class AdminApi:
             "lro_retry_after": emu.lro_retry_after,
             "page_size": emu.page_size,
             "event_webhook": emu.events.webhook,
+            "delivery": {
+                name: sorted(value) if isinstance(value, frozenset) else value
+                for name, value in vars(emu.events.policy).items()
+            },
             "throttle_reads": vars(emu.throttle.reads),
             "throttle_writes": vars(emu.throttle.writes),
         }

@@ -12,10 +12,11 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emulator import events as ev
+from emulator import tags as tags_api
 from emulator.errors import ArmError, bad_request
 from emulator.lro import FAILED, IN_PROGRESS, Operation, OperationTracker
 from emulator.routing import KINDS, Route
@@ -25,7 +26,11 @@ from shared.ids import InvalidResourceId, ResourceId, id_key
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # Oldest versions served: IP-based backend pools need network 2020-05-01 or later.
-_MIN_API_VERSION = {"Microsoft.Network": "2020-05-01", "Microsoft.Compute": "2020-06-01"}
+_MIN_API_VERSION = {
+    "Microsoft.Network": "2020-05-01",
+    "Microsoft.Compute": "2020-06-01",
+    "Microsoft.Resources": "2019-10-01",  # the first with the Tags API at a resource scope
+}
 
 
 @dataclass
@@ -88,6 +93,9 @@ class ArmApi:
             return self._poll_status(request)
         if route.action == "operation_result":
             return self._poll_result(request)
+        if route.action == "tags":
+            with self.world.lock:
+                return self._tags(request, api_version)
         if route.action == "collection":
             if request.method != "GET":
                 raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
@@ -100,6 +108,14 @@ class ArmApi:
             ) from exc
         if request.method == "GET":
             return self._get(route)
+        if request.method == "PATCH" and route.kind == "vm":
+            # Compute's PATCH is a PUT of the merged body: same validation, operation and event
+            with self.world.lock:
+                current = self._lookup(route)
+                if current is None:
+                    raise self._missing(route)
+                merged = tags_api.vm_after_patch(current, _json_body(request.body))
+                return self._put(replace(request, body=json.dumps(merged).encode()), api_version)
         if request.method in ("PUT", "DELETE"):
             # precondition checks, the busy check, the change and the operation's start are one step:
             # two racing writes must never both get in
@@ -314,6 +330,26 @@ class ArmApi:
             headers["Retry-After"] = str(self.config.lro_retry_after)
         return headers
 
+    def _tags(self, request: Request, api_version: str) -> Reply:
+        route = request.route
+        current = self._lookup(route)
+        if current is None:
+            raise self._missing(route)
+        tags = dict(current.get("tags") or {})
+        if request.method == "GET":
+            return Reply(200, tags_api.tags_resource(route.resource_id, tags))
+        if request.method == "PUT":
+            tags = tags_api.tags_after_put(_json_body(request.body))
+        elif request.method == "PATCH":
+            tags = tags_api.tags_after_patch(tags, _json_body(request.body))
+        elif request.method == "DELETE":
+            tags = {}
+        else:
+            raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
+        self.world.set_tags(route.kind, route.resource_id, tags)
+        self.publisher.publish(ev.build_tags_event(current["id"], request.method, api_version))
+        return Reply(200, tags_api.tags_resource(current["id"], tags))
+
     # -------------------------------------------------------- completion
     def _complete(self, operation: Operation, kind: str, api_version: str) -> None:
         key = id_key(operation.resource_id)
@@ -322,13 +358,13 @@ class ArmApi:
             if not superseded:
                 self.world.set_provisioning_state(operation.resource_id, FAILED)
             return
-        if operation.method == "PUT":
+        if operation.method != "DELETE":  # PUT, or a VM PATCH
             if not superseded:
                 self.world.set_provisioning_state(operation.resource_id, "Succeeded")
             self.stats.write_succeeded(operation.resource_id)
             if kind in ("nic", "vm"):
                 self.publisher.publish(
-                    ev.build_event(ev.WRITE_SUCCESS, operation.resource_id, "PUT", api_version)
+                    ev.build_event(ev.WRITE_SUCCESS, operation.resource_id, operation.method, api_version)
                 )
             return
         self._apply_delete(operation, kind, api_version)

@@ -13,6 +13,7 @@ import trustme
 from emulator import topology as topology_loader
 from emulator.admin import AdminApi
 from emulator.api import ArmApi, Config
+from emulator.delivery import DEFAULT_DELIVERY, DeliveryPolicy, policy_from
 from emulator.events import EventPublisher
 from emulator.faults import Faults
 from emulator.lro import OperationTracker
@@ -153,6 +154,13 @@ class Emulator:
     # -------------------------------------------------------------- events
     def set_event_webhook(self, url: str | None) -> None:
         self.events.webhook = url
+
+    def configure_delivery(self, policy: DeliveryPolicy | None = None, **changes: Any) -> DeliveryPolicy:
+        """Event delivery: `policy` (default: the lenient DEFAULT_DELIVERY) with `changes` applied,
+        e.g. `configure_delivery(AZURE_DELIVERY, backoff_scale=0.01, duplicate_rate=0.1, seed=3)`."""
+        chosen = policy_from(policy or DEFAULT_DELIVERY, **changes)
+        self.events.configure(chosen)
+        return chosen
 
     def wait_events_delivered(self, timeout: float = 30.0) -> bool:
         return self.events.wait_delivered(timeout)

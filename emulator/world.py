@@ -247,6 +247,17 @@ class World:
             "lb": (self.lbs, self.render_lb),
         }[kind]
 
+    def set_tags(self, kind: str, resource_id: str, tags: dict[str, str]) -> dict[str, str] | None:
+        """Replace a top-level resource's tags (a write: new etag); None if it does not exist."""
+        store, _ = self._collection(kind)
+        with self.lock:
+            resource = store.get(id_key(resource_id))
+            if resource is None:
+                return None
+            resource["tags"] = dict(tags)
+            resource["etag"] = new_etag()
+            return dict(resource["tags"])
+
     def counts(self) -> dict[str, int]:
         with self.lock:
             pools = sum(len(lb["properties"].get("backendAddressPools", [])) for lb in self.lbs.values())
