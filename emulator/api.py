@@ -22,7 +22,7 @@ from emulator.lro import FAILED, IN_PROGRESS, Operation, OperationTracker
 from emulator.routing import KINDS, Route
 from emulator.stats import Stats
 from emulator.world import World, missing
-from shared.ids import InvalidResourceId, ResourceId, id_key
+from emulator.ids import InvalidResourceId, ResourceId, id_key
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # Oldest versions served: IP-based backend pools need network 2020-05-01 or later.

@@ -23,7 +23,7 @@ from typing import Any
 
 from emulator.delivery import DEFAULT_DELIVERY, DeliveryPolicy, Misbehaviour
 from emulator.lro import utc_now_text
-from shared.ids import ResourceId
+from emulator.ids import ResourceId
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"

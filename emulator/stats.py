@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from shared.ids import ResourceId, id_key
+from emulator.ids import ResourceId, id_key
 
 
 class Stats:

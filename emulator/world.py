@@ -24,7 +24,7 @@ from emulator.errors import (
     parent_not_found,
     resource_not_found,
 )
-from shared.ids import ResourceId, id_key, vnet_of_subnet
+from emulator.ids import ResourceId, id_key, vnet_of_subnet
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_LOCATION = "westeurope"
