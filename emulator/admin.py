@@ -78,9 +78,9 @@ class AdminApi:
         if "page_size" in payload:
             emu.page_size = int(payload["page_size"])
         if "delivery" in payload:
-            spec = dict(payload["delivery"] or {})
-            base = AZURE_DELIVERY if spec.pop("base", "default") == "azure" else DEFAULT_DELIVERY
-            emu.configure_delivery(base, **spec)
+            delivery = dict(payload["delivery"] or {})
+            base = AZURE_DELIVERY if delivery.pop("base", "default") == "azure" else DEFAULT_DELIVERY
+            emu.configure_delivery(base, **delivery)
         if "event_webhook" in payload:
             emu.set_event_webhook(payload["event_webhook"] or None)
         limits = {}

@@ -18,11 +18,11 @@ from typing import Any
 from emulator import events as ev
 from emulator import tags as tags_api
 from emulator.errors import ArmError, bad_request
+from emulator.ids import InvalidResourceId, ResourceId, id_key
 from emulator.lro import FAILED, IN_PROGRESS, Operation, OperationTracker
 from emulator.routing import KINDS, Route
 from emulator.stats import Stats
 from emulator.world import World, missing
-from emulator.ids import InvalidResourceId, ResourceId, id_key
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # Oldest versions served: IP-based backend pools need network 2020-05-01 or later.

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.delivery import DEFAULT_DELIVERY, DeliveryPolicy, Misbehaviour
-from emulator.lro import utc_now_text
 from emulator.ids import ResourceId
+from emulator.lro import utc_now_text
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
@@ -227,7 +227,9 @@ class EventPublisher:
             self._failed(item, policy, answer.code)
             return
         except OSError as no_answer:  # URLError is an OSError; so is a read timeout
-            if isinstance(no_answer, TimeoutError) or isinstance(getattr(no_answer, "reason", None), TimeoutError):
+            if isinstance(no_answer, TimeoutError) or isinstance(
+                getattr(no_answer, "reason", None), TimeoutError
+            ):
                 self._on_outcome("timed_out")
             self._failed(item, policy, None)
             return

@@ -68,9 +68,7 @@ class RoleAssignments:
         """Give `principal` these scopes (replacing what it had)."""
         if not principal:
             raise ValueError("a role assignment needs a principal")
-        assignment = Assignment(
-            tuple(_scope_key(s) for s in read), tuple(_scope_key(s) for s in write)
-        )
+        assignment = Assignment(tuple(_scope_key(s) for s in read), tuple(_scope_key(s) for s in write))
         with self._lock:
             self._by_principal[principal] = assignment
 
@@ -96,9 +94,7 @@ class RoleAssignments:
                 for principal, a in self._by_principal.items()
             }
 
-    def check(
-        self, principal: str, client: str, method: str, full_type: str, resource_id: str
-    ) -> None:
+    def check(self, principal: str, client: str, method: str, full_type: str, resource_id: str) -> None:
         """Raise 403 AuthorizationFailed unless the principal may do `method` on `resource_id`."""
         access = access_for(method)
         if self.allows(principal, access, resource_id):

@@ -29,7 +29,9 @@ _OPERATION = re.compile(
 _SUBSCRIPTION_COLLECTION = re.compile(
     rf"^/subscriptions/(?P<sub>{_GUIDISH})/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)$", re.IGNORECASE
 )
-_TAGS_AT_SCOPE = re.compile(r"^(?P<scope>/subscriptions/.+)/providers/Microsoft\.Resources/tags/default$", re.I)
+_TAGS_AT_SCOPE = re.compile(
+    r"^(?P<scope>/subscriptions/.+)/providers/Microsoft\.Resources/tags/default$", re.I
+)
 _GROUP_SCOPED = re.compile(
     rf"^/subscriptions/(?P<sub>{_GUIDISH})/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)"
     r"/(?P<rest>.+)$",

@@ -19,10 +19,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from emulator import faults as fault_kinds
 from emulator import routing
-from emulator.principals import bearer_token, client_of, principal_of
-from emulator.rbac import access_for, guarded_scope
 from emulator.api import Reply, Request
 from emulator.errors import ArmError
+from emulator.principals import bearer_token, client_of, principal_of
+from emulator.rbac import access_for, guarded_scope
 
 if TYPE_CHECKING:
     from emulator.app import Emulator

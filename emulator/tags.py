@@ -45,7 +45,8 @@ def _tags_of(body: dict[str, Any]) -> dict[str, str]:
 def _limited(tags: dict[str, str]) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise bad_request(
-            "InvalidTagCount", f"The resource can have at most {MAX_TAGS} tags; the request leaves {len(tags)}."
+            "InvalidTagCount",
+            f"The resource can have at most {MAX_TAGS} tags; the request leaves {len(tags)}.",
         )
     return tags
 
@@ -68,7 +69,8 @@ def tags_after_patch(current: dict[str, str], body: dict[str, Any]) -> dict[str,
             if name not in given or (given[name] not in ("", value))
         }
     raise bad_request(
-        "InvalidTagOperation", f"The tags patch operation '{body.get('operation')}' is not Merge, Replace or Delete."
+        "InvalidTagOperation",
+        f"The tags patch operation '{body.get('operation')}' is not Merge, Replace or Delete.",
     )
 
 

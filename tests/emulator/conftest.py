@@ -106,7 +106,9 @@ def webhook() -> Iterator[WebhookReceiver]:
                 status = 200
             elif status == 200:
                 with receiver.lock:
-                    receiver.deliveries.append(Delivery({k.lower(): v for k, v in self.headers.items()}, events))
+                    receiver.deliveries.append(
+                        Delivery({k.lower(): v for k, v in self.headers.items()}, events)
+                    )
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

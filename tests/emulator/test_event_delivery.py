@@ -1,4 +1,4 @@
-"""Event Grid delivery as Azure does it (retry policy, timeouts, misbehaviour), VM PATCH and Tags API events."""
+"""Event Grid delivery as Azure does it (retries, timeouts, misbehaviour); VM PATCH and Tags API events."""
 
 from __future__ import annotations
 
@@ -113,9 +113,7 @@ def test_seeded_reordering_lets_later_events_overtake(arm, webhook):
 
 
 def test_vm_patch_updates_tags_and_nics_and_emits_a_patch_event(arm, network, compute, webhook):
-    arm.reset(
-        topology(vms=1, nics=[{"name": "spare-nic", "subnet": "vnet-app/default", "ip": "10.0.0.30"}])
-    )
+    arm.reset(topology(vms=1, nics=[{"name": "spare-nic", "subnet": "vnet-app/default", "ip": "10.0.0.30"}]))
     arm.set_event_webhook(webhook.url)
     nics = [
         NetworkInterfaceReference(id=ids.nic("web-1-nic"), primary=True),
@@ -126,7 +124,10 @@ def test_vm_patch_updates_tags_and_nics_and_emits_a_patch_event(arm, network, co
     )
     updated = compute.virtual_machines.begin_update(RG, "web-1", update).result()
     assert updated.tags == {"poolsync": "false", "tier": "web"}
-    assert [n.id for n in updated.network_profile.network_interfaces] == [ids.nic("web-1-nic"), ids.nic("spare-nic")]
+    assert [n.id for n in updated.network_profile.network_interfaces] == [
+        ids.nic("web-1-nic"),
+        ids.nic("spare-nic"),
+    ]
     assert network.network_interfaces.get(RG, "spare-nic").virtual_machine.id == ids.vm("web-1")
     assert updated.provisioning_state == "Succeeded"
 
@@ -172,6 +173,10 @@ def test_tags_api_refuses_bad_input_and_missing_resources(arm, raw):
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "InvalidTagOperation")
     too_many = raw.put(tags_id, {"properties": {"tags": {f"t{i}": "v" for i in range(51)}}}, "2021-04-01")
     assert too_many.status_code == 400
-    gone = raw.put(f"{ids.vm('nope')}/providers/Microsoft.Resources/tags/default", {"properties": {"tags": {}}}, "2021-04-01")
+    gone = raw.put(
+        f"{ids.vm('nope')}/providers/Microsoft.Resources/tags/default",
+        {"properties": {"tags": {}}},
+        "2021-04-01",
+    )
     assert gone.status_code == 404
     assert arm.events.published == []

@@ -111,3 +111,17 @@ def test_reset_turns_rbac_off(arm, arm_settings):
 def test_a_scope_must_be_an_arm_path(arm):
     with pytest.raises(ValueError, match="must start with /subscriptions/"):
         arm.configure_rbac({"p": {"read": ["rg-poolsync"]}})
+
+
+def test_admin_endpoints_set_rbac_and_delivery_for_other_processes(arm, raw):
+    admin = f"{arm.url}/_emulator"
+    answer = raw.session.post(f"{admin}/rbac", json={"p": {"read": [RG_SCOPE]}}, verify=arm.ca_path)
+    assert answer.json() == {"assignments": {"p": {"read": [RG_SCOPE.lower()], "write": []}}}
+    config = raw.session.post(
+        f"{admin}/config", json={"delivery": {"base": "azure", "backoff_scale": 0.5}}, verify=arm.ca_path
+    ).json()
+    assert config["delivery"]["timeout_seconds"] == 30
+    assert config["delivery"]["backoff_scale"] == 0.5
+    assert config["delivery"]["no_retry_statuses"] == [400, 401, 403, 413]
+    bad = raw.session.post(f"{admin}/config", json={"delivery": {"nonsense": 1}}, verify=arm.ca_path)
+    assert bad.status_code == 400
