@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from emulator.api import Reply
+from emulator.delivery import AZURE_DELIVERY, DEFAULT_DELIVERY
 from emulator.throttling import BucketSettings
 
 if TYPE_CHECKING:
@@ -51,6 +52,11 @@ class AdminApi:
                 return Reply(200, self._config())
             if route == ("GET", "/config"):
                 return Reply(200, self._config())
+            if route == ("GET", "/rbac"):
+                return Reply(200, {"assignments": emu.rbac.describe()})
+            if route == ("POST", "/rbac"):
+                emu.configure_rbac(payload or None)
+                return Reply(200, {"assignments": emu.rbac.describe()})
             if route == ("POST", "/events/wait"):
                 timeout = float((payload or {}).get("timeout", 30))
                 return Reply(200, {"drained": emu.wait_events_delivered(timeout)})
@@ -73,6 +79,10 @@ class AdminApi:
             emu.lro_retry_after = int(payload["lro_retry_after"])
         if "page_size" in payload:
             emu.page_size = int(payload["page_size"])
+        if "delivery" in payload:
+            delivery = dict(payload["delivery"] or {})
+            bases = {"azure": AZURE_DELIVERY, "default": DEFAULT_DELIVERY, None: None}
+            emu.configure_delivery(bases[delivery.pop("base", None)], **delivery)  # no base: the profile's
         if "event_webhook" in payload:
             emu.set_event_webhook(payload["event_webhook"] or None)
         limits = {}
@@ -91,6 +101,10 @@ class AdminApi:
             "lro_retry_after": emu.lro_retry_after,
             "page_size": emu.page_size,
             "event_webhook": emu.events.webhook,
+            "delivery": {
+                name: sorted(value) if isinstance(value, frozenset) else value
+                for name, value in vars(emu.events.policy).items()
+            },
             "throttle_reads": vars(emu.throttle.reads),
             "throttle_writes": vars(emu.throttle.writes),
         }

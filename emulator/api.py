@@ -12,22 +12,27 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emulator import conflicts, pool_rules
 from emulator import events as ev
+from emulator import tags as tags_api
 from emulator.errors import ArmError, bad_request
+from emulator.ids import InvalidResourceId, ResourceId, id_key
 from emulator.lro import CANCELED, FAILED, IN_PROGRESS, Operation, OperationTracker
 from emulator.profiles import Profile, default_profile
 from emulator.routing import KINDS, Route
 from emulator.stats import Stats
 from emulator.world import World, missing
-from shared.ids import InvalidResourceId, ResourceId, id_key
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # Oldest versions served: IP-based backend pools need network 2020-05-01 or later.
-_MIN_API_VERSION = {"Microsoft.Network": "2020-05-01", "Microsoft.Compute": "2020-06-01"}
+_MIN_API_VERSION = {
+    "Microsoft.Network": "2020-05-01",
+    "Microsoft.Compute": "2020-06-01",
+    "Microsoft.Resources": "2019-10-01",  # the first with the Tags API at a resource scope
+}
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Request:
     body: bytes
     base_url: str
     fail_lro: bool = False  # fault injection: this write's operation ends Failed
+    principal: str = ""  # the caller (see emulator.principals)
 
 
 @dataclass
@@ -79,6 +85,8 @@ class ArmApi:
         self._lb_before: dict[str, dict[str, Any] | None] = {}
         self.profile: Profile = default_profile()
         self.conflict_policy = conflicts.ConflictPolicy(self.profile.conflict_mix, self.profile.conflict_seed)
+        # (principal, resource id) -> may it see the item; RBAC replaces it (lists are filtered, not refused)
+        self.can_read: Callable[[str, str], bool] = lambda principal, resource_id: True
 
     def use_profile(self, profile: Profile) -> None:
         self.profile = profile
@@ -97,6 +105,9 @@ class ArmApi:
             return self._poll_status(request)
         if route.action == "operation_result":
             return self._poll_result(request)
+        if route.action == "tags":
+            with self.world.lock:
+                return self._tags(request, api_version)
         if route.action == "collection":
             if request.method != "GET":
                 raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
@@ -109,6 +120,14 @@ class ArmApi:
             ) from exc
         if request.method == "GET":
             return self._get(route)
+        if request.method == "PATCH" and route.kind == "vm":
+            # Compute's PATCH is a PUT of the merged body: same validation, operation and event
+            with self.world.lock:
+                current = self._lookup(route)
+                if current is None:
+                    raise self._missing(route)
+                merged = tags_api.vm_after_patch(current, _json_body(request.body))
+                return self._put(replace(request, body=json.dumps(merged).encode()), api_version)
         if request.method in ("PUT", "DELETE"):
             # precondition checks, the busy check, the change and the operation's start are one step:
             # two racing writes must never both get in
@@ -179,7 +198,7 @@ class ArmApi:
             page, next_after = self.world.list_page(
                 route.kind, route.subscription, route.resource_group, after, limit
             )
-        body: dict[str, Any] = {"value": page}
+        body: dict[str, Any] = {"value": [i for i in page if self.can_read(request.principal, i["id"])]}
         if next_after is not None:
             body["nextLink"] = (
                 f"{request.base_url}{request.path}?api-version={api_version}"
@@ -389,6 +408,26 @@ class ArmApi:
             headers["Retry-After"] = str(self.config.lro_retry_after)
         return headers
 
+    def _tags(self, request: Request, api_version: str) -> Reply:
+        route = request.route
+        current = self._lookup(route)
+        if current is None:
+            raise self._missing(route)
+        tags = dict(current.get("tags") or {})
+        if request.method == "GET":
+            return Reply(200, tags_api.tags_resource(route.resource_id, tags))
+        if request.method == "PUT":
+            tags = tags_api.tags_after_put(_json_body(request.body))
+        elif request.method == "PATCH":
+            tags = tags_api.tags_after_patch(tags, _json_body(request.body))
+        elif request.method == "DELETE":
+            tags = {}
+        else:
+            raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
+        self.world.set_tags(route.kind, route.resource_id, tags)
+        self.publisher.publish(ev.build_tags_event(current["id"], request.method, api_version))
+        return Reply(200, tags_api.tags_resource(current["id"], tags))
+
     # -------------------------------------------------------- completion
     def _complete(self, operation: Operation, kind: str, api_version: str) -> None:
         # under the world lock: a cancel (also under it) and this completion never interleave
@@ -407,13 +446,13 @@ class ArmApi:
             if not superseded:
                 self.world.set_provisioning_state(operation.resource_id, FAILED)
             return
-        if operation.method == "PUT":
+        if operation.method != "DELETE":  # PUT, or a VM PATCH
             if not superseded:
                 self.world.set_provisioning_state(operation.resource_id, "Succeeded")
             self.stats.write_succeeded(operation.resource_id)
             if kind in ("nic", "vm"):
                 self.publisher.publish(
-                    ev.build_event(ev.WRITE_SUCCESS, operation.resource_id, "PUT", api_version)
+                    ev.build_event(ev.WRITE_SUCCESS, operation.resource_id, operation.method, api_version)
                 )
             return
         self._apply_delete(operation, kind, api_version)

@@ -13,10 +13,12 @@ import trustme
 from emulator import topology as topology_loader
 from emulator.admin import AdminApi
 from emulator.api import ArmApi, Config
+from emulator.delivery import DeliveryPolicy, policy_from
 from emulator.events import EventPublisher
 from emulator.faults import Faults
 from emulator.lro import OperationTracker
 from emulator.profiles import Profile, make_profile
+from emulator.rbac import RoleAssignments
 from emulator.server import ArmHttpServer
 from emulator.stats import Stats
 from emulator.throttling import BucketSettings, SubscriptionThrottle
@@ -51,6 +53,8 @@ class Emulator:
         self.events = EventPublisher(event_webhook, on_outcome=self.stats.event)
         self.tracker = OperationTracker(time.monotonic)
         self.api = ArmApi(self.world, self.tracker, self.stats, self.events, self.config, time.monotonic)
+        self.rbac = RoleAssignments()
+        self.api.can_read = self.rbac.can_read
         self.admin = AdminApi(self)
         self.set_profile(profile)
         if operation_seconds is not None:
@@ -69,8 +73,10 @@ class Emulator:
     # ------------------------------------------------------------ settings
     def set_profile(self, name: str | Profile, **overrides: Any) -> Profile:
         """Switch to a profile ("default" | "azure", or a `Profile`), with optional overrides of its
-        fields (e.g. conflict_mix={"cancel_earlier": 1}, conflict_seed=3, max_addresses_per_pool=10).
-        Sets operation_seconds, lro_retry_after and throttling to the profile's; reset() keeps it."""
+        fields (e.g. conflict_mix={"cancel_earlier": 1}, conflict_seed=3, max_addresses_per_pool=10,
+        delivery={"backoff_scale": 0.01}). Sets operation_seconds, lro_retry_after, throttling and the
+        event delivery policy (azure: AZURE_DELIVERY, default: DEFAULT_DELIVERY) to the profile's;
+        reset() keeps it."""
         profile = (
             name.with_overrides(**overrides) if isinstance(name, Profile) else make_profile(name, **overrides)
         )
@@ -79,6 +85,7 @@ class Emulator:
         self.throttle.configure_limits(profile.throttle)
         self.config.operation_seconds = profile.operation_seconds
         self.config.lro_retry_after = profile.lro_retry_after
+        self.events.configure(profile.delivery)
         return profile
 
     @property
@@ -144,10 +151,12 @@ class Emulator:
 
     # --------------------------------------------------------------- world
     def reset(self, topology: dict[str, Any] | str | Path | None = None) -> None:
-        """A fresh world; faults, stats, throttling budgets, pending operations and event log cleared."""
+        """A fresh world; faults, role assignments, stats, throttling budgets, pending operations and
+        event log cleared."""
         self.tracker.clear(then=self.world.clear)
         self.api.forget_operations()
         self.faults.clear()
+        self.rbac.clear()
         self.stats.reset()
         self.throttle.configure_limits(self.profile.throttle)
         self.api.use_profile(self.profile)  # the conflict mix starts again from its seed
@@ -164,9 +173,24 @@ class Emulator:
     ) -> None:
         self.throttle.configure(reads, writes)
 
+    def configure_rbac(self, assignments: dict[str, dict[str, list[str]]] | None) -> None:
+        """Role assignments `{principal: {"read": [scope, ...], "write": [scope, ...]}}`, replacing
+        any earlier ones; None or {} turns RBAC off (everything allowed, the default)."""
+        self.rbac.clear()
+        for principal, scopes in (assignments or {}).items():
+            self.rbac.assign(principal, scopes.get("read", ()), scopes.get("write", ()))
+
     # -------------------------------------------------------------- events
     def set_event_webhook(self, url: str | None) -> None:
         self.events.webhook = url
+
+    def configure_delivery(self, policy: DeliveryPolicy | None = None, **changes: Any) -> DeliveryPolicy:
+        """Event delivery: `policy` (default: the profile's, DEFAULT_DELIVERY or AZURE_DELIVERY) with
+        `changes` applied, e.g. `configure_delivery(AZURE_DELIVERY, backoff_scale=0.01, seed=3)`.
+        Lasts until the next set_profile (reset() keeps it)."""
+        chosen = policy_from(policy or self.profile.delivery, **changes)
+        self.events.configure(chosen)
+        return chosen
 
     def wait_events_delivered(self, timeout: float = 30.0) -> bool:
         return self.events.wait_delivered(timeout)

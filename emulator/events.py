@@ -1,14 +1,16 @@
 """Event Grid emission: Microsoft.Resources.ResourceWrite/DeleteSuccess to a webhook.
 
 Events are built in the Event Grid schema of Azure subscription system topics and
-delivered from a background thread (one event per POST, like Event Grid's default
-`maxEventsPerBatch` of 1), with a few retries; ARM responses never wait for delivery.
+delivered from background threads (one event per POST, like Event Grid's default
+`maxEventsPerBatch` of 1) under a `DeliveryPolicy`: retries, timeouts and, when asked
+for, duplicates, delays, reordering and replays. ARM responses never wait for delivery.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
-import queue
 import ssl
 import threading
 import time
@@ -16,10 +18,12 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.delivery import DEFAULT_DELIVERY, DeliveryPolicy, Misbehaviour
+from emulator.ids import ResourceId
 from emulator.lro import utc_now_text
-from shared.ids import ResourceId
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
@@ -81,86 +85,178 @@ def build_event(
     }
 
 
+def build_tags_event(resource_id: str, http_method: str, api_version: str) -> dict[str, Any]:
+    """A Tags API write: the event is about the tags resource `{resource}/providers/Microsoft.Resources/
+    tags/default` (subject, scope, resourceUri), not about the tagged resource."""
+    tags_id = f"{resource_id.rstrip('/')}/providers/Microsoft.Resources/tags/default"
+    event = build_event(WRITE_SUCCESS, resource_id, http_method, api_version)
+    data = event["data"]
+    event["subject"] = data["resourceUri"] = data["authorization"]["scope"] = tags_id
+    data["operationName"] = data["authorization"]["action"] = "Microsoft.Resources/tags/write"
+    data["resourceProvider"] = "Microsoft.Resources"
+    data["httpRequest"]["url"] = f"{PUBLIC_ARM}{tags_id}?api-version={api_version}"
+    return event
+
+
+@dataclass(order=True)
+class _Queued:
+    due: float
+    seq: int
+    generation: int = field(compare=False)
+    event: dict[str, Any] = field(compare=False)
+    failed_attempts: int = field(default=0, compare=False)
+    is_replay: bool = field(default=False, compare=False)  # replays are not replayed again
+
+
 class EventPublisher:
+    """Sends events to the webhook as the `DeliveryPolicy` says (see `emulator.delivery`)."""
+
     def __init__(
         self,
         webhook: str | None = None,
-        attempts: int = 5,
-        backoff_seconds: float = 0.2,
         on_outcome: Callable[[str], None] | None = None,
+        policy: DeliveryPolicy = DEFAULT_DELIVERY,
     ) -> None:
         self.webhook = webhook
-        self.attempts = attempts
-        self.backoff_seconds = backoff_seconds
         self._on_outcome = on_outcome or (lambda outcome: None)
-        self._queue: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._heap: list[_Queued] = []
+        self._seq = itertools.count()
         self._generation = 0  # bumped by clear(): older queued events are not delivered
-        self._pending = 0
-        self._idle = threading.Condition()
+        self._pending = 0  # queued or being sent
+        self._stopped = False
+        self._workers: list[threading.Thread] = []
         self.published: list[dict[str, Any]] = []  # every event produced, delivered or not
-        self._thread = threading.Thread(target=self._run, name="emulator-events", daemon=True)
-        self._thread.start()
+        self.configure(policy)
+
+    @property
+    def policy(self) -> DeliveryPolicy:
+        return self._policy
+
+    def configure(self, policy: DeliveryPolicy) -> None:
+        """Use `policy` for events published from now on (and for retries of queued ones)."""
+        with self._cond:
+            self._policy = policy
+            self._dice = Misbehaviour(policy)
+            while len(self._workers) < policy.workers:
+                worker = threading.Thread(
+                    target=self._run, args=(len(self._workers),), name="emulator-events", daemon=True
+                )
+                self._workers.append(worker)
+                worker.start()
+            self._cond.notify_all()
 
     def publish(self, event: dict[str, Any]) -> None:
-        with self._idle:
+        with self._cond:
             self.published.append(event)
             if not self.webhook:
                 return
-            self._pending += 1
-            generation = self._generation
-        self._queue.put((generation, event))
+            now = time.monotonic()
+            for send in self._dice.sends_for_new_event():
+                if send.kind != "first":
+                    self._on_outcome(send.kind)
+                self._enqueue(now + send.after, event)
+
+    def _enqueue(
+        self, due: float, event: dict[str, Any], failed_attempts: int = 0, is_replay: bool = False
+    ) -> None:
+        self._pending += 1
+        queued = _Queued(due, next(self._seq), self._generation, event, failed_attempts, is_replay)
+        heapq.heappush(self._heap, queued)
+        self._cond.notify_all()
 
     def wait_delivered(self, timeout: float = 30.0) -> bool:
-        """True once every queued event was delivered (or given up on)."""
+        """True once every queued event was delivered (or given up on), replays included."""
         deadline = time.monotonic() + timeout
-        with self._idle:
+        with self._cond:
             while self._pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._idle.wait(remaining)
+                self._cond.wait(remaining)
         return True
 
     def clear(self) -> None:
-        with self._idle:
+        with self._cond:
             self.published = []
             self._generation += 1
+            self._pending -= len(self._heap)
+            self._heap.clear()
+            self._cond.notify_all()
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join(timeout=5)
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
+    def _next(self, index: int) -> _Queued | None:
+        """Block until an item is due for worker `index`; None once stopped."""
+        with self._cond:
+            while not self._stopped:
+                if index < self._policy.workers and self._heap:
+                    wait = self._heap[0].due - time.monotonic()
+                    if wait <= 0:
+                        return heapq.heappop(self._heap)
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            return None
+
+    def _run(self, index: int) -> None:
+        while (item := self._next(index)) is not None:
             try:
-                self._deliver(*item)
+                self._attempt(item)
             finally:
-                with self._idle:
+                with self._cond:
                     self._pending -= 1
-                    self._idle.notify_all()
+                    self._cond.notify_all()
 
-    def _deliver(self, generation: int, event: dict[str, Any]) -> None:
-        for attempt in range(self.attempts):
-            url = self.webhook
-            if generation != self._generation:
-                return  # queued before a reset: belongs to a world that no longer exists
-            if not url:
-                self._on_outcome("dropped")
-                return
-            try:
-                self._post(url, [event])
-                self._on_outcome("delivered")
-                return
-            except (OSError, urllib.error.URLError):
-                self._on_outcome("retried")
-                time.sleep(min(self.backoff_seconds * 2**attempt, 2.0))
-        self._on_outcome("dropped")
+    def _attempt(self, item: _Queued) -> None:
+        url = self.webhook
+        if item.generation != self._generation:
+            return  # queued before a reset: belongs to a world that no longer exists
+        if not url:
+            self._on_outcome("dropped")
+            return
+        policy = self._policy
+        try:
+            self._post(url, [item.event], policy.timeout_seconds)
+        except urllib.error.HTTPError as answer:
+            self._failed(item, policy, answer.code)
+            return
+        except OSError as no_answer:  # URLError is an OSError; so is a read timeout
+            if isinstance(no_answer, TimeoutError) or isinstance(
+                getattr(no_answer, "reason", None), TimeoutError
+            ):
+                self._on_outcome("timed_out")
+            self._failed(item, policy, None)
+            return
+        self._on_outcome("delivered")
+        replay_after = None if item.is_replay else self._dice.replay_after_success()
+        if replay_after is not None:
+            self._on_outcome("replayed")
+            with self._cond:
+                if item.generation == self._generation:
+                    self._enqueue(time.monotonic() + replay_after, item.event, is_replay=True)
+
+    def _failed(self, item: _Queued, policy: DeliveryPolicy, status: int | None) -> None:
+        if not policy.retries(status):
+            self._on_outcome("rejected")  # e.g. 400 / 413: Event Grid drops it at once
+            return
+        attempts = item.failed_attempts + 1
+        delay = policy.retry_delay(attempts)
+        if delay is None:
+            self._on_outcome("dropped")
+            return
+        self._on_outcome("retried")
+        with self._cond:
+            if item.generation == self._generation:
+                self._enqueue(time.monotonic() + delay, item.event, attempts, item.is_replay)
 
     @staticmethod
-    def _post(url: str, events: list[dict[str, Any]]) -> None:
+    def _post(url: str, events: list[dict[str, Any]], timeout: float) -> None:
         request = urllib.request.Request(
             url,
             data=json.dumps(events).encode(),
@@ -169,6 +265,6 @@ class EventPublisher:
         )
         # Webhook receivers in tests use throw-away certificates.
         context = ssl._create_unverified_context() if url.startswith("https") else None
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             if response.status >= 300:
                 raise OSError(f"webhook answered {response.status}")

@@ -8,11 +8,13 @@ docs/emulator.md), so "no 429" in a benchmark means something.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.conflicts import ACCEPT_THEN_FAIL, CANCEL_EARLIER, REJECT_409, RETRYABLE_429
-from emulator.throttling import BucketSettings, ThrottleLimits
+from emulator.delivery import AZURE_DELIVERY, DEFAULT_DELIVERY, DeliveryPolicy, policy_from
+from emulator.throttling import DEFAULT_READS, DEFAULT_WRITES, BucketSettings, ThrottleLimits
 
 NETWORK_WINDOW_SECONDS = 300.0  # Microsoft.Network publishes its limits per 5 minutes
 
@@ -33,12 +35,16 @@ class Profile:
     strict_resources: bool = False  # Failed state blocks, syncMode, NIC entries, limits, completion etags
     max_addresses_per_pool: int | None = None
     max_addresses_per_load_balancer: int | None = None
+    delivery: DeliveryPolicy = DEFAULT_DELIVERY  # how the Event Grid sender delivers events
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> Profile:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(f"unknown profile setting(s): {', '.join(sorted(unknown))}")
+        delivery = overrides.get("delivery")
+        if isinstance(delivery, Mapping):  # changes to this profile's policy, e.g. {"backoff_scale": 0.01}
+            overrides["delivery"] = policy_from(self.delivery, **delivery)
         return dataclasses.replace(self, **overrides)
 
 
@@ -46,8 +52,7 @@ def default_profile() -> Profile:
     return Profile(
         name="default",
         throttle=ThrottleLimits(
-            reads=BucketSettings(capacity=12000, refill_per_second=200.0),
-            writes=BucketSettings(capacity=1200, refill_per_second=20.0),
+            reads=dataclasses.replace(DEFAULT_READS), writes=dataclasses.replace(DEFAULT_WRITES)
         ),
         operation_seconds=0.05,
         lro_retry_after=0,
@@ -72,6 +77,7 @@ def azure_profile() -> Profile:
         strict_resources=True,
         max_addresses_per_pool=1000,
         max_addresses_per_load_balancer=None,
+        delivery=AZURE_DELIVERY,
     )
 
 

@@ -18,6 +18,7 @@ KINDS = {
     "microsoft.compute/virtualmachines": "vm",
 }
 NAMESPACES = {"microsoft.network": "Microsoft.Network", "microsoft.compute": "Microsoft.Compute"}
+TAGGABLE = ("vnet", "nic", "vm", "lb")
 
 _GUIDISH = r"[^/]+"
 _OPERATION = re.compile(
@@ -28,6 +29,9 @@ _OPERATION = re.compile(
 _SUBSCRIPTION_COLLECTION = re.compile(
     rf"^/subscriptions/(?P<sub>{_GUIDISH})/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)$", re.IGNORECASE
 )
+_TAGS_AT_SCOPE = re.compile(
+    r"^(?P<scope>/subscriptions/.+)/providers/Microsoft\.Resources/tags/default$", re.I
+)
 _GROUP_SCOPED = re.compile(
     rf"^/subscriptions/(?P<sub>{_GUIDISH})/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)"
     r"/(?P<rest>.+)$",
@@ -37,7 +41,7 @@ _GROUP_SCOPED = re.compile(
 
 @dataclass(frozen=True)
 class Route:
-    action: str  # resource | collection | operation | operation_result
+    action: str  # resource | collection | operation | operation_result | tags
     subscription: str
     kind: str = ""  # vnet | subnet | nic | lb | pool | vm
     namespace: str = ""
@@ -64,6 +68,9 @@ def resource_type_label(path: str) -> str:
 
 def parse(raw_path: str) -> Route:
     path = unquote(raw_path).rstrip("/")
+    match = _TAGS_AT_SCOPE.match(path)
+    if match:
+        return _tags_route(match["scope"], raw_path)
     match = _OPERATION.match(path)
     if match:
         namespace = _namespace(match["ns"])
@@ -93,6 +100,22 @@ def parse(raw_path: str) -> Route:
     if action == "collection" and len(types) == 1:
         resource_id = ""
     return Route(action, match["sub"], kind, namespace, full_type, match["rg"], resource_id)
+
+
+def _tags_route(scope: str, raw_path: str) -> Route:
+    """The Tags API on a resource: `resource_id` is the tagged resource, `kind` its kind."""
+    target = parse(scope)
+    if target.action != "resource" or target.kind not in TAGGABLE:
+        raise ArmError(404, "NotFound", f"No route registered for '{raw_path}' (tags of this scope).")
+    return Route(
+        "tags",
+        target.subscription,
+        target.kind,
+        "Microsoft.Resources",
+        "Microsoft.Resources/tags",
+        target.resource_group,
+        target.resource_id,
+    )
 
 
 def _namespace(text: str) -> str:

@@ -21,7 +21,8 @@ from emulator import faults as fault_kinds
 from emulator import routing
 from emulator.api import Reply, Request
 from emulator.errors import ArmError
-from emulator.principals import principal_of
+from emulator.principals import bearer_token, client_of, principal_of
+from emulator.rbac import guarded_scope
 from emulator.throttling import operation_kind
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
         emulator.stats.request(self.command, resource_type)
         extra: dict[str, str] = {}
         try:
-            principal = self._authenticate(headers)
+            token = self._authenticate(headers)
+            principal = principal_of(token)
             fault = emulator.faults.pick(self.command, path, resource_type)
             fail_lro = False
             if fault is not None:
@@ -115,8 +117,19 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
                 method=self.command,
                 namespace=route.namespace,
             )
+            scope = guarded_scope(route.action, route.resource_id)
+            if scope is not None:
+                emulator.rbac.check(principal, client_of(token)[0], self.command, route.full_type, scope)
             request = Request(
-                self.command, route, path, query, headers, body, emulator.url, fail_lro=fail_lro
+                self.command,
+                route,
+                path,
+                query,
+                headers,
+                body,
+                emulator.url,
+                fail_lro=fail_lro,
+                principal=principal,
             )
             reply = emulator.api.handle(request)
         except ArmError as error:
@@ -132,18 +145,18 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
         self._reply(reply)
 
     def _authenticate(self, headers: dict[str, str]) -> str:
-        """The calling principal, or the 401 ARM answers."""
+        """The caller's bearer token, or the 401 ARM answers."""
         value = headers.get("authorization")
         if value is None:
             raise ArmError(
                 401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
             )
-        scheme, _, token = value.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(value)
+        if not token:
             raise ArmError(
                 401, "InvalidAuthenticationToken", "The access token is invalid: expected a Bearer token."
             )
-        return principal_of(token.strip())
+        return token
 
     def _reset_connection(self) -> None:
         self.close_connection = True

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from shared.ids import ResourceId, id_key
+from emulator.ids import ResourceId, id_key
 
 
 class Stats:
@@ -43,7 +43,7 @@ class Stats:
             self._events[outcome] += 1
 
     def arm_call(self, principal: str, kind: str) -> None:
-        """One ARM request that reached throttling, by calling principal and reads|writes|deletes."""
+        """One authenticated ARM call, by calling principal and kind (reads|writes|deletes, as throttled)."""
         with self._lock:
             self._by_principal[(principal, kind)] += 1
 
@@ -73,7 +73,7 @@ class Stats:
             return sum(n for b, n in self._conflicts.items() if behaviour is None or b == behaviour)
 
     def deliveries(self, outcome: str | None = None) -> int:
-        """Event deliveries by outcome (as the event sender reports them)."""
+        """Event deliveries by outcome (delivered, retried, dropped, duplicated, replayed, ...)."""
         with self._lock:
             return sum(n for o, n in self._events.items() if outcome is None or o == outcome)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator import ipam
 from emulator.errors import ArmError, bad_request, invalid_reference
-from shared.ids import id_key, vnet_of_subnet
+from emulator.ids import id_key, vnet_of_subnet
 
 if TYPE_CHECKING:
     from emulator.world import World

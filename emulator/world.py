@@ -24,7 +24,7 @@ from emulator.errors import (
     parent_not_found,
     resource_not_found,
 )
-from shared.ids import ResourceId, id_key, vnet_of_subnet
+from emulator.ids import ResourceId, id_key, vnet_of_subnet
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_LOCATION = "westeurope"
@@ -253,6 +253,17 @@ class World:
             "vm": (self.vms, self.render_vm),
             "lb": (self.lbs, self.render_lb),
         }[kind]
+
+    def set_tags(self, kind: str, resource_id: str, tags: dict[str, str]) -> dict[str, str] | None:
+        """Replace a top-level resource's tags (a write: new etag); None if it does not exist."""
+        store, _ = self._collection(kind)
+        with self.lock:
+            resource = store.get(id_key(resource_id))
+            if resource is None:
+                return None
+            resource["tags"] = dict(tags)
+            resource["etag"] = new_etag()
+            return dict(resource["tags"])
 
     def counts(self) -> dict[str, int]:
         with self.lock:

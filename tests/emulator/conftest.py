@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,11 @@ class RawArm:
             self.url(path, api_version), json=body, timeout=30, verify=self.ca_path, **kwargs
         )
 
+    def patch(self, path: str, body: Any, api_version: str = NETWORK_API, **kwargs: Any) -> requests.Response:
+        return self.session.patch(
+            self.url(path, api_version), json=body, timeout=30, verify=self.ca_path, **kwargs
+        )
+
     def delete(self, path: str, api_version: str = NETWORK_API, **kwargs: Any) -> requests.Response:
         return self.session.delete(self.url(path, api_version), timeout=30, verify=self.ca_path, **kwargs)
 
@@ -66,6 +72,9 @@ class WebhookReceiver:
     url: str = ""
     deliveries: list[Delivery] = field(default_factory=list)
     fail_first: int = 0  # answer 500 to this many deliveries first (retry tests)
+    # answers for the next POSTs, in order: an HTTP status, or a float = stall that many seconds, then 200
+    script: list[int | float] = field(default_factory=list)
+    attempts: list[tuple[int, str]] = field(default_factory=list)  # (status, event id) per POST; 0 = stalled
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -84,15 +93,22 @@ def webhook() -> Iterator[WebhookReceiver]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            events = json.loads(body)
             with receiver.lock:
+                answer: int | float = receiver.script.pop(0) if receiver.script else 200
                 if receiver.fail_first > 0:
                     receiver.fail_first -= 1
-                    status = 500
-                else:
+                    answer = 500
+                status = 200 if isinstance(answer, float) else answer
+                receiver.attempts.append((0 if isinstance(answer, float) else status, events[0]["id"]))
+            if isinstance(answer, float):
+                time.sleep(answer)  # the sender gives up before this ends: not a delivery
+                status = 200
+            elif status == 200:
+                with receiver.lock:
                     receiver.deliveries.append(
-                        Delivery({k.lower(): v for k, v in self.headers.items()}, json.loads(body))
+                        Delivery({k.lower(): v for k, v in self.headers.items()}, events)
                     )
-                    status = 200
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
