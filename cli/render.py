@@ -70,7 +70,7 @@ def pools(body: Any, out: TextIO) -> None:
     )
     out.write(f"virtual network {body['virtualNetwork'] or '-'}\n")
     out.write(f"last reconcile  {last_outcome(body.get('lastReconcile'))}\n\n")
-    rows = [
+    members: list[tuple[Any, ...]] = [
         (
             m["name"],
             m["ipAddress"],
@@ -81,8 +81,8 @@ def pools(body: Any, out: TextIO) -> None:
         )
         for m in body["members"]
     ]
-    if rows:
-        table(rows, ("NAME", "IP", "ADMIN", "MANAGED", "VM", "RULE"), out)
+    if members:
+        table(members, ("NAME", "IP", "ADMIN", "MANAGED", "VM", "RULE"), out)
     else:
         out.write("no members\n")
 
