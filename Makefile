@@ -8,9 +8,10 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: deps test run demo bench lint clean
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # .venv/bin/poolsync
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

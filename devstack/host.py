@@ -8,7 +8,10 @@ It serves what the real host serves for this app, over plain HTTP on loopback:
   with the subscription-validation handshake, CloudEvents (single or batch, with the OPTIONS
   abuse-protection handshake); one invocation per event, 202 when all succeeded, 500 (so the sender
   retries) when one raised;
-- `POST /admin/functions/<name>` to run a non-HTTP function (timer, Event Grid) by hand, plus
+- queue triggers: a poller per function reads its Azurite queue (connection from the binding's app
+  setting), hands each base64-decoded message to the function, deletes it on success, lets it come
+  back on failure and moves it to `<queue>-poison` after 5 dequeues, as the queue extension does;
+- `POST /admin/functions/<name>` to run a non-HTTP function (timer, Event Grid, queue) by hand, plus
   `/admin/host/status`, `/admin/host/ping` and `GET /admin/functions`.
 
 Trigger objects are the library's own types (func.HttpRequest, and the worker's converters for Event
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import importlib
 import inspect
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -45,8 +50,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequestConverter
 
 from devstack.routes import RouteTemplate, RouteTemplateError, ordered
@@ -57,8 +64,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HTTP_TRIGGER = "httptrigger"
 EVENT_GRID_TRIGGER = "eventgridtrigger"
 TIMER_TRIGGER = "timertrigger"
+QUEUE_TRIGGER = "queuetrigger"
 HTTP_OUTPUT = "http"
-SUPPORTED_BINDINGS = {HTTP_TRIGGER, EVENT_GRID_TRIGGER, TIMER_TRIGGER, HTTP_OUTPUT}
+SUPPORTED_BINDINGS = {HTTP_TRIGGER, EVENT_GRID_TRIGGER, TIMER_TRIGGER, QUEUE_TRIGGER, HTTP_OUTPUT}
+MAX_DEQUEUE_COUNT = 5  # the queue extension's default maxDequeueCount
+QUEUE_VISIBILITY_SECONDS = 600  # a message stays hidden while its invocation runs (functionTimeout)
 EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
 MAX_URL_BYTES = 4096  # the Functions host's URL length limit
@@ -269,6 +279,85 @@ def validation_code(body: bytes) -> str:
     return code
 
 
+class QueuePoller:
+    """Runs one queue-triggered function on the messages of its queue, as the queue extension does."""
+
+    def __init__(self, function: HostedFunction, connection_string: str, *,
+                 idle_seconds: float = 0.2, max_idle_seconds: float = 2.0) -> None:
+        from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+        self.function = function
+        queue_name = str(function.binding["queueName"])
+        self.queue = QueueClient.from_connection_string(
+            connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy())
+        self.poison = QueueClient.from_connection_string(
+            connection_string, f"{queue_name}-poison", message_encode_policy=TextBase64EncodePolicy())
+        self.idle_seconds, self.max_idle_seconds = idle_seconds, max_idle_seconds
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> QueuePoller:
+        self._thread = threading.Thread(target=self._run, name=f"queue-{self.function.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        wait = self.idle_seconds
+        while not self._stopping.is_set():
+            try:
+                handled = self.poll_once()
+            except AzureError as error:  # Azurite not there (yet): back off, as the extension does
+                log.warning("queue %s: %s", self.queue.queue_name, str(error).splitlines()[0])
+                handled = 0
+            wait = self.idle_seconds if handled else min(wait * 2, self.max_idle_seconds)
+            self._stopping.wait(wait)
+
+    def poll_once(self) -> int:
+        """Receive and handle the messages now visible; how many there were."""
+        with contextlib.suppress(ResourceExistsError):
+            self.queue.create_queue()
+        messages = list(self.queue.receive_messages(messages_per_page=16, max_messages=16,
+                                                    visibility_timeout=QUEUE_VISIBILITY_SECONDS))
+        for message in messages:
+            self._handle(message)
+        return len(messages)
+
+    def _handle(self, message: Any) -> None:
+        if message.dequeue_count > MAX_DEQUEUE_COUNT:
+            log.error("queue %s: message %s failed %d times; moved to %s", self.queue.queue_name, message.id,
+                      MAX_DEQUEUE_COUNT, self.poison.queue_name)
+            with contextlib.suppress(ResourceExistsError):
+                self.poison.create_queue()
+            self.poison.send_message(message.content)
+            self.queue.delete_message(message)
+            return
+        body = message.content if isinstance(message.content, bytes) else str(message.content).encode()
+        trigger = QueueMessage(id=message.id, body=body, dequeue_count=message.dequeue_count,
+                               expiration_time=message.expires_on, insertion_time=message.inserted_on,
+                               time_next_visible=message.next_visible_on, pop_receipt=message.pop_receipt)
+        try:
+            self.function.call(trigger)
+        except Exception:
+            log.exception("function %s failed on message %s (dequeue %d)", self.function.name, message.id,
+                          message.dequeue_count)
+            self.queue.update_message(message, visibility_timeout=0)  # retried at once, as by default
+            return
+        self.queue.delete_message(message)
+
+
+def queue_connection(binding: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The connection string the binding's `connection` app setting names (Azurite locally)."""
+    from shared.storage import StorageSettings
+
+    value = env.get(str(binding.get("connection") or "AzureWebJobsStorage"))
+    return StorageSettings.from_env({"AzureWebJobsStorage": value} if value else {}).connection_string
+
+
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
@@ -340,6 +429,7 @@ class LocalFunctionsHost:
         self._replies_lock = threading.Lock()
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._pollers: list[QueuePoller] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -354,10 +444,25 @@ class LocalFunctionsHost:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name="functions-host", daemon=True)
         self._thread.start()
+        self._start_queue_pollers(os.environ)
         return self
+
+    def _start_queue_pollers(self, env: Mapping[str, str]) -> None:
+        for function in self.functions():
+            if function.trigger != QUEUE_TRIGGER:
+                continue
+            connection = queue_connection(function.binding, env)
+            if connection is None:
+                log.warning("queue trigger %s not polled: no storage connection string in %s", function.name,
+                            function.binding.get("connection"))
+                continue
+            self._pollers.append(QueuePoller(function, connection).start())
 
     def stop(self, drain_seconds: float = 15.0) -> None:
         """Stop accepting requests, then give running invocations a while to finish (as the host drains)."""
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers.clear()
         if self._thread is not None:  # shutdown() waits for serve_forever, which runs only once started
             self._server.shutdown()
             self._thread.join(timeout=10)
@@ -530,13 +635,18 @@ class LocalFunctionsHost:
 
     @staticmethod
     def _admin_input(function: HostedFunction, body: bytes) -> Any:
-        """`{"input": "..."}` as the real admin API takes it; timers ignore the input."""
+        """`{"input": "..."}` as the real admin API takes it; timers ignore the input, queue functions get
+        it as the message body."""
         document = _parse_json(body) if body.strip() else {}
         if not isinstance(document, dict):
             raise BadInput('body must be a JSON object like {"input": "..."}')
         if function.trigger == TIMER_TRIGGER:
             return timer_request()
         raw = document.get("input")
+        if function.trigger == QUEUE_TRIGGER:
+            if not isinstance(raw, str):
+                raise BadInput('a queue function takes {"input": "<message text>"}')
+            return QueueMessage(id=str(uuid.uuid4()), body=raw.encode(), dequeue_count=1)
         event = _parse_json(raw.encode()) if isinstance(raw, str) else raw
         return event_from_json(event)
 

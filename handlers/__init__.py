@@ -12,6 +12,7 @@ BLUEPRINT_MODULES = (
     "handlers.events",
     "handlers.http_api",
     "handlers.audit_timer",
+    "handlers.audit_queue",
 )
 
 

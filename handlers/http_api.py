@@ -130,6 +130,11 @@ def http_audit(req: func.HttpRequest) -> func.HttpResponse:
     return serve(http_ops.audit, req, "audit")
 
 
+@bp.route(route="audits/{auditId}", methods=["GET"], auth_level=FUNCTION_KEY)
+def http_audit_status(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(http_ops.audit_status, req)
+
+
 @bp.route(route="operations/{operationId}", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_operation_status(req: func.HttpRequest) -> func.HttpResponse:
     return serve(http_ops.operation_status, req, "operations/{operationId}")

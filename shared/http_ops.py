@@ -23,6 +23,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from azure.core.rest import HttpRequest
 
 from shared.arm_json import pool_from_json
 from shared.audit_collect import AuditSettings, run_audit
+from shared.audit_jobs import AuditJobStore, is_job_id
 from shared.health_check import SingleFlightCache, health_cache_seconds
 from shared.ids import _GUID, _NAME, _SEGMENT, InvalidResourceId, ResourceId, id_key, vnet_of_subnet
 from shared.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot, normal_ip
@@ -42,6 +44,7 @@ from shared.report_store import DrainLedger
 from shared.retry import RetrySettings, call_with_retry, classify
 from shared.rules import RulesError
 from shared.runtime import Runtime, get_runtime
+from shared.storage import StorageNotConfigured
 
 log = logging.getLogger("poolsync.http")
 
@@ -1222,8 +1225,44 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(202 if pending else 200, body)
 
 
+def audit_store(runtime: Runtime) -> AuditJobStore:
+    return AuditJobStore(runtime.storage, AuditSettings.from_env(runtime.settings).container)
+
+
 def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
-    """The same audit the timer runs (remediating only when POOLSYNC_AUDIT_REMEDIATE is on)."""
+    """Queue the audit the timer runs (remediating only when POOLSYNC_AUDIT_REMEDIATE is on): 202 and
+    where to follow it. It runs in the `audit_requests` queue trigger, which outlives any HTTP timeout."""
+    document = parse_json_body(request, required=False)
+    if document is not None and not (isinstance(document, dict) and not document):
+        raise bad_request("InvalidBody", "POST /api/audit takes no parameters (an empty body or {})", "body")
+    try:
+        job = audit_store(context.runtime).submit(datetime.now(UTC))
+    except (AzureError, StorageNotConfigured) as error:
+        log.error("could not queue an audit: %s", error)
+        raise ApiError(503, "StorageUnavailable", "the audit request could not be queued; try again later",
+                       None, headers={"Retry-After": str(DEFAULT_RETRY_AFTER)}) from None
+    log.info("audit %s queued by %s", job["id"], _who(request))
+    href = f"/api/audits/{job['id']}"
+    return ApiResponse(202, {"id": job["id"], "status": job["status"], "href": href}, {"Location": href})
+
+
+def audit_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
+    job_id = request.route_params.get("auditId") or ""
+    if not is_job_id(job_id):
+        raise bad_request("InvalidAuditId", "not an audit id issued by this API (32 hex digits)", "auditId")
+    try:
+        job = audit_store(context.runtime).read(job_id)
+    except (AzureError, StorageNotConfigured) as error:
+        log.error("could not read audit request %s: %s", job_id, error)
+        raise ApiError(503, "StorageUnavailable", "the audit status could not be read; try again later",
+                       None, headers={"Retry-After": str(DEFAULT_RETRY_AFTER)}) from None
+    if job is None:
+        raise ApiError(404, "AuditNotFound", f"no audit request {job_id}", "auditId")
+    return ApiResponse(200, {**job, "href": f"/api/audits/{job_id}"})
+
+
+def run_audit_now(context: ApiContext, request: ApiRequest) -> ApiResponse:
+    """The audit, run in this process until done (the CLI; the queue trigger for HTTP callers)."""
     try:
         return ApiResponse(200, dict(run_audit(context.runtime)))
     except AzureError as error:

@@ -1,4 +1,5 @@
-"""The Function app's own storage account (Azurite locally): tables for intents, blobs for leases and reports.
+"""The Function app's own storage account (Azurite locally): tables for intents, blobs for leases and reports,
+the queue of audit requests.
 
 Connection comes from the same settings the Functions host uses: `AzureWebJobsStorage`
 as a connection string, or identity-based `AzureWebJobsStorage__accountName`
@@ -13,12 +14,15 @@ from dataclasses import dataclass
 
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 _AZURITE_DEFAULT = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
 
 
@@ -58,6 +62,14 @@ class StorageSettings:
             return BlobServiceClient.from_connection_string(self.connection_string)
         if self.account_name:
             return BlobServiceClient(f"https://{self.account_name}.blob.core.windows.net", self._credential())
+        raise StorageNotConfigured("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+
+    def queue_service(self) -> QueueServiceClient:
+        if self.connection_string:
+            return QueueServiceClient.from_connection_string(self.connection_string)
+        if self.account_name:
+            return QueueServiceClient(f"https://{self.account_name}.queue.core.windows.net",
+                                      credential=self._credential())
         raise StorageNotConfigured("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
 
     def table_service(self) -> TableServiceClient:

@@ -218,8 +218,8 @@ def test_host_status_lists_the_functions(host: LocalFunctionsHost) -> None:
 def test_apps_with_bindings_the_host_cannot_provide_are_refused_at_start() -> None:
     app = func.FunctionApp()
 
-    @app.queue_trigger(arg_name="msg", queue_name="q", connection="AzureWebJobsStorage")
-    def on_message(msg: func.QueueMessage) -> None:
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="q", connection="ServiceBus")
+    def on_message(msg: func.ServiceBusMessage) -> None:
         pass
 
     with pytest.raises(UnsupportedFunction, match="on_message"):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
 from emulator import Emulator
-from shared.runtime import get_runtime
 from tests.fixtures.arm import RESOURCE_GROUP, ids
 from tests.http.conftest import Configure
 from tests.http.helpers import MANUAL_POOL, OTHER_RULE_POOL, ApiClient, azure_addresses, pool_path
@@ -128,28 +125,3 @@ def test_throttled_reads_are_503_too(world: Emulator, configure: Configure) -> N
     answer = ApiClient().call("GET", "/api/pools")
     assert answer.status == 503
     assert answer.headers["Retry-After"] == "3"
-
-
-def test_audit_returns_the_same_report_the_timer_stores(api: ApiClient) -> None:
-    answer = api.call("POST", "/api/audit")
-
-    assert answer.status == 200
-    report = answer.body
-    assert report["kind"] == "poolsync.audit"
-    assert report["mode"] == "read-only"
-    storage = get_runtime().storage.blob_service()
-    stored = storage.get_blob_client(report["artifacts"]["container"], report["artifacts"]["json"])
-    assert json.loads(stored.download_blob().readall()) == report
-
-
-def test_audit_answers_502_when_azure_cannot_list_what_it_audits(world: Emulator, configure: Configure):
-    unknown = "11111111-1111-1111-1111-111111111111"  # a subscription Azure does not know
-    vnet = f"/subscriptions/{unknown}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"
-    rules = {"version": 1, "rules": [{"name": "far", "pool": ids.pool(), "virtualNetwork": vnet,
-                                      "cidrs": ["10.9.0.0/24"]}]}
-    configure(POOLSYNC_RULES=json.dumps(rules))
-
-    answer = ApiClient().call("POST", "/api/audit")
-
-    assert answer.status == 502
-    assert answer.error["code"] == "AzureError"

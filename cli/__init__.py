@@ -1,0 +1,1 @@
+"""The `poolsync` console command: the runbook operations of the HTTP API, run in this process."""
