@@ -12,8 +12,7 @@ from azure.mgmt.network.models import NetworkInterfaceIPConfiguration, Subnet
 
 from shared.events import ResourceHint, parse_event
 from shared.flusher import FlushFailed
-from shared.naming import address_name
-from tests.events.conftest import ALL_POOL, ELSEWHERE_VNET, OTHER_SUBNET, Stack, create_vm, facts
+from tests.events.conftest import ALL_POOL, ELSEWHERE_VNET, OTHER_SUBNET, Stack, create_vm, facts, pool_key
 from tests.events.helpers import DELETE, WRITE, WRITE_FAILURE, cloud_event, eventgrid_event
 from tests.fixtures.arm import POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def _name(nic: str, ipconfig: str = "ipconfig1") -> str:
-    return address_name(ids.nic(nic), ipconfig)
+    return pool_key(nic, ipconfig)
 
 
 def _update_nic(network: NetworkManagementClient, nic: str, change) -> None:
