@@ -9,7 +9,15 @@ from emulator import Emulator
 from shared.report_store import DrainLedger
 from shared.runtime import get_runtime
 from tests.fixtures.arm import ids
-from tests.http.helpers import LOOSE_POOL, MANUAL_POOL, ApiClient, azure_addresses, managed_name, nic_ip, pool_path
+from tests.http.helpers import (
+    LOOSE_POOL,
+    MANUAL_POOL,
+    ApiClient,
+    azure_addresses,
+    managed_name,
+    nic_ip,
+    pool_path,
+)
 
 ADD = pool_path(MANUAL_POOL) + "/addresses"
 
