@@ -491,7 +491,9 @@ def _drift(
             continue  # non_vm_backend says it, and is marked remediable
         if target.kind == VM_NIC and target.nic is not None and target.ipconfig is not None:
             holder_name = address_name(target.nic.id, target.ipconfig.name, target.nic.resource_guid)
-            if holder_name.lower() != entry.name.lower():
+            legacy_name = legacy_address_name(target.nic.id, target.ipconfig.name)
+            own_names = {holder_name.lower(), legacy_name.lower()}
+            if entry.name.lower() not in own_names:
                 findings.append(Finding(
                     "owner_changed", pool.id,
                     "the name says poolsync added it for one NIC, but its IP now belongs to another",

@@ -235,6 +235,9 @@ class _IpHolders:
         while waiting:
             still_waiting = []
             for move in waiting:
+                if normal_ip(move.new_ip) == normal_ip(move.old_ip):  # claims nothing new: never blocked
+                    settle(move, None)
+                    continue
                 blocker = self.holder(move.new_ip, move.final_name)
                 owner = reserved.get(normal_ip(move.new_ip) or "")
                 if blocker is None and owner is not None and owner is not move:

@@ -115,6 +115,14 @@ def test_a_rename_whose_new_ip_is_taken_still_renames_and_reports_the_ip():
     assert apply_plan(current.addresses, result) == [member("a", "10.0.1.4"), unmanaged("manual", "10.0.1.9")]
 
 
+def test_a_rename_keeping_its_ip_is_not_blocked_by_an_existing_duplicate_of_that_ip():
+    duplicate = PoolAddress("dup", "10.0.1.4", vnet_id("vnet2"))
+    current = snapshot(duplicate, legacy("a", "10.0.1.4", "Down"))
+    result = plan(current, desired_of(want("a", "10.0.1.4")))
+    assert result.conflicts == () and len(result.renames) == 1
+    assert apply_plan(current.addresses, result) == [duplicate, member("a", "10.0.1.4", "Down")]
+
+
 def test_an_admin_change_may_name_a_renamed_entry_by_its_old_name():
     current = snapshot(legacy("a", "10.0.1.4", "Down"))
     result = plan(current, desired_of(want("a", "10.0.1.4")), admin_changes={legacy("a", "").name: "Up"})
