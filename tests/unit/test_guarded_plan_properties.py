@@ -49,6 +49,17 @@ def cases(draw):
     return addresses, desired, confirmed, GuardSettings(draw(st.sampled_from(FRACTIONS)))
 
 
+def plans_of(case):
+    """The pool, its unguarded plan and its guarded plan for one generated case."""
+    addresses, desired, confirmed, guard = case
+    current = snapshot(*addresses)
+    return (
+        current,
+        plan(current, desired, confirmed=confirmed),
+        guarded_plan(current, desired, guard, confirmed=confirmed),
+    )
+
+
 def unique_ips(entries: list[PoolAddress]) -> bool:
     ips = [e.ip_address for e in entries]
     return len(ips) == len(set(ips))
@@ -78,9 +89,7 @@ def test_guarded_plans_keep_ips_unique_unmanaged_untouched_and_are_idempotent(ca
 @given(case=cases())
 def test_the_guard_bounds_unconfirmed_removals_and_confirmed_ones_always_apply(case):
     addresses, desired, confirmed, guard = case
-    current = snapshot(*addresses)
-    full = plan(current, desired, confirmed=confirmed)
-    result = guarded_plan(current, desired, guard, confirmed=confirmed)
+    current, full, result = plans_of(case)
     managed = sum(1 for e in addresses if is_managed_name(e.name))
     unconfirmed = result.unconfirmed_removes()
     assert len(unconfirmed) <= guard.max_remove_fraction * managed + 1e-9
@@ -97,10 +106,8 @@ def test_the_guard_bounds_unconfirmed_removals_and_confirmed_ones_always_apply(c
 @settings(max_examples=400, deadline=None)
 @given(case=cases())
 def test_a_held_removal_only_stops_work_that_needs_its_ip(case):
-    addresses, desired, confirmed, guard = case
-    current = snapshot(*addresses)
-    full = plan(current, desired, confirmed=confirmed)
-    result = guarded_plan(current, desired, guard, confirmed=confirmed)
+    desired = case[1]
+    _, full, result = plans_of(case)
     held_ips = {e.ip_address for e in result.held}
     assert {e.name for e in result.held} | {e.name for e in result.removes} == {e.name for e in full.removes}
     if not held_ips & {w.ip_address for w in desired.values()}:
