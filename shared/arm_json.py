@@ -76,7 +76,7 @@ def nic_from_json(resource: JSON) -> NetworkInterface:
         primary=bool(props.get("primary", True)),
         owner_kind=owner_kind,
         tags=dict(resource.get("tags") or {}),
-        resource_guid=props.get("resourceGuid"),
+        resource_guid=props.get("resourceGuid") or None,
     )
 
 

@@ -30,7 +30,7 @@ from shared.models import (
     PoolSnapshot,
     normal_ip,
 )
-from shared.naming import address_name, is_managed_name
+from shared.naming import address_name, is_managed_name, legacy_address_name
 from shared.plan import PoolPlan, plan
 from shared.rules import AzureFacts, Rule, RuleSet, validate_against_azure
 
@@ -259,7 +259,9 @@ class _Resolver:
         vnet_keys: dict[str, str] = {}
         for nic in inventory.nics.values():
             for ipc in nic.ip_configurations:
-                self.by_name[address_name(nic.id, ipc.name).lower()] = (nic, ipc)
+                # both the current name and the legacy (guid-less) one an older entry may carry
+                self.by_name[address_name(nic.id, ipc.name, nic.resource_guid).lower()] = (nic, ipc)
+                self.by_name.setdefault(legacy_address_name(nic.id, ipc.name).lower(), (nic, ipc))
                 ip = normal_ip(ipc.private_ip)
                 if ip and ipc.subnet_id:
                     vnet = vnet_keys.get(ipc.subnet_id)
@@ -536,8 +538,10 @@ def _drift(
         if target.kind in NON_VM_KINDS:
             continue  # non_vm_backend says it, and is marked remediable
         if target.kind == VM_NIC and target.nic is not None and target.ipconfig is not None:
-            holder_name = address_name(target.nic.id, target.ipconfig.name)
-            if holder_name.lower() != entry.name.lower():
+            holder_name = address_name(target.nic.id, target.ipconfig.name, target.nic.resource_guid)
+            legacy_name = legacy_address_name(target.nic.id, target.ipconfig.name)
+            own_names = {holder_name.lower(), legacy_name.lower()}
+            if entry.name.lower() not in own_names:
                 findings.append(Finding(
                     "owner_changed", pool.id,
                     "the name says poolsync added it for one NIC, but its IP now belongs to another",

@@ -17,17 +17,19 @@ from shared.ids import ResourceId, id_key
 from shared.members import MemberRecord
 from shared.membership import compute_membership
 from shared.models import DesiredAddress, Inventory, NetworkInterface
+from shared.plan import (
+    CONFIRM_IPCONFIG_REMOVED,
+    CONFIRM_NIC_DELETED,
+    CONFIRM_NIC_DETACHED,
+    CONFIRM_NIC_RECREATED,
+    CONFIRM_VM_DELETED,
+)
 from shared.rules import RuleSet
 
 KIND_VM = "vm"
 KIND_NIC = "nic"
 
-NIC_DELETED = "nic deleted"
-VM_DELETED = "vm deleted"
-NIC_DETACHED = "nic detached"
 NIC_ATTACHED_ELSEWHERE = "nic attached to another vm"
-NIC_RECREATED = "nic re-created"
-IPCONFIG_REMOVED = "ipconfig removed"
 
 
 @dataclass(frozen=True)
@@ -97,22 +99,22 @@ def removal_confirmation(record: MemberRecord, state: OwnerState) -> str | None:
     nic = state.inventory.nics.get(id_key(record.nic_id))
     if nic is None:
         if id_key(record.nic_id) in state.gone:
-            return NIC_DELETED
-        return VM_DELETED if id_key(record.vm_id) in state.gone else None
+            return CONFIRM_NIC_DELETED
+        return CONFIRM_VM_DELETED if id_key(record.vm_id) in state.gone else None
     return _nic_fact(record, nic, state)
 
 
 def _nic_fact(record: MemberRecord, nic: NetworkInterface, state: OwnerState) -> str | None:
     if record.nic_guid and nic.resource_guid and record.nic_guid.lower() != nic.resource_guid.lower():
-        return NIC_RECREATED
+        return CONFIRM_NIC_RECREATED
     if not any(config.name.lower() == record.ipconfig_name.lower() for config in nic.ip_configurations):
-        return IPCONFIG_REMOVED
+        return CONFIRM_IPCONFIG_REMOVED
     if nic.vm_id is None:
-        return NIC_DETACHED
+        return CONFIRM_NIC_DETACHED
     if record.vm_id and id_key(nic.vm_id) != id_key(record.vm_id):
         return NIC_ATTACHED_ELSEWHERE
     if id_key(nic.vm_id) in state.gone:
-        return VM_DELETED
+        return CONFIRM_VM_DELETED
     return None
 
 

@@ -122,7 +122,7 @@ def _collect(inventory: Inventory, rules: RuleSet, desired: Membership) -> None:
                     vm_tags = lower_tag_keys(vm.tags)
                 if not rule.matches_vm(vm, vm_tags):
                     continue
-                name = name or address_name(nic.id, ipc.name)
+                name = name or address_name(nic.id, ipc.name, nic.resource_guid)
                 desired.setdefault(rule.pool_key, {})[name] = DesiredAddress(
                     name=name,
                     ip_address=ipc.private_ip,

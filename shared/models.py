@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from shared.ids import id_key, vnet_of_subnet
+from shared.naming import legacy_address_name
 
 ADMIN_NONE = "None"
 ADMIN_UP = "Up"
@@ -54,7 +55,7 @@ class NetworkInterface:
     primary: bool = True  # primary NIC of its VM
     owner_kind: str = "vm"  # vm | privateEndpoint | privateLinkService | none
     tags: Mapping[str, str] = field(default_factory=dict)
-    resource_guid: str | None = None
+    resource_guid: str | None = None  # properties.resourceGuid: tells a re-created NIC from the old one
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +112,12 @@ class DesiredAddress:
     ipconfig_name: str
     vm_id: str
     subnet_id: str | None = None
-    nic_guid: str | None = None
+    nic_guid: str | None = None  # the NIC's resourceGuid, part of `name` when known
 
     @property
     def legacy_name(self) -> str:
-        from shared.naming import address_name  # naming imports models' neighbours only; keep it lazy
-
-        return address_name(self.nic_id, self.ipconfig_name)
+        """The name this ipconfig had before the guid was part of the identity (equals `name` without one)."""
+        return legacy_address_name(self.nic_id, self.ipconfig_name)
 
     def as_pool_address(self, admin_state: str = ADMIN_NONE) -> PoolAddress:
         return PoolAddress(self.name, self.ip_address, self.vnet_id, None, admin_state)

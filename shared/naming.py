@@ -1,8 +1,13 @@
 """Deterministic backend-address names: how poolsync recognises its own entries without extra state.
 
-A name is derived from the (case-insensitive) NIC id and ipconfig name only, so any instance of the
-app, at any time, computes the same name for the same ipconfig, and an entry whose name has poolsync's
-shape is poolsync's to add, readdress and remove. Everything else in a pool is left alone.
+A name is derived from the (case-insensitive) NIC id, ipconfig name and the NIC's resourceGuid, so any
+instance of the app, at any time, computes the same name for the same ipconfig of the same NIC
+incarnation, and an entry whose name has poolsync's shape is poolsync's to add, readdress and remove.
+Everything else in a pool is left alone. The guid makes a NIC deleted and re-created under the same id a
+new identity, so the new incarnation does not inherit the old entry's adminState (e.g. a drain).
+
+Names made before the guid was part of the identity (the *legacy* name, `legacy_address_name`) have the
+same shape; `shared.plan` renames them to the guid-bearing name.
 
 Shape: ``psync-<readable>-<16 hex>`` where ``<readable>`` is the sanitized, lower-cased NIC name and
 ipconfig name (truncated) and the hex suffix is a SHA-256 prefix of the full lower-cased NIC id and
@@ -35,14 +40,27 @@ def _sanitize(text: str) -> str:
     return _UNSAFE.sub("-", text.lower())
 
 
-def address_name(nic_id: str, ipconfig_name: str) -> str:
-    """The backend-address name poolsync uses for one ipconfig of one NIC."""
+def address_name(nic_id: str, ipconfig_name: str, nic_guid: str | None = None) -> str:
+    """The backend-address name poolsync uses for one ipconfig of one NIC incarnation.
+
+    `nic_guid` is the NIC's `properties.resourceGuid` (case-insensitive); without one (None or blank)
+    the name is the legacy one, derived from the NIC id and ipconfig name only.
+    """
     nic_key = id_key(nic_id)
     ipconfig_key = ipconfig_name.lower()
-    digest = hashlib.sha256(f"{nic_key}|{ipconfig_key}".encode()).hexdigest()[:HASH_LENGTH]
+    identity = f"{nic_key}|{ipconfig_key}"
+    guid = (nic_guid or "").strip().lower()
+    if guid:
+        identity += f"|{guid}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:HASH_LENGTH]
     nic_name = nic_key.rsplit("/", 1)[-1]
     readable = _sanitize(f"{nic_name}-{ipconfig_key}")[:_READABLE_MAX].strip("-")
     return f"{PREFIX}{readable}-{digest}" if readable else f"{PREFIX}{digest}"
+
+
+def legacy_address_name(nic_id: str, ipconfig_name: str) -> str:
+    """The name poolsync gave an ipconfig before the NIC's resourceGuid was part of its identity."""
+    return address_name(nic_id, ipconfig_name, None)
 
 
 def is_managed_name(name: str) -> bool:

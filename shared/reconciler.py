@@ -289,7 +289,7 @@ class Reconciler:
         def remember(planned: PoolPlan) -> None:
             if self.index is not None:
                 names = [a.name for a in planned.adds] + [c.after.name for c in planned.readdresses]
-                names += [c.after.name for c in getattr(planned, "renames", ())]
+                names += [c.after.name for c in planned.renames]
                 self.index.remember(records_for(work.pool_id, work.wanted, names))
 
         outcome = self.apply(work.pool_id, make_plan, dry_run=dry_run, force=force, force_reason=force_reason,

@@ -32,6 +32,16 @@ def managed(nic: str, ipconfig: str = "ipconfig1") -> str:
     return address_name(ids.nic(nic), ipconfig)
 
 
+def current_name(arm: Emulator, nic: str, ipconfig: str = "ipconfig1") -> str:
+    """The name poolsync gives the ipconfig of the NIC the emulator holds now (its resourceGuid included).
+
+    The seeded pools carry `managed` (legacy) names, as pools written before the guid was in the name do.
+    """
+    raw = arm.world.get_nic(ids.nic(nic))
+    assert raw is not None, f"{nic} does not exist"
+    return address_name(ids.nic(nic), ipconfig, raw["properties"].get("resourceGuid"))
+
+
 def rule(name: str, pool: str, cidrs: list[str], vnet: str = "vnet-app", **extra: Any) -> dict[str, Any]:
     vnet_id = vnet if vnet.startswith("/") else ids.vnet(vnet)
     lb, _, pool_name = pool.partition("/")

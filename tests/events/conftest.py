@@ -15,6 +15,7 @@ from azure.mgmt.network import NetworkManagementClient
 from emulator import Emulator
 from handlers.events import eventgrid_resource_events
 from shared.flusher import event_service
+from shared.naming import HASH_LENGTH, address_name, is_managed_name
 from shared.runtime import Runtime, set_runtime
 from tests.events.helpers import make_runtime, runtime_env
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
@@ -73,6 +74,17 @@ def create_vm(network: NetworkManagementClient, compute: ComputeManagementClient
     }).result()
 
 
+def member_key(name: str) -> str:
+    """A managed name without its hash: the same for every incarnation of one NIC's ipconfig (the hash
+    includes the NIC's resourceGuid, which the emulator picks), so tests can name members up front."""
+    return name[: -(HASH_LENGTH + 1)] if is_managed_name(name) else name
+
+
+def pool_key(nic: str, ipconfig: str = "ipconfig1") -> str:
+    """The `Stack.pool` key of a NIC ipconfig's entry."""
+    return member_key(address_name(ids.nic(nic), ipconfig))
+
+
 class Stack:
     """The app as Event Grid sees it: deliver events to the trigger, then look at the emulator's pools."""
 
@@ -97,11 +109,13 @@ class Stack:
         return events
 
     def pool(self, pool: str = POOL) -> dict[str, str]:
-        """Address name -> IP of a pool as the emulator holds it."""
+        """Address name -> IP of a pool as the emulator holds it; managed names by `member_key`."""
         assert self.arm.wait_operations_done(60)
         raw = self.arm.world.get_pool(ids.pool(pool))
-        return {a["name"]: a["properties"].get("ipAddress") for a in raw["properties"].get(
-            "loadBalancerBackendAddresses", [])}
+        entries = raw["properties"].get("loadBalancerBackendAddresses", [])
+        members = {member_key(a["name"]): a["properties"].get("ipAddress") for a in entries}
+        assert len(members) == len(entries), f"two entries for one ipconfig: {[a['name'] for a in entries]}"
+        return members
 
     def pending_intents(self, subscription: str = SUBSCRIPTION) -> int:
         """Intents still waiting (due or deferred) for the subscription."""

@@ -12,8 +12,7 @@ from function_app import app
 from shared.events import parse_event
 from shared.flusher import BUSY, FLUSHED, sweep
 from shared.intents import scope_partition_key
-from shared.naming import address_name
-from tests.events.conftest import Stack, create_vm
+from tests.events.conftest import Stack, create_vm, pool_key
 from tests.events.helpers import WRITE, eventgrid_event
 from tests.fixtures.arm import POOL, SUBSCRIPTION, ids
 
@@ -66,7 +65,7 @@ def test_intent_arriving_while_the_holder_releases_is_flushed_by_it(stack: Stack
 
     assert report.status == FLUSHED
     assert report.rounds == 2
-    assert address_name(ids.nic("late-1-nic"), "ipconfig1") in stack.pool(POOL)
+    assert pool_key("late-1-nic") in stack.pool(POOL)
     assert stack.pending_intents() == 0
 
 
@@ -81,7 +80,7 @@ def test_crashed_holder_lease_expires_and_the_sweep_finishes(stack: Stack, netwo
 
     stack.deliver(*stack.emitted())  # intents recorded; the lock is held, so the handlers return
 
-    name = address_name(ids.nic("web-9-nic"), "ipconfig1")
+    name = pool_key("web-9-nic")
     assert name not in stack.pool(POOL)
     assert stack.pending_intents() == 2
     assert [r.status for r in sweep(stack.runtime)] == [BUSY]
@@ -109,5 +108,5 @@ def test_the_sweep_timer_flushes_intents_nobody_is_flushing(stack: Stack, networ
     (timer,) = [f for f in app.get_functions() if f.get_function_name() == "intents_sweep_timer"]
     timer.get_user_function()(TimerRequest(past_due=False))
 
-    assert address_name(ids.nic("web-7-nic"), "ipconfig1") in stack.pool(POOL)
+    assert pool_key("web-7-nic") in stack.pool(POOL)
     assert stack.pending_intents() == 0

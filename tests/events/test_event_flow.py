@@ -12,16 +12,24 @@ from azure.mgmt.network.models import NetworkInterfaceIPConfiguration, Subnet
 
 from shared.events import ResourceHint, parse_event
 from shared.flusher import FlushFailed
-from shared.naming import address_name
-from tests.events.conftest import ALL_POOL, ELSEWHERE_VNET, OTHER_SUBNET, Stack, create_vm, facts
+from tests.events.conftest import (
+    ALL_POOL,
+    ELSEWHERE_VNET,
+    OTHER_SUBNET,
+    Stack,
+    create_vm,
+    facts,
+    member_key,
+    pool_key,
+)
 from tests.events.helpers import DELETE, WRITE, WRITE_FAILURE, cloud_event, eventgrid_event
-from tests.fixtures.arm import POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids
+from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def _name(nic: str, ipconfig: str = "ipconfig1") -> str:
-    return address_name(ids.nic(nic), ipconfig)
+    return pool_key(nic, ipconfig)
 
 
 def _update_nic(network: NetworkManagementClient, nic: str, change) -> None:
@@ -145,6 +153,56 @@ def test_vm_losing_the_rule_tag_leaves_only_the_tagged_pool(stack: Stack, comput
 
     assert _name("web-2-nic") not in stack.pool(POOL)
     assert _name("web-2-nic") in stack.pool(ALL_POOL)
+
+
+def _static_ip(ip: str):
+    def change(nic) -> None:
+        nic.ip_configurations[0].private_ip_allocation_method = "Static"
+        nic.ip_configurations[0].private_ip_address = ip
+    return change
+
+
+def test_two_vms_that_swap_ips_each_keep_pointing_at_their_own_vm(stack: Stack, network):
+    first, second = stack.nic_ip("web-1-nic"), stack.nic_ip("web-2-nic")
+    _update_nic(network, "web-1-nic", _static_ip("10.0.0.201"))  # park, so the second can take its IP
+    _update_nic(network, "web-2-nic", _static_ip(first))
+    _update_nic(network, "web-1-nic", _static_ip(second))
+    for event in stack.emitted():  # one burst, one round: the plan sees both entries move at once
+        stack.service.intents.record(parse_event(event))
+
+    stack.service.flusher.flush(SUBSCRIPTION)
+
+    for pool in (POOL, ALL_POOL):
+        assert stack.pool(pool)[_name("web-1-nic")] == second
+        assert stack.pool(pool)[_name("web-2-nic")] == first
+    assert stack.pending_intents() == 0
+
+
+def _pool_entry(stack: Stack, pool: str, nic: str) -> dict:
+    raw = stack.arm.world.get_pool(ids.pool(pool))
+    (entry,) = [a for a in raw["properties"]["loadBalancerBackendAddresses"]
+                if member_key(a["name"]) == _name(nic)]
+    return entry
+
+
+def test_a_drained_vm_recreated_with_the_same_names_does_not_come_back_drained(stack: Stack, network,
+                                                                              compute):
+    drained = _pool_entry(stack, POOL, "web-1-nic")
+    pool = network.load_balancer_backend_address_pools.get(RESOURCE_GROUP, LB, POOL)  # an operator drains it
+    for address in pool.load_balancer_backend_addresses:
+        if address.name == drained["name"]:
+            address.admin_state = "Down"
+    network.load_balancer_backend_address_pools.begin_create_or_update(RESOURCE_GROUP, LB, POOL, pool).result()
+    stack.emitted()
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-1").result()  # its NIC goes too
+    stack.deliver(*stack.emitted())
+    create_vm(network, compute, "web-1")  # same VM and NIC names: a new NIC (new resourceGuid)
+    stack.deliver(*stack.emitted())
+
+    entry = _pool_entry(stack, POOL, "web-1-nic")
+    assert entry["name"] != drained["name"]  # another incarnation, another identity
+    assert entry["properties"].get("adminState", "None") == "None"  # the old drain does not carry over
+    assert entry["properties"]["ipAddress"] == stack.nic_ip("web-1-nic")
 
 
 # -- 4. ignored cheaply ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import jsonschema
 from devstack.settings import local_settings
 from handlers import http_api
 from shared.http_ops import openapi_document
+from shared.naming import address_name
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBSCRIPTION, ids
 
 ROUTE_PREFIX = "/api"
@@ -233,6 +234,13 @@ def runtime_env(arm_url: str, ca_path: str, storage: str, **overrides: str) -> d
         "POOLSYNC_RETRY_MAX_BACKOFF": "0.2", "POOLSYNC_RETRY_AFTER_CAP": "0.2",
     }
     return local_settings(arm_url, ca_path, storage, rules=http_rules(), **{**defaults, **overrides})
+
+
+def managed_name(world: Any, nic_name: str, ipconfig: str = "ipconfig1") -> str:
+    """The name poolsync gives a NIC's ipconfig: it includes the resourceGuid the emulator gave the NIC."""
+    nic = world.world.get_nic(ids.nic(nic_name))
+    assert nic is not None, f"{nic_name} does not exist"
+    return address_name(ids.nic(nic_name), ipconfig, nic["properties"].get("resourceGuid"))
 
 
 def nic_ip(world: Any, nic_name: str) -> str:

@@ -6,11 +6,18 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
 from emulator import Emulator
-from shared.naming import address_name
 from shared.report_store import DrainLedger
 from shared.runtime import get_runtime
 from tests.fixtures.arm import ids
-from tests.http.helpers import LOOSE_POOL, MANUAL_POOL, ApiClient, azure_addresses, nic_ip, pool_path
+from tests.http.helpers import (
+    LOOSE_POOL,
+    MANUAL_POOL,
+    ApiClient,
+    azure_addresses,
+    managed_name,
+    nic_ip,
+    pool_path,
+)
 
 ADD = pool_path(MANUAL_POOL) + "/addresses"
 
@@ -168,7 +175,7 @@ def test_a_drained_managed_member_stays_drained_through_reconciles(
     api: ApiClient, world: Emulator, network: NetworkManagementClient
 ) -> None:
     api.call("POST", "/api/reconcile", {"pool": ids.pool()})
-    name = address_name(ids.nic("web-1-nic"), "ipconfig1")
+    name = managed_name(world, "web-1-nic")
 
     drained = api.call("POST", f"{pool_path()}/addresses/{nic_ip(world, 'web-1-nic')}/drain")
     assert drained.status == 200
@@ -178,10 +185,10 @@ def test_a_drained_managed_member_stays_drained_through_reconciles(
 
 
 def test_removing_a_managed_member_warns_that_reconcile_brings_it_back(
-    api: ApiClient, compute: ComputeManagementClient, network: NetworkManagementClient
+    api: ApiClient, world: Emulator, compute: ComputeManagementClient, network: NetworkManagementClient
 ) -> None:
     api.call("POST", "/api/reconcile", {"pool": ids.pool()})
-    name = address_name(ids.nic("web-3-nic"), "ipconfig1")
+    name = managed_name(world, "web-3-nic")
 
     answer = api.call("DELETE", f"{pool_path()}/addresses/{name}")
     assert answer.status == 200

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from emulator import Emulator
-from shared.naming import address_name
 from tests.fixtures.arm import ids
 from tests.http.helpers import (
     BASIC_LB,
@@ -17,6 +16,7 @@ from tests.http.helpers import (
     NIC_POOL,
     OTHER_RULE_POOL,
     ApiClient,
+    managed_name,
     nic_ip,
     pool_path,
 )
@@ -65,7 +65,7 @@ def test_pool_members_show_state_ownership_and_owner(api: ApiClient, world: Emul
     assert answer.status == 200
     assert (answer.body["id"], answer.body["source"], answer.body["rules"]) == (ids.pool(), "rules", ["web"])
     members = {member["name"]: member for member in answer.body["members"]}
-    expected = address_name(ids.nic("web-2-nic"), "ipconfig1")
+    expected = managed_name(world, "web-2-nic")
     member = members[expected]
     assert member["ipAddress"] == nic_ip(world, "web-2-nic")
     assert (member["adminState"], member["managed"], member["rule"]) == ("None", True, "web")

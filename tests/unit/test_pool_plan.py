@@ -47,10 +47,13 @@ def test_plan_adds_missing_removes_stale_and_reports_the_rest():
         "add": 1,
         "remove": 1,
         "readdress": 0,
+        "rename": 0,
         "admin": 0,
         "unchanged": 1,
         "unmanaged": 1,
         "conflicts": 0,
+        "confirmed": 0,
+        "held": 0,
     }
 
 
@@ -305,8 +308,8 @@ def test_guard_settings_from_env():
             GuardSettings.from_env({"POOLSYNC_MAX_REMOVE_FRACTION": bad})
 
 
-def test_a_chain_of_moves_resolves_but_a_swap_is_left_as_two_conflicts():
-    current = snapshot(member("a", "10.0.1.4"), member("b", "10.0.1.5"))
+def test_a_chain_of_moves_and_a_swap_both_resolve_in_one_plan():
+    current = snapshot(member("a", "10.0.1.4", "Down"), member("b", "10.0.1.5"))
     chain = plan(current, desired_of(want("a", "10.0.1.5"), want("b", "10.0.1.6")))
     assert {c.after.name: c.after.ip_address for c in chain.readdresses} == {
         want("a", "").name: "10.0.1.5",
@@ -314,8 +317,8 @@ def test_a_chain_of_moves_resolves_but_a_swap_is_left_as_two_conflicts():
     }
     assert chain.conflicts == ()
     swap = plan(current, desired_of(want("a", "10.0.1.5"), want("b", "10.0.1.4")))
-    assert swap.readdresses == () and len(swap.conflicts) == 2
-    assert apply_plan(current.addresses, swap) == list(current.addresses)
+    assert swap.conflicts == () and len(swap.readdresses) == 2
+    assert apply_plan(current.addresses, swap) == [member("a", "10.0.1.5", "Down"), member("b", "10.0.1.4")]
 
 
 def test_a_move_blocked_by_an_unmanaged_entry_blocks_the_move_onto_its_old_ip():
