@@ -171,7 +171,7 @@ class Flusher:
             outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
             blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
         else:
-            outcomes, blocked = self._owner_round(taken, deadline)
+            outcomes, blocked = self._owner_round(taken, deadline, lease)
         report.rounds += 1
         report.outcomes = outcomes
         done = [intent for intent in taken if intent.row_key not in blocked]
@@ -190,12 +190,15 @@ class Flusher:
             raise FlushFailed(scope, outcomes)
         return True
 
-    def _owner_round(self, taken: list[Intent], deadline: float) -> tuple[list[PoolOutcome], set[str]]:
+    def _owner_round(self, taken: list[Intent], deadline: float,
+                     lease: HeldLease) -> tuple[list[PoolOutcome], set[str]]:
         """Work from the owners the intents name; the row keys of intents whose pools are not done."""
         owners = {id_key(i.subject): Owner(KIND_NIC if i.kind == KIND_NIC else KIND_VM, i.subject)
                   for i in taken if i.kind in (KIND_VM, KIND_NIC)}
         # Read after taking: every change whose intent we took is visible in the reconciler's read.
-        outcomes, pools_by_owner = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline)
+        # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
+        outcomes, pools_by_owner = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline,
+                                                                    fence=lease)
         not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
         blocked = {i.row_key for i in taken if pools_by_owner.get(id_key(i.subject), set()) & not_done}
         return outcomes, blocked

@@ -132,6 +132,7 @@ class PoolWriter:
         dry_run: bool = False,
         wait: bool = True,
         lease: HeldLease | None = None,
+        fence: HeldLease | None = None,
         guarded: bool = False,
         before_write: Callable[[PoolPlan], None] | None = None,
         deadline: float | None = None,
@@ -139,14 +140,17 @@ class PoolWriter:
         """Plan against a fresh read and write the result; GuardRefused propagates, unretried.
 
         A real write holds the load balancer's write lease (`lease`, or one taken here) and proves it just
-        before the PUT. `guarded` plans (from `guarded_plan`) already hold back what the guard refuses.
+        before the PUT; so is `fence` (the event flusher's subscription lock: a flusher that lost it may have
+        a successor working from a newer read). `guarded` plans (`guarded_plan`) hold back what the guard
+        refuses.
         `before_write` runs after planning, before the PUT (the member index is written there). `deadline`
         (time.monotonic) bounds the retries. A pool left in provisioningState Failed is re-PUT even when
         the plan is empty: Azure refuses dependent writes until then."""
         if lease is None and not dry_run and self.locks is not None:
             with self.lb_lease(str(ResourceId.parse(pool_id).parent)) as held:
                 return self.apply(pool_id, make_plan, force=force, force_reason=force_reason, wait=wait,
-                                  lease=held, guarded=guarded, before_write=before_write, deadline=deadline)
+                                  lease=held, fence=fence, guarded=guarded, before_write=before_write,
+                                  deadline=deadline)
         rid = ResourceId.parse(pool_id)
         operations = self._operations(rid)
         attempts = 0
@@ -172,8 +176,9 @@ class PoolWriter:
             addresses = apply_plan(snapshot.addresses, plan)
             if before_write is not None:
                 before_write(plan)
-            if lease is not None:
-                lease.check()  # LeaseLost: another writer may own this load balancer now; do not write
+            for proof in (lease, fence):  # LeaseLost: another writer may own this now; do not write
+                if proof is not None:
+                    proof.check()
             if repair:
                 telemetry.emit("pool_repair", logging.WARNING, pool=pool_id,
                                reason="provisioningState Failed")

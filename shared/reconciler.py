@@ -226,8 +226,10 @@ class Reconciler:
         """False until a full reconcile filled the member index: the event path cannot work from it yet."""
         return self.index is None or self.index.is_built()
 
-    def reconcile_owners(self, owners: list[Owner], *, deadline: float | None = None,
-                         source: str = "events") -> tuple[list[PoolOutcome], dict[str, set[str]]]:
+    def reconcile_owners(
+        self, owners: list[Owner], *, deadline: float | None = None, source: str = "events",
+        fence: HeldLease | None = None,
+    ) -> tuple[list[PoolOutcome], dict[str, set[str]]]:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
         and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
         started = time.monotonic()
@@ -237,13 +239,14 @@ class Reconciler:
         state = self.read_owners(owners, records)
         read = time.monotonic()
         changes = owner_change(self.rules, owners, state, records)
-        outcomes = self.apply_changes(changes, source=source, deadline=deadline) if changes.pools else []
+        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \
+            if changes.pools else []
         log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
                  "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
                  read - indexed, len(changes.pools), time.monotonic() - read)
         return outcomes, changes.pools_by_owner
 
-    def apply_changes(self, changes: ChangeSet, *, source: str = "events",
+    def apply_changes(self, changes: ChangeSet, *, source: str = "events", fence: HeldLease | None = None,
                       deadline: float | None = None) -> list[PoolOutcome]:
         """The event path: each affected pool gets a plan limited to the owners' entries."""
         by_lb = _by_lb([work.pool_id for work in changes.pools.values()])
@@ -255,7 +258,7 @@ class Reconciler:
             try:
                 with self.writer.lb_lease(_lb_of(pools[0]), wait=wait) as lease:
                     return [self._apply_work(changes.pools[id_key(pool)], full=False, lease=lease,
-                                             deadline=deadline) for pool in pools]
+                                             fence=fence, deadline=deadline) for pool in pools]
             except LoadBalancerBusy as error:
                 return [PoolOutcome(pool, "failed", None, str(error)) for pool in pools]
 
@@ -272,7 +275,8 @@ class Reconciler:
             batches = list(executor.map(run, lb_keys))
         return {outcome.pool_id: outcome for batch in batches for outcome in batch}
 
-    def _apply_work(self, work: PoolWork, *, full: bool, lease: HeldLease | None, dry_run: bool = False,
+    def _apply_work(self, work: PoolWork, *, full: bool, lease: HeldLease | None,
+                    fence: HeldLease | None = None, dry_run: bool = False,
                     force: bool = False, force_reason: str | None = None, wait: bool = True,
                     deadline: float | None = None) -> PoolOutcome:
         guard = self.writer.guard
@@ -292,8 +296,9 @@ class Reconciler:
                 names += [c.after.name for c in planned.renames]
                 self.index.remember(records_for(work.pool_id, work.wanted, names))
 
-        outcome = self.apply(work.pool_id, make_plan, dry_run=dry_run, force=force, force_reason=force_reason,
-                             wait=wait, lease=lease, guarded=True, before_write=remember, deadline=deadline)
+        outcome = self.apply(work.pool_id, make_plan, fence=fence, dry_run=dry_run, force=force,
+                             force_reason=force_reason, wait=wait, lease=lease, guarded=True,
+                             before_write=remember, deadline=deadline)
         if outcome.status in ("written", "refused") and outcome.result is not None and outcome.result.written:
             self._forget_removed(work, outcome.plan)
         return outcome

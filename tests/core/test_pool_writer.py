@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from azure.core.exceptions import HttpResponseError
 
+from shared.intents import LeaseLost
 from shared.models import PoolSnapshot
 from shared.plan import GuardRefused, PoolPlan, plan, plan_manual
 from shared.retry import RetryStats
@@ -153,3 +154,33 @@ def test_dry_run_writes_nothing(arm, arm_settings, pool) -> None:  # type: ignor
     result = make_writer(arm_settings).apply(pool, add_one(desired_address(3)), dry_run=True)
     assert result.dry_run and not result.written and len(result.plan.adds) == 1
     assert arm.stats.requests("PUT") == 0
+
+
+class _LostLease:
+    """A lease that can no longer be proven (taken over while we paused, or storage unreachable)."""
+
+    def check(self) -> None:
+        raise LeaseLost("lease lb was taken over")
+
+
+def test_a_writer_whose_lease_is_lost_never_puts(arm, arm_settings, pool) -> None:  # type: ignore[no-untyped-def]
+    writer = make_writer(arm_settings, RetryStats())
+    before = pool_ips(arm)
+
+    for proofs in ({"lease": _LostLease()}, {"fence": _LostLease()}):
+        with pytest.raises(LeaseLost):
+            writer.apply(pool, add_one(desired_address(1)), **proofs)  # type: ignore[arg-type]
+
+    assert arm.stats.pool_writes(pool) == 0
+    assert pool_ips(arm) == before
+
+
+def test_a_pool_left_failed_is_re_put_even_with_nothing_to_change(arm, arm_settings, pool) -> None:  # type: ignore[no-untyped-def]
+    arm.world.put_pool(pool, arm.world.get_pool(pool), state="Failed")
+    writer = make_writer(arm_settings, RetryStats())
+
+    result = writer.apply(pool, lambda snapshot: plan(snapshot, {}))
+
+    assert result.written and result.plan.is_empty
+    assert arm.world.get_pool(pool)["properties"]["provisioningState"] == "Succeeded"
+    assert HAND_ADDED[1] in pool_ips(arm)

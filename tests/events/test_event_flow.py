@@ -188,11 +188,12 @@ def _pool_entry(stack: Stack, pool: str, nic: str) -> dict:
 def test_a_drained_vm_recreated_with_the_same_names_does_not_come_back_drained(stack: Stack, network,
                                                                               compute):
     drained = _pool_entry(stack, POOL, "web-1-nic")
-    pool = network.load_balancer_backend_address_pools.get(RESOURCE_GROUP, LB, POOL)  # an operator drains it
+    pools = network.load_balancer_backend_address_pools
+    pool = pools.get(RESOURCE_GROUP, LB, POOL)  # an operator drains it
     for address in pool.load_balancer_backend_addresses:
         if address.name == drained["name"]:
             address.admin_state = "Down"
-    network.load_balancer_backend_address_pools.begin_create_or_update(RESOURCE_GROUP, LB, POOL, pool).result()
+    pools.begin_create_or_update(RESOURCE_GROUP, LB, POOL, pool).result()
     stack.emitted()
     compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-1").result()  # its NIC goes too
     stack.deliver(*stack.emitted())
