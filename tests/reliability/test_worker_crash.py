@@ -15,8 +15,10 @@ import pytest
 
 from emulator import Emulator
 from shared.azure_clients import ArmSettings
+from shared.runtime import Runtime
 from tests.reliability.helpers import (
     AZURE_OPERATION_SECONDS,
+    GROUPS,
     HAND_ADDED,
     SWEEP_FUNCTION,
     EventFeed,
@@ -53,6 +55,15 @@ def workers(settings: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]]:
     yield started
     for worker in started:
         worker.stop()
+
+
+def assert_pools_follow_the_rules(arm: Emulator, runtime: Runtime) -> None:
+    wanted = rules_answer(runtime)
+    for group in GROUPS:
+        contents = pool_contents(arm, pool_id(group))
+        assert managed_part(contents) == wanted[pool_id(group).lower()], f"pool-{group}"
+        for name, ip in HAND_ADDED[pool_id(group)].items():
+            assert contents.get(name) == ip, f"hand-added {name} lost from pool-{group}"
 
 
 @pytest.mark.slow
@@ -109,12 +120,7 @@ def test_a_killed_lease_holder_loses_nothing(
     wait_until(lambda: not leased_blobs(storage_connection_string, locks), 60, "worker-b to finish")
 
     assert pending_intent_count(storage_connection_string, settings["POOLSYNC_INTENTS_TABLE"]) == 0
-    wanted = rules_answer(runtime)
-    for group in ("a", "b"):
-        contents = pool_contents(arm, pool_id(group))
-        assert managed_part(contents) == wanted[pool_id(group).lower()], f"pool-{group}"
-        for name, ip in HAND_ADDED[pool_id(group)].items():
-            assert contents.get(name) == ip, f"hand-added {name} lost from pool-{group}"
+    assert_pools_follow_the_rules(arm, runtime)
     ips_in_a = set(pool_contents(arm, pool_id("a")).values())
     assert fleet.vm_ip("a-new-1") in ips_in_a and fleet.vm_ip("a-new-2") in ips_in_a
 
@@ -170,12 +176,7 @@ def test_a_burst_with_azure_long_operations_converges_by_events_and_sweep(
 
         left = sweep_until_nothing_due(lambda: workers, arm, storage_connection_string, settings)
         assert left == [], f"intents still pending: {[dict(row) for row in left]}"
-        wanted = rules_answer(runtime)
-        for group in ("a", "b"):
-            contents = pool_contents(arm, pool_id(group))
-            assert managed_part(contents) == wanted[pool_id(group).lower()], f"pool-{group}"
-            for name, ip in HAND_ADDED[pool_id(group)].items():
-                assert contents.get(name) == ip, f"hand-added {name} lost from pool-{group}"
+        assert_pools_follow_the_rules(arm, runtime)
         assert len(managed_part(pool_contents(arm, pool_id("b")))) == 2  # b-3 and b-long-1
         assert write_log.guard_violations() == []
         print("pool writes:", len(write_log.writes), "conflicts:", arm.stats.conflicts(),
