@@ -8,6 +8,7 @@ acknowledged with a 2xx - exactly Event Grid's contract.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from emulator import Emulator
 from shared.azure_clients import ArmSettings
 from shared.ids import id_key
 from shared.membership import compute_membership
-from shared.naming import is_managed_name
+from shared.naming import address_name, is_managed_name
 from shared.plan import DEFAULT_MAX_REMOVE_FRACTION
 from shared.retry import RetryStats
 from shared.runtime import Runtime
@@ -41,6 +43,11 @@ SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 RESOURCE_GROUP = "rg-reliability"
 EVENT_FUNCTION = "eventgrid_resource_events"
 SWEEP_FUNCTION = "intents_sweep_timer"  # flushes intents a crashed or out-of-budget flusher left behind
+# The suite runs on the emulator's `azure` profile (Azure's throttle buckets per subscription and principal,
+# the four busy-load-balancer answers, Failed states); only its long-running operations are shortened so the
+# suite fits in CI. One scenario (test_worker_crash.py) keeps them Azure-long.
+FAST_OPERATION_SECONDS = 0.2
+AZURE_OPERATION_SECONDS = 6.0
 WORKER_START_TIMEOUT = 120.0  # importing the Azure SDKs on a loaded 2-core machine
 GROUPS = {"a": "10.20.1", "b": "10.20.2"}  # rule group -> its subnet's first three octets
 BASE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Network"
@@ -93,6 +100,13 @@ def topology(vms_per_group: int = 3) -> dict[str, Any]:
     }
 
 
+def use_azure_profile(arm: Emulator, operation_seconds: float = FAST_OPERATION_SECONDS,
+                      lro_retry_after: int = 0) -> None:
+    arm.set_profile("azure")
+    arm.operation_seconds = operation_seconds
+    arm.lro_retry_after = lro_retry_after
+
+
 def worker_settings(arm: Emulator, storage_connection_string: str, rules_path: Path) -> dict[str, str]:
     """App settings for workers: fast coalescing and retries, the shortest lease, isolated storage names."""
     suffix = uuid.uuid4().hex[:10]
@@ -109,6 +123,7 @@ def worker_settings(arm: Emulator, storage_connection_string: str, rules_path: P
         "POOLSYNC_FLUSH_LEASE_SECONDS": "15",  # the shortest blob lease: a dead holder blocks for <= 15 s
         "POOLSYNC_FLUSH_BUDGET": "60",
         "POOLSYNC_INTENTS_TABLE": f"intents{suffix}",
+        "POOLSYNC_MEMBERS_TABLE": f"members{suffix}",  # a test's index must not see another test's rows
         "POOLSYNC_LOCKS_CONTAINER": f"locks-{suffix}",
     })
 
@@ -255,14 +270,85 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         time.sleep(interval)
 
 
-def pending_intent_count(storage_connection_string: str, table: str) -> int:
+def _intents_table(storage_connection_string: str, table: str) -> Any:
     from azure.data.tables import TableServiceClient
 
-    client = TableServiceClient.from_connection_string(storage_connection_string).get_table_client(table)
+    return TableServiceClient.from_connection_string(storage_connection_string).get_table_client(table)
+
+
+def intent_rows(storage_connection_string: str, table: str) -> list[dict[str, Any]]:
+    """Every pending intent row, due or deferred (Subject, Attempts, NotBefore, DeferredBecause, ...)."""
     try:
-        return sum(1 for _ in client.list_entities(select=["RowKey"]))
+        return list(_intents_table(storage_connection_string, table).list_entities())
     except ResourceNotFoundError:
-        return 0
+        return []
+
+
+def pending_intent_count(storage_connection_string: str, table: str) -> int:
+    return len(intent_rows(storage_connection_string, table))
+
+
+def make_deferred_intents_due(storage_connection_string: str, table: str) -> int:
+    """Move every deferred intent's NotBefore to now: what waiting out the back-off (10 s doubling) does,
+    without the wait. Only while no flusher runs (the write changes the row's ETag)."""
+    from azure.data.tables import UpdateMode
+
+    client = _intents_table(storage_connection_string, table)
+    now = datetime.now(UTC)
+    moved = 0
+    for row in intent_rows(storage_connection_string, table):
+        if row.get("NotBefore") is not None and row["NotBefore"] > now:
+            client.update_entity({"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"],
+                                  "NotBefore": now}, mode=UpdateMode.MERGE)
+            moved += 1
+    return moved
+
+
+def sweep_until_nothing_due(workers: Callable[[], list[Worker]], arm: Emulator,
+                            storage_connection_string: str, settings: dict[str, str],
+                            max_sweeps: int = 4) -> list[dict[str, Any]]:
+    """Play the clock and the sweep timer: end dead holders' leases, run `intents_sweep_timer` on a live
+    worker, make what it deferred due, and again, until no intent is left or a sweep changed nothing (the
+    guard keeps refusing). Returns the intents still pending."""
+    table, locks = settings["POOLSYNC_INTENTS_TABLE"], settings["POOLSYNC_LOCKS_CONTAINER"]
+    left: list[dict[str, Any]] = []
+    for _ in range(max_sweeps):
+        arm.wait_operations_done(60)
+        expire_leases(storage_connection_string, locks)
+        make_deferred_intents_due(storage_connection_string, table)
+        worker = next(w for w in workers() if w.alive)
+        status = worker.fire(SWEEP_FUNCTION)
+        assert status in (202, 500), f"the sweep timer answered {status}"  # 500: a pool failed, intents kept
+        arm.wait_operations_done(60)
+        before = {row["RowKey"] for row in left}
+        left = intent_rows(storage_connection_string, table)
+        if not left or (status == 202 and {row["RowKey"] for row in left} == before):
+            break
+    return left
+
+
+# --- worker logs ------------------------------------------------------------------------------------
+
+
+def log_sizes(log_dir: Path) -> dict[str, int]:
+    """How far every worker log has been written: pass to `telemetry_lines` to see only what follows."""
+    return {path.name: path.stat().st_size for path in log_dir.glob("*.log")}
+
+
+def telemetry_lines(log_dir: Path, event: str, since: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The fields of each `poolsync.<event> {json}` line any worker (alive or killed) logged after `since`."""
+    marker = f"poolsync.{event} "
+    found = []
+    for path in sorted(log_dir.glob("*.log")):
+        with open(path, "rb") as log:
+            log.seek((since or {}).get(path.name, 0))
+            text = log.read().decode(errors="replace")
+        for line in text.splitlines():
+            at = line.find(marker)
+            if at >= 0:
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line[at + len(marker):]))
+    return found
 
 
 # --- what must hold ----------------------------------------------------------------------------------
@@ -273,6 +359,14 @@ class PoolWrite:
     pool_id: str
     before: dict[str, str | None]  # name (lower) -> IP
     after: dict[str, str | None]
+    owned: set[str]  # managed names whose NIC ipconfig still exists on a VM at write time
+
+    @property
+    def unconfirmed_removals(self) -> list[str]:
+        """Managed entries removed although their owner is still there: only these the guard limits (an
+        owner that is gone - VM or NIC deleted, NIC detached - is a confirmed removal, always allowed)."""
+        return [name for name in self.before if is_managed_name(name) and name not in self.after
+                and name in self.owned]
 
 
 class PoolWriteLog:
@@ -285,11 +379,13 @@ class PoolWriteLog:
         self._original = arm.world.put_pool
 
         def recording_put_pool(resource_id: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            before = _addresses(arm.world.get_pool(resource_id))
-            result = self._original(resource_id, body, *args, **kwargs)
-            with self._lock:
+            with arm.world.lock:  # before, write and after as one step: no other write in between
+                before = _addresses(arm.world.get_pool(resource_id))
+                owned = attached_address_names(arm)
+                result = self._original(resource_id, body, *args, **kwargs)
                 after = _addresses(arm.world.get_pool(resource_id))
-                self.writes.append(PoolWrite(resource_id, before, after))
+            with self._lock:
+                self.writes.append(PoolWrite(resource_id, before, after, owned))
             return result
 
         arm.world.put_pool = recording_put_pool  # type: ignore[method-assign]
@@ -297,18 +393,40 @@ class PoolWriteLog:
     def close(self) -> None:
         self.arm.world.put_pool = self._original  # type: ignore[method-assign]
 
+    def clear(self) -> None:
+        with self._lock:
+            self.writes.clear()
+
     def guard_violations(self, max_remove_fraction: float = DEFAULT_MAX_REMOVE_FRACTION) -> list[str]:
         with self._lock:
             writes = list(self.writes)
         problems = []
         for write in writes:
             managed_before = [name for name in write.before if is_managed_name(name)]
-            removed = [name for name in managed_before if name not in write.after]
-            if removed and len(removed) > max_remove_fraction * len(managed_before) + 1e-9:
-                problems.append(f"{write.pool_id}: removed {len(removed)} of {len(managed_before)} managed")
-            if write.before and not write.after:
+            unconfirmed = write.unconfirmed_removals
+            if unconfirmed and len(unconfirmed) > max_remove_fraction * len(managed_before) + 1e-9:
+                problems.append(f"{write.pool_id}: removed {len(unconfirmed)} of {len(managed_before)} "
+                                f"managed entries whose owners still exist: {sorted(unconfirmed)}")
+            if unconfirmed and write.before and not write.after:
                 problems.append(f"{write.pool_id}: emptied a pool of {len(write.before)} addresses")
+            foreign = [name for name in write.before if not is_managed_name(name) and name not in write.after]
+            if foreign:
+                problems.append(f"{write.pool_id}: removed addresses poolsync did not add: {sorted(foreign)}")
         return problems
+
+
+def attached_address_names(arm: Emulator) -> set[str]:
+    """The managed names of every ipconfig of every NIC attached to a VM, as the emulator holds them now."""
+    with arm.world.lock:
+        nics = list(arm.world.nics.values())
+    names = set()
+    for nic in nics:
+        properties = nic.get("properties") or {}
+        if not properties.get("virtualMachine"):
+            continue
+        for ipconfig in properties.get("ipConfigurations") or []:
+            names.add(address_name(nic["id"], ipconfig["name"]).lower())
+    return names
 
 
 def _addresses(pool: dict[str, Any] | None) -> dict[str, str | None]:
