@@ -75,7 +75,7 @@ def azure_profile() -> Profile:
         lro_retry_after=10,
         conflict_mix={REJECT_409: 1.0, RETRYABLE_429: 1.0, ACCEPT_THEN_FAIL: 1.0, CANCEL_EARLIER: 1.0},
         strict_resources=True,
-        max_addresses_per_pool=1000,
+        max_addresses_per_pool=5000,  # the Standard SKU comparison's current figure (see docs/emulator.md)
         max_addresses_per_load_balancer=None,
         delivery=AZURE_DELIVERY,
     )

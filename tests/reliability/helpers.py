@@ -425,7 +425,7 @@ def attached_address_names(arm: Emulator) -> set[str]:
         if not properties.get("virtualMachine"):
             continue
         for ipconfig in properties.get("ipConfigurations") or []:
-            names.add(address_name(nic["id"], ipconfig["name"]).lower())
+            names.add(address_name(nic["id"], ipconfig["name"], properties.get("resourceGuid")).lower())
     return names
 
 
