@@ -1,11 +1,12 @@
 """The member index: which pool entries poolsync wrote for which NIC and VM (Table storage).
 
 A delete event names only the VM or NIC that is gone; the index answers "which pools hold its entries"
-without listing the subscription or reading every pool. Rows:
+without listing the subscription or reading every pool. Rows live in 256 bucket partitions per kind, so a
+burst or a rebuild writes up to 100 rows per transaction, and one owner is a RowKey range in one bucket:
 
-- `nic-<key>` partition, one row per (pool, entry): PoolId, LbId, Name, NicId, NicGuid, IpConfiguration,
-  VmId, Ip - what poolsync knew when it wrote the entry;
-- `vm-<key>` partition, one row per NIC the VM had when an entry was written (NicId).
+- `nic-<bucket>`, RowKey `<nic hash>-<pool hash>-<entry name>`: PoolId, LbId, Name, NicId, NicGuid,
+  IpConfiguration, VmId, Ip - what poolsync knew when it wrote the entry;
+- `vm-<bucket>`, RowKey `<vm hash>-<nic hash>`: NicId - the NICs the VM had when an entry was written.
 
 The index may hold more than the pools do (rows are written before the PUT, so a crash between the two
 leaves a row too many, never one too few); the full reconcile rebuilds it from pools + inventory.
@@ -37,12 +38,18 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.lower().encode()).hexdigest()[:40]
 
 
+def _bucketed(kind: str, owner_id: str) -> tuple[str, str]:
+    """(partition, RowKey prefix) of an owner: its hash picks one of 256 buckets."""
+    digest = _hash(id_key(owner_id))
+    return f"{kind}-{digest[:2]}", digest
+
+
 def nic_partition(nic_id: str) -> str:
-    return "nic-" + _hash(id_key(nic_id))
+    return _bucketed("nic", nic_id)[0]
 
 
 def vm_partition(vm_id: str) -> str:
-    return "vm-" + _hash(id_key(vm_id))
+    return _bucketed("vm", vm_id)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,11 @@ class MemberRecord:
 
     @property
     def row_key(self) -> str:
-        return f"{_hash(id_key(self.pool_id))}-{self.name.lower()}"
+        return f"{_bucketed('nic', self.nic_id)[1]}-{_hash(id_key(self.pool_id))}-{self.name.lower()}"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return nic_partition(self.nic_id), self.row_key
 
     @property
     def pool_key(self) -> str:
@@ -119,9 +130,13 @@ class MemberIndex:
                     self.table.create_table()
                 self._ready = True
 
-    def _partition(self, partition: str) -> list[Any]:
+    def _owner_rows(self, kind: str, owner_id: str) -> list[Any]:
+        """The rows of one owner: a RowKey range inside its bucket."""
         self._ensure_table()
-        return list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}))
+        partition, prefix = _bucketed(kind, owner_id)
+        return list(self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
+            parameters={"pk": partition, "low": prefix + "-", "high": prefix + "."}))
 
     def for_owners(self, vm_ids: Iterable[str] = (), nic_ids: Iterable[str] = ()) -> list[MemberRecord]:
         """Every entry recorded for these NICs, and for every NIC these VMs had (one query per owner)."""
@@ -129,11 +144,11 @@ class MemberIndex:
         vms = {id_key(v): v for v in vm_ids}
         if len(nics) + len(vms) > _SCAN_ABOVE:
             return self._scan_for(set(vms), nics)
-        for rows in _parallel(self._partition, [vm_partition(vm_id) for vm_id in vms.values()]):
+        for rows in _parallel(lambda vm_id: self._owner_rows("vm", vm_id), list(vms.values())):
             for row in rows:
                 nics.setdefault(id_key(row["NicId"]), row["NicId"])
-        partitions = _parallel(self._partition, [nic_partition(nic_id) for nic_id in nics.values()])
-        return [MemberRecord.from_entity(row) for rows in partitions for row in rows]
+        found = _parallel(lambda nic_id: self._owner_rows("nic", nic_id), list(nics.values()))
+        return [MemberRecord.from_entity(row) for rows in found for row in rows]
 
     def _scan_for(self, vm_keys: set[str], nics: dict[str, str]) -> list[MemberRecord]:
         return [r for r in self.all_records() if id_key(r.nic_id) in nics or id_key(r.vm_id) in vm_keys]
@@ -145,16 +160,14 @@ class MemberIndex:
         for record in records:
             entity = record.entity()
             entities[(entity["PartitionKey"], entity["RowKey"])] = entity
-            link = {"PartitionKey": vm_partition(record.vm_id), "RowKey": _hash(id_key(record.nic_id)),
-                    "NicId": record.nic_id}
+            link = _vm_link(record)
             entities[(link["PartitionKey"], link["RowKey"])] = link
         self._submit("upsert", entities.values())
 
     def forget(self, records: Iterable[MemberRecord]) -> None:
         """Delete these entry rows - called after the PUT that removed them succeeded."""
         self._ensure_table()
-        self._submit("delete", ({"PartitionKey": nic_partition(r.nic_id), "RowKey": r.row_key}
-                                for r in records))
+        self._submit("delete", ({"PartitionKey": r.key[0], "RowKey": r.key[1]} for r in records))
 
     def all_records(self) -> list[MemberRecord]:
         self._ensure_table()
@@ -162,14 +175,17 @@ class MemberIndex:
                 for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
 
     def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord]) -> tuple[int, int]:
-        """Make the rows of these pools exactly `records` (anti-entropy); returns (upserted, deleted)."""
+        """Make the rows of these pools exactly `records` (anti-entropy); returns (written, deleted).
+
+        Rows already right are left alone, so an hourly rebuild of a steady world writes nothing."""
         pools = {id_key(pool_id) for pool_id in pool_ids}
-        wanted = {(nic_partition(r.nic_id), r.row_key): r for r in records if r.pool_key in pools}
-        stale = [r for r in self.all_records()
-                 if r.pool_key in pools and (nic_partition(r.nic_id), r.row_key) not in wanted]
+        wanted = {r.key: r for r in records if r.pool_key in pools}
+        existing = {r.key: r for r in self.all_records() if r.pool_key in pools}
+        stale = [r for key, r in existing.items() if key not in wanted]
+        changed = [r for key, r in wanted.items() if existing.get(key) != r]
         self.forget(stale)
-        self.remember(wanted.values())
-        return len(wanted), len(stale)
+        self.remember(changed)
+        return len(changed), len(stale)
 
     def _submit(self, kind: str, entities: Iterable[Mapping[str, Any]]) -> None:
         by_partition: dict[str, list[Mapping[str, Any]]] = {}
@@ -188,6 +204,12 @@ class MemberIndex:
                     self.table.delete_entity(row["PartitionKey"], row["RowKey"])
 
         _parallel(submit, batches)
+
+
+def _vm_link(record: MemberRecord) -> dict[str, Any]:
+    partition, prefix = _bucketed("vm", record.vm_id)
+    return {"PartitionKey": partition, "RowKey": f"{prefix}-{_bucketed('nic', record.nic_id)[1]}",
+            "NicId": record.nic_id}
 
 
 def _parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
