@@ -11,8 +11,8 @@ import os
 
 import azure.functions as func
 
-from shared.audit_collect import run_audit
-from shared.runtime import get_runtime
+from shared.app.runtime import get_runtime
+from shared.audit.collect import run_audit
 
 SCHEDULE_ENV = "POOLSYNC_AUDIT_SCHEDULE"
 DEFAULT_SCHEDULE = "0 0 3 * * *"

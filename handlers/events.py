@@ -1,6 +1,6 @@
 """Event Grid trigger for subscription / resource-group system-topic events (Event Grid or CloudEvents).
 
-Thin: convert the delivered event, hand it to shared.flusher, emit the telemetry facts of
+Thin: convert the delivered event, hand it to shared.app.flusher, emit the telemetry facts of
 docs/operations.md. A malformed event is logged with its id and dropped (returning normally, so Event Grid
 does not retry what cannot work); anything else that fails raises, so Event Grid redelivers it later.
 Whether a recorded event's changes landed is reported by the flusher that applied them (`event_applied`).
@@ -14,9 +14,9 @@ import os
 import azure.functions as func
 
 from shared import telemetry
-from shared.events import MalformedEvent, event_fields, event_to_dict
-from shared.flusher import event_service
-from shared.runtime import get_runtime
+from shared.app.flusher import event_service
+from shared.app.runtime import get_runtime
+from shared.core.events import MalformedEvent, event_fields, event_to_dict
 
 log = logging.getLogger("poolsync.events")
 

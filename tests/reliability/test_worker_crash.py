@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from emulator import Emulator
-from shared.azure_clients import ArmSettings
+from shared.azure.clients import ArmSettings
 from tests.reliability.helpers import (
     HAND_ADDED,
     SWEEP_FUNCTION,
