@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.core.membership import MembershipIndex, compute_membership
+from shared.core.cidr_index import MembershipIndex
+from shared.core.membership import compute_membership
 from shared.core.models import Inventory, IpConfiguration, NetworkInterface, VirtualMachine
 from shared.core.rules import RuleSet, parse_rules
 

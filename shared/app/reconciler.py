@@ -33,13 +33,14 @@ from shared.core.changes import (
     removal_confirmation,
 )
 from shared.core.ids import ResourceId, id_key
+from shared.core.member_record import MemberRecord
 from shared.core.membership import compute_membership
 from shared.core.models import DesiredAddress, Inventory, PoolSnapshot
 from shared.core.naming import is_managed_name
 from shared.core.plan import GuardRefused, PoolPlan, guarded_plan
 from shared.core.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
 from shared.storage.intents import HeldLease, LeaseLost
-from shared.storage.member_index import MemberIndex, MemberRecord
+from shared.storage.member_index import MemberIndex
 
 log = logging.getLogger("poolsync.reconciler")
 

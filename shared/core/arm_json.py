@@ -25,7 +25,8 @@ JSON = Mapping[str, Any]
 def as_json(model: Any) -> dict[str, Any]:
     """An SDK model (or plain dict) as REST JSON."""
     if hasattr(model, "as_dict"):
-        return model.as_dict()
+        as_dict: dict[str, Any] = model.as_dict()
+        return as_dict
     return dict(model)
 
 

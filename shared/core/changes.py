@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from shared.core.ids import ResourceId, id_key
+from shared.core.member_record import MemberRecord
 from shared.core.membership import compute_membership
 from shared.core.models import DesiredAddress, Inventory, NetworkInterface
 from shared.core.plan import (
@@ -24,7 +25,6 @@ from shared.core.plan import (
     CONFIRM_VM_DELETED,
 )
 from shared.core.rules import RuleSet
-from shared.storage.member_index import MemberRecord
 
 KIND_VM = "vm"
 KIND_NIC = "nic"

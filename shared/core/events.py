@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from azure.eventgrid import SystemEventNames
-
 from shared.core.ids import InvalidResourceId, ResourceId, id_key
 from shared.core.models import Inventory
 from shared.core.rules import RuleSet
@@ -33,21 +31,17 @@ ACTION_ACTION = "action"
 SCHEMA_EVENT_GRID = "EventGridSchema"
 SCHEMA_CLOUD_EVENTS = "CloudEventSchemaV1_0"
 
+# Event Grid's Microsoft.Resources event types (azure.eventgrid.SystemEventNames values; spelled out so
+# the pure core needs no Azure SDK). Matched case-insensitively.
 _HINT_TYPES = {
-    SystemEventNames.ResourceWriteSuccessEventName.value.lower(): ACTION_WRITE,
-    SystemEventNames.ResourceDeleteSuccessEventName.value.lower(): ACTION_DELETE,
-    SystemEventNames.ResourceActionSuccessEventName.value.lower(): ACTION_ACTION,
+    "microsoft.resources.resourcewritesuccess": ACTION_WRITE,
+    "microsoft.resources.resourcedeletesuccess": ACTION_DELETE,
+    "microsoft.resources.resourceactionsuccess": ACTION_ACTION,
 }
 _UNSUCCESSFUL_TYPES = frozenset(
-    name.value.lower()
-    for name in (
-        SystemEventNames.ResourceWriteFailureEventName,
-        SystemEventNames.ResourceWriteCancelEventName,
-        SystemEventNames.ResourceDeleteFailureEventName,
-        SystemEventNames.ResourceDeleteCancelEventName,
-        SystemEventNames.ResourceActionFailureEventName,
-        SystemEventNames.ResourceActionCancelEventName,
-    )
+    f"microsoft.resources.resource{action}{outcome}"
+    for action in ("write", "delete", "action")
+    for outcome in ("failure", "cancel")
 )
 _UNSUCCESSFUL_STATUSES = frozenset({"failed", "canceled", "cancelled"})
 
@@ -192,7 +186,7 @@ def parse_event(payload: Any, watched_subscriptions: Collection[str] | None = No
     else:
         raise MalformedEvent("unknown schema: neither Event Grid (eventType) nor CloudEvents (specversion)",
                              _text(event.get("id")))
-    if isinstance(event_type, Enum):  # SystemEventNames members print as their name, not their value
+    if isinstance(event_type, Enum):  # azure.eventgrid's SystemEventNames print as their name, not value
         event_type = event_type.value
     event_id = _text(event.get("id"))
     if not event_id:

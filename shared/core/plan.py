@@ -247,9 +247,9 @@ class _IpHolders:
             if len(still_waiting) == len(waiting):
                 cycle = _cycle_members(still_waiting, reserved)
                 if not cycle:  # cannot happen while every waiting move waits on another; never loop
-                    owners = [reserved[normal_ip(move.new_ip) or ""].name for move in still_waiting]
-                    for move, owner in zip(still_waiting, owners, strict=True):
-                        settle(move, owner)
+                    owner_names = [reserved[normal_ip(move.new_ip) or ""].name for move in still_waiting]
+                    for move, owner_name in zip(still_waiting, owner_names, strict=True):
+                        settle(move, owner_name)
                     break
                 for move in cycle:
                     settle(move, None)

@@ -17,15 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 
+from shared.core.cidr_index import MembershipIndex
 from shared.core.ids import InvalidResourceId, ResourceId, id_key
 from shared.core.models import PoolSnapshot, VirtualMachine
-
-if TYPE_CHECKING:
-    from shared.core.membership import MembershipIndex
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -152,10 +150,8 @@ class RuleSet:
         return _group(self.rules, lambda rule: rule.vnet_key)
 
     @cached_property
-    def membership_index(self) -> MembershipIndex:
+    def membership_index(self) -> MembershipIndex[Rule]:
         """Built once per rule set, reused by every membership evaluation."""
-        from shared.core.membership import MembershipIndex
-
         return MembershipIndex(self.rules)
 
 
@@ -248,7 +244,8 @@ def parse_rules(document: Mapping[str, Any] | str, source: str = "rules") -> Rul
 
 def rules_schema() -> dict[str, Any]:
     """The published JSON Schema (draft 2020-12) of the rules document."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
 
 
 @cache

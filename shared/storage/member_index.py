@@ -14,68 +14,22 @@ leaves a row too many, never one too few); the full reconcile rebuilds it from p
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.core.ids import id_key
+from shared.core.member_record import MemberRecord, key_hash, nic_partition, vm_partition
 from shared.storage.account import StorageSettings
 
 DEFAULT_MEMBERS_TABLE = "poolsyncmembers"
 _BATCH = 100
 _PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
 _SCAN_ABOVE = 2000  # more owners than this: one scan of the table beats a query per owner
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.lower().encode()).hexdigest()[:40]
-
-
-def nic_partition(nic_id: str) -> str:
-    return "nic-" + _hash(id_key(nic_id))
-
-
-def vm_partition(vm_id: str) -> str:
-    return "vm-" + _hash(id_key(vm_id))
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRecord:
-    """One entry poolsync put in a pool, with the owner it was put there for."""
-
-    pool_id: str
-    lb_id: str
-    name: str
-    nic_id: str
-    ipconfig_name: str
-    vm_id: str
-    nic_guid: str | None = None
-    ip_address: str | None = None
-
-    @property
-    def row_key(self) -> str:
-        return f"{_hash(id_key(self.pool_id))}-{self.name.lower()}"
-
-    @property
-    def pool_key(self) -> str:
-        return id_key(self.pool_id)
-
-    def entity(self) -> dict[str, Any]:
-        return {"PartitionKey": nic_partition(self.nic_id), "RowKey": self.row_key, "PoolId": self.pool_id,
-                "LbId": self.lb_id, "Name": self.name, "NicId": self.nic_id,
-                "IpConfiguration": self.ipconfig_name, "VmId": self.vm_id, "NicGuid": self.nic_guid or "",
-                "Ip": self.ip_address or ""}
-
-    @classmethod
-    def from_entity(cls, row: Mapping[str, Any]) -> MemberRecord:
-        return cls(row["PoolId"], row["LbId"], row["Name"], row["NicId"], row.get("IpConfiguration", ""),
-                   row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None)
 
 
 _META = ("meta", "built")  # written once a full reconcile of every managed pool filled the index
@@ -145,7 +99,7 @@ class MemberIndex:
         for record in records:
             entity = record.entity()
             entities[(entity["PartitionKey"], entity["RowKey"])] = entity
-            link = {"PartitionKey": vm_partition(record.vm_id), "RowKey": _hash(id_key(record.nic_id)),
+            link = {"PartitionKey": vm_partition(record.vm_id), "RowKey": key_hash(id_key(record.nic_id)),
                     "NicId": record.nic_id}
             entities[(link["PartitionKey"], link["RowKey"])] = link
         self._submit("upsert", entities.values())
