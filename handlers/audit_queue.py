@@ -12,10 +12,9 @@ import logging
 
 import azure.functions as func
 
-from shared.api.operations import audit_store
 from shared.app.runtime import get_runtime
 from shared.audit.collect import run_audit
-from shared.storage.audit_jobs import AUDIT_QUEUE, parse_message, run_job
+from shared.audit.jobs import AUDIT_QUEUE, audit_store, parse_message, run_job
 
 log = logging.getLogger("poolsync.audit")
 

@@ -1,9 +1,9 @@
 """Event Grid trigger for subscription / resource-group system-topic events (Event Grid or CloudEvents).
 
-Thin: convert the delivered event, hand it to shared.app.flusher, emit the telemetry facts of
-docs/operations.md. A malformed event is logged with its id and dropped (returning normally, so Event Grid
-does not retry what cannot work); anything else that fails raises, so Event Grid redelivers it later.
-Whether a recorded event's changes landed is reported by the flusher that applied them (`event_applied`).
+Thin: each delivery goes to shared.app.event_intake, which hands it to the flusher and emits the
+telemetry facts of docs/operations.md (a malformed event is dropped, any other failure raises so Event
+Grid redelivers). Whether a recorded event's changes landed is reported by the flusher that applied
+them (`event_applied`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import os
 import azure.functions as func
 
 from shared import telemetry
+from shared.app.event_intake import receive_event
 from shared.app.flusher import event_service
 from shared.app.runtime import get_runtime
-from shared.core.events import MalformedEvent, event_fields, event_to_dict
 
 log = logging.getLogger("poolsync.events")
 
@@ -27,24 +27,7 @@ bp = func.Blueprint()
 @bp.event_grid_trigger(arg_name="event")
 def eventgrid_resource_events(event: func.EventGridEvent) -> None:
     # The worker hands over a func.CloudEvent instead when the subscription uses the CloudEvents schema.
-    event_id = getattr(event, "id", None)
-    try:
-        payload = event_to_dict(event)
-        telemetry.emit("event_received", **event_fields(payload))
-        result = event_service().handle(payload)
-    except MalformedEvent as bad:
-        telemetry.emit("event_ignored", logging.ERROR, event_id=bad.event_id or event_id,
-                       reason=f"malformed: {bad.reason}")
-        return
-    except Exception as error:
-        telemetry.emit("event_failed", logging.ERROR, event_id=event_id, reason=type(error).__name__,
-                       error=str(error).splitlines()[0][:500] if str(error) else "")
-        raise
-    if result.decision == "ignored":
-        telemetry.emit("event_ignored", event_id=result.event_id, reason=result.reason,
-                       subject=result.subject)
-        return
-    log.info("event %s for %s recorded", result.event_id, result.subject, extra=result.log_fields())
+    receive_event(event)
 
 
 SWEEP_SCHEDULE_ENV = "POOLSYNC_SWEEP_SCHEDULE"

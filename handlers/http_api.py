@@ -133,7 +133,7 @@ def http_audit(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="audits/{auditId}", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_audit_status(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.audit_status, req)
+    return serve(http_ops.audit_status, req, "audits/{auditId}")
 
 
 @bp.route(route="operations/{operationId}", methods=["GET"], auth_level=FUNCTION_KEY)

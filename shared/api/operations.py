@@ -35,6 +35,7 @@ from azure.core.rest import HttpRequest
 from shared.app.health import SingleFlightCache, health_cache_seconds
 from shared.app.runtime import Runtime, get_runtime
 from shared.audit.collect import AuditSettings, run_audit
+from shared.audit.jobs import audit_store
 from shared.azure.retry import RetrySettings, call_with_retry, classify
 from shared.core.arm_json import pool_from_json
 from shared.core.ids import _GUID, _NAME, _SEGMENT, InvalidResourceId, ResourceId, id_key, vnet_of_subnet
@@ -43,7 +44,7 @@ from shared.core.naming import AZURE_NAME_RE, PREFIX, is_managed_name
 from shared.core.plan import ADMIN_STATES, GuardRefused, PlanInputError, PoolPlan, plan_manual
 from shared.core.rules import RulesError
 from shared.storage.account import StorageNotConfigured
-from shared.storage.audit_jobs import AuditJobStore, is_job_id
+from shared.storage.audit_jobs import is_job_id
 from shared.storage.report_store import DrainLedger
 
 log = logging.getLogger("poolsync.http")
@@ -1223,10 +1224,6 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
         raise ApiError(422, "GuardRefused", f"{reasons}; repeat with force=true and a reason to override",
                        "pool", extra=body)
     return ApiResponse(202 if pending else 200, body)
-
-
-def audit_store(runtime: Runtime) -> AuditJobStore:
-    return AuditJobStore(runtime.storage, AuditSettings.from_env(runtime.settings).container)
 
 
 def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:

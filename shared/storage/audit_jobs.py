@@ -3,7 +3,8 @@
 Each request has a status blob `<audit container>/requests/<id>.json` that moves
 queued -> running -> succeeded | failed; `GET /api/audits/{id}` reads it. The status is written before
 the message is queued, so a worker never finds a request nobody recorded. The transitions themselves
-(`queued`, `started`, `finished`, `failed`) are pure; `AuditJobStore` does the storage I/O.
+(`queued`, `started`, `finished`, `failed`) are pure; `AuditJobStore` does the storage I/O;
+shared/audit/jobs.py runs a queued request.
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from shared.storage.account import StorageSettings
-
-if TYPE_CHECKING:
-    from shared.app.runtime import Runtime
 
 log = logging.getLogger("poolsync.audit_jobs")
 
@@ -131,35 +129,3 @@ class AuditJobStore:
                 self.write(failed(job, "QueueUnavailable", str(error), now))
             raise
         return job
-
-
-def run_job(
-    runtime: Runtime,
-    store: AuditJobStore,
-    job_id: str,
-    audit: Callable[[Runtime], Mapping[str, JSON]],
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> dict[str, JSON]:
-    """Run one queued audit and record its outcome. An audit that fails is recorded as failed and not
-    raised (the operator asks again; re-running it five times would not help). A status that cannot be
-    written raises, so the queue delivers the message again."""
-    job = store.read(job_id)
-    if job is None:
-        log.warning("audit request %s has no status record; running it anyway", job_id)
-        job = queued(job_id, clock())
-    if job.get("status") in TERMINAL:
-        log.info("audit request %s is already %s; duplicate delivery ignored", job_id, job["status"])
-        return dict(job)
-    job = started(job, clock())
-    store.write(job)
-    try:
-        report = audit(runtime)
-    except Exception as error:
-        log.exception("audit request %s failed", job_id)
-        code = getattr(getattr(error, "error", None), "code", None) or type(error).__name__
-        job = failed(job, "AzureError" if isinstance(error, AzureError) else "AuditFailed",
-                     f"{code}: {error}", clock())
-    else:
-        job = finished(job, report, clock())
-    store.write(job)
-    return job

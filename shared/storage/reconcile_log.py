@@ -7,15 +7,13 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.core.ids import id_key
+from shared.core.plan import PoolPlan
 from shared.storage.account import StorageSettings
-
-if TYPE_CHECKING:
-    from shared.app.reconciler import PoolOutcome
 
 log = logging.getLogger("poolsync.reconcile_log")
 JSON = Any
@@ -23,6 +21,19 @@ JSON = Any
 RECONCILE_TABLE = "poolsyncreconciles"
 RECONCILE_TABLE_ENV = "POOLSYNC_RECONCILE_TABLE"
 _RECONCILE_PARTITION = "pool"
+
+
+class ReconciledPool(Protocol):
+    """What the log keeps of a reconcile's outcome (the Reconciler's PoolOutcome has these)."""
+
+    @property
+    def pool_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def plan(self) -> PoolPlan | None: ...
 
 
 def _pool_row_key(pool_id: str) -> str:
@@ -44,7 +55,7 @@ class ReconcileLog:
     def from_env(cls, storage: StorageSettings, env: Mapping[str, str]) -> ReconcileLog:
         return cls(storage, env.get(RECONCILE_TABLE_ENV) or RECONCILE_TABLE)
 
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
+    def record(self, outcomes: Iterable[ReconciledPool], source: str) -> None:
         try:
             table = self.storage.table_service().create_table_if_not_exists(self.table_name)
             for outcome in outcomes:
