@@ -43,6 +43,7 @@ from shared.core.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot
 from shared.core.naming import AZURE_NAME_RE, PREFIX, is_managed_name
 from shared.core.plan import ADMIN_STATES, GuardRefused, PlanInputError, PoolPlan, plan_manual
 from shared.core.rules import RulesError
+from shared.errors import PoolsyncError
 from shared.storage.account import StorageNotConfigured
 from shared.storage.audit_jobs import is_job_id
 from shared.storage.report_store import DrainLedger
@@ -88,7 +89,7 @@ class ApiResponse:
         return json.dumps(self.body, indent=2, sort_keys=False)
 
 
-class ApiError(Exception):
+class ApiError(PoolsyncError):
     """An answer other than success; `extra` goes next to `error` in the body (e.g. the refused plan)."""
 
     def __init__(

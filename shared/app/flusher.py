@@ -31,6 +31,7 @@ from shared.app.runtime import Runtime, get_runtime
 from shared.core.changes import KIND_NIC, KIND_VM, Owner
 from shared.core.events import KIND_RESOURCE_GROUP, Ignored, parse_event
 from shared.core.ids import id_key
+from shared.errors import AzureFailure
 from shared.storage.intents import FlushLocks, HeldLease, Intent, IntentStore
 
 log = logging.getLogger("poolsync.flusher")
@@ -59,7 +60,7 @@ class CoalesceSettings:
         )
 
 
-class FlushFailed(RuntimeError):
+class FlushFailed(AzureFailure, RuntimeError):
     """A pool could not be reconciled (an Azure error outlived the retries); the intents stay pending."""
 
     def __init__(self, scope: str, outcomes: list[PoolOutcome]) -> None:

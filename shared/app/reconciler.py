@@ -39,6 +39,7 @@ from shared.core.models import DesiredAddress, Inventory, PoolSnapshot
 from shared.core.naming import is_managed_name
 from shared.core.plan import GuardRefused, PoolPlan, guarded_plan
 from shared.core.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
+from shared.errors import GuardError
 from shared.storage.intents import HeldLease, LeaseLost
 from shared.storage.member_index import MemberIndex
 
@@ -63,7 +64,7 @@ def _by_lb(pool_ids: Iterable[str]) -> dict[str, list[str]]:
     return by_lb
 
 
-class UnmanagedPool(PermissionError):
+class UnmanagedPool(GuardError, PermissionError):
     """The pool is not named by the rules: poolsync must not touch it."""
 
 

@@ -23,6 +23,7 @@ from shared.core.arm_json import address_to_json, as_json, pool_from_json
 from shared.core.ids import ResourceId
 from shared.core.models import PoolAddress, PoolSnapshot
 from shared.core.plan import GuardSettings, PoolPlan, apply_plan, check_guard
+from shared.errors import LeaseError
 from shared.storage.intents import FlushLocks, HeldLease
 
 PlanMaker = Callable[[PoolSnapshot], PoolPlan]
@@ -30,7 +31,7 @@ FAILED = "Failed"
 LB_LEASE_WAIT_SECONDS = 30.0  # how long a writer waits for another writer of the same load balancer
 
 
-class LoadBalancerBusy(RuntimeError):
+class LoadBalancerBusy(LeaseError, RuntimeError):
     """Another poolsync writer held the load balancer's write lease for longer than we could wait."""
 
 # Server-computed fields we must not echo back in a PUT body.

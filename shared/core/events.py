@@ -19,6 +19,7 @@ from typing import Any
 from shared.core.ids import InvalidResourceId, ResourceId, id_key
 from shared.core.models import Inventory
 from shared.core.rules import RuleSet
+from shared.errors import InputError
 
 KIND_VM = "vm"
 KIND_NIC = "nic"
@@ -57,7 +58,7 @@ MOVE_RESOURCES_OPERATION = "microsoft.resources/subscriptions/resourcegroups/mov
 _ROW_KEY_LIMIT = 512
 
 
-class MalformedEvent(ValueError):
+class MalformedEvent(InputError, ValueError):
     """The payload is not a usable event; retrying the delivery cannot help."""
 
     def __init__(self, reason: str, event_id: str | None = None) -> None:

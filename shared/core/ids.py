@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shared.errors import InputError
+
 _SEGMENT = r"[A-Za-z0-9._()\-]{1,90}"
 _NAME = r"[A-Za-z0-9._\-]{1,80}"
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -20,7 +22,7 @@ _ID_RE = re.compile(
 )
 
 
-class InvalidResourceId(ValueError):
+class InvalidResourceId(InputError, ValueError):
     """Raised when a string is not a well-formed ARM resource id."""
 
 

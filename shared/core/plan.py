@@ -36,6 +36,7 @@ from shared.core.models import (
     normal_ip,
 )
 from shared.core.naming import AZURE_NAME_RE, PREFIX, is_managed_name
+from shared.errors import GuardError, InputError
 
 ADMIN_STATES = (ADMIN_NONE, ADMIN_UP, ADMIN_DOWN)
 MAX_REMOVE_FRACTION_ENV = "POOLSYNC_MAX_REMOVE_FRACTION"
@@ -53,7 +54,7 @@ def _empty_mapping() -> Mapping[str, str]:
     return MappingProxyType({})
 
 
-class PlanInputError(ValueError):
+class PlanInputError(InputError, ValueError):
     """An operator's request (plan_manual / admin changes) is invalid."""
 
 
@@ -590,7 +591,7 @@ class GuardSettings:
         return cls(fraction)
 
 
-class GuardRefused(Exception):
+class GuardRefused(GuardError):
     """The plan would remove too much; re-run with force (and log why) to override."""
 
     def __init__(self, plan: PoolPlan, reason: str) -> None:

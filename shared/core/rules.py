@@ -24,6 +24,7 @@ import jsonschema
 from shared.core.cidr_index import MembershipIndex
 from shared.core.ids import InvalidResourceId, ResourceId, id_key
 from shared.core.models import PoolSnapshot, VirtualMachine
+from shared.errors import ConfigurationError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -53,7 +54,7 @@ class RuleProblem:
         return f"{where}: {self.message}"
 
 
-class RulesError(ValueError):
+class RulesError(ConfigurationError, ValueError):
     """The rules document is unusable; `problems` lists every reason at once."""
 
     def __init__(self, problems: Sequence[RuleProblem], source: str = "rules") -> None:

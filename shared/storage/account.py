@@ -16,6 +16,8 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.errors import ConfigurationError
+
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 _AZURITE_DEFAULT = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -26,7 +28,7 @@ _AZURITE_DEFAULT = (
 )
 
 
-class StorageNotConfigured(RuntimeError):
+class StorageNotConfigured(ConfigurationError, RuntimeError):
     pass
 
 

@@ -32,6 +32,7 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.core.events import ResourceHint, intent_row_key
 from shared.core.ids import id_key
+from shared.errors import LeaseError
 from shared.storage.account import StorageSettings
 
 log = logging.getLogger("poolsync.intents")
@@ -233,7 +234,7 @@ class IntentStore:
         return [scope for scope in found.values() if scope]
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(LeaseError, RuntimeError):
     """The lease is no longer ours (or we cannot prove it is): do not write."""
 
 
