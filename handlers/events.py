@@ -9,11 +9,10 @@ them (`event_applied`).
 from __future__ import annotations
 
 import logging
-import os
 
 import azure.functions as func
 
-from shared import telemetry
+from shared import settings, telemetry
 from shared.app.event_intake import receive_event
 from shared.app.flusher import event_service
 from shared.app.runtime import get_runtime
@@ -30,12 +29,8 @@ def eventgrid_resource_events(event: func.EventGridEvent) -> None:
     receive_event(event)
 
 
-SWEEP_SCHEDULE_ENV = "POOLSYNC_SWEEP_SCHEDULE"
-DEFAULT_SWEEP_SCHEDULE = "*/30 * * * * *"  # one Table query when idle; a burst's tail waits at most 30 s
-
-
 @bp.function_name("intents_sweep_timer")
-@bp.timer_trigger(arg_name="timer", schedule=os.environ.get(SWEEP_SCHEDULE_ENV) or DEFAULT_SWEEP_SCHEDULE,
+@bp.timer_trigger(arg_name="timer", schedule=settings.SWEEP_SCHEDULE.or_default(settings.app_settings()),
                   run_on_startup=False, use_monitor=True)
 def intents_sweep_timer(timer: func.TimerRequest) -> None:
     """Flush intents left behind by a holder that crashed or ran out of budget (its lease has expired)."""
@@ -44,13 +39,9 @@ def intents_sweep_timer(timer: func.TimerRequest) -> None:
         log.info("sweep flushed %d subscription(s) with due intents", len(reports))
 
 
-FULL_RECONCILE_SCHEDULE_ENV = "POOLSYNC_FULL_RECONCILE_SCHEDULE"
-DEFAULT_FULL_RECONCILE_SCHEDULE = "0 17 * * * *"  # hourly, off the sweep's and the audit's minutes
-
-
 @bp.function_name("full_reconcile_timer")
 @bp.timer_trigger(arg_name="timer",
-                  schedule=os.environ.get(FULL_RECONCILE_SCHEDULE_ENV) or DEFAULT_FULL_RECONCILE_SCHEDULE,
+                  schedule=settings.FULL_RECONCILE_SCHEDULE.or_default(settings.app_settings()),
                   run_on_startup=False, use_monitor=True)
 def full_reconcile_timer(timer: func.TimerRequest) -> None:
     """Anti-entropy: reconcile every managed pool against one inventory read and rebuild the member index,

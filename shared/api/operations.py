@@ -18,7 +18,6 @@ import binascii
 import ipaddress
 import json
 import logging
-import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
+from shared import settings as app_settings
 from shared.app.health import SingleFlightCache, health_cache_seconds
 from shared.app.runtime import Runtime, get_runtime
 from shared.audit.collect import AuditSettings, run_audit
@@ -52,9 +52,9 @@ log = logging.getLogger("poolsync.http")
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ADDRESSES_PER_REQUEST = 1000
-MANUAL_POOLS_ENV = "POOLSYNC_MANUAL_POOLS"
-REQUIRED_ROLE_ENV = "POOLSYNC_REQUIRED_ROLE"
-VERSION_ENV = "POOLSYNC_VERSION"
+MANUAL_POOLS_ENV = app_settings.MANUAL_POOLS.name
+REQUIRED_ROLE_ENV = app_settings.REQUIRED_ROLE.name
+VERSION_ENV = app_settings.VERSION.name
 PRINCIPAL_HEADER = "x-ms-client-principal"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 DEFAULT_RETRY_AFTER = 30  # seconds, when Azure throttled us without saying for how long
@@ -352,17 +352,17 @@ def authorize(request: ApiRequest, required_role: str | None) -> Principal | Non
 
 
 def required_role(settings: Mapping[str, str]) -> str | None:
-    return (settings.get(REQUIRED_ROLE_ENV) or "").strip() or None
+    return app_settings.REQUIRED_ROLE.text(settings) or None
 
 
-AUTH_ENABLED_ENV = "WEBSITE_AUTH_ENABLED"  # App Service sets it when App Service Authentication is on
+AUTH_ENABLED_ENV = app_settings.AUTH_ENABLED.name  # App Service sets it when App Service Authentication is on
 
 
 def enforced_role(settings: Mapping[str, str]) -> str | None:
     """The required role, only where the principal header can be trusted: App Service Authentication strips
     a forged x-ms-client-principal; without it anyone with a key could claim any role, so fail closed."""
     role = required_role(settings)
-    if role and (settings.get(AUTH_ENABLED_ENV) or "").strip().lower() != "true":
+    if role and app_settings.AUTH_ENABLED.text(settings).lower() != "true":
         raise ApiError(503, "AuthenticationNotConfigured",
                        f"{REQUIRED_ROLE_ENV} is set but App Service Authentication is not enabled "
                        f"({AUTH_ENABLED_ENV}), so the caller's identity cannot be trusted", None)
@@ -394,7 +394,7 @@ class ApiContext:
         settings = runtime.settings
         self.rule_pools = {id_key(pool): pool for pool in runtime.rules.managed_pool_ids()}
         try:
-            manual = parse_manual_pools(settings.get(MANUAL_POOLS_ENV))
+            manual = parse_manual_pools(app_settings.MANUAL_POOLS.raw(settings))
         except ValueError as error:
             raise ApiError(503, "ConfigurationError", str(error), MANUAL_POOLS_ENV) from None
         # A pool named by the rules is reconciled, whatever the manual list says.
@@ -619,7 +619,7 @@ Operation = Callable[[ApiContext, ApiRequest], ApiResponse]
 
 @cache
 def app_version() -> str:
-    explicit = os.environ.get(VERSION_ENV)
+    explicit = app_settings.VERSION.raw(app_settings.app_settings())
     if explicit:
         return explicit
     try:
@@ -641,7 +641,7 @@ def health(
     Checked at most once per POOLSYNC_HEALTH_CACHE_SECONDS per process (concurrent probes share the
     check in flight), so anonymous probes cannot spend the subscription's ARM read budget."""
     try:
-        ttl = health_cache_seconds(os.environ)
+        ttl = health_cache_seconds(app_settings.app_settings())
     except ValueError as error:
         log.error("configuration does not load: %s", error)
         return ApiResponse(503, {**_health_body(), "status": "unhealthy", "detail": "configuration"})
@@ -1323,7 +1323,7 @@ def handle(
         try:
             runtime = runtime_provider()
         except (RulesError, ValueError) as error:
-            authorize(request, enforced_role(os.environ))
+            authorize(request, enforced_role(app_settings.app_settings()))
             log.error("configuration does not load: %s", error)
             raise ApiError(503, "ConfigurationError", f"poolsync's configuration does not load: {error}",
                            None) from None

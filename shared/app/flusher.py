@@ -17,7 +17,6 @@ event or the timer's `sweep()` takes over.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import telemetry
+from shared import settings, telemetry
 from shared.app.reconciler import PoolOutcome, Reconciler
 from shared.app.runtime import Runtime, get_runtime
 from shared.core.changes import KIND_NIC, KIND_VM, Owner
@@ -41,22 +40,25 @@ _STRAGGLER_MARGIN = timedelta(seconds=2)
 
 @dataclass(frozen=True)
 class CoalesceSettings:
-    quiet_seconds: float = 1.0  # no new intent for this long = the burst settled (~ one ARM operation)
-    max_wait_seconds: float = 5.0  # a continuous stream still flushes at least this often
-    poll_seconds: float = 0.1  # how often a waiting flusher looks for new intents (a cheap query)
-    lease_seconds: int = 30  # blob lease (15-60 s), renewed while working
-    budget_seconds: float = 20.0  # no new round after this: stay well inside Event Grid's 30 s delivery
+    # no new intent for this long = the burst settled (~ one ARM operation)
+    quiet_seconds: float = settings.COALESCE_QUIET.default
+    # a continuous stream still flushes at least this often
+    max_wait_seconds: float = settings.COALESCE_MAX_WAIT.default
+    # how often a waiting flusher looks for new intents (a cheap query)
+    poll_seconds: float = settings.COALESCE_POLL.default
+    lease_seconds: int = settings.FLUSH_LEASE_SECONDS.default  # blob lease (15-60 s), renewed while working
+    # no new round after this: stay well inside Event Grid's 30 s delivery
+    budget_seconds: float = settings.FLUSH_BUDGET.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoalesceSettings:
-        env = os.environ if env is None else env
-        defaults = cls()
+        env = settings.app_settings(env)
         return cls(
-            quiet_seconds=float(env.get("POOLSYNC_COALESCE_QUIET", defaults.quiet_seconds)),
-            max_wait_seconds=float(env.get("POOLSYNC_COALESCE_MAX_WAIT", defaults.max_wait_seconds)),
-            poll_seconds=float(env.get("POOLSYNC_COALESCE_POLL", defaults.poll_seconds)),
-            lease_seconds=int(env.get("POOLSYNC_FLUSH_LEASE_SECONDS", defaults.lease_seconds)),
-            budget_seconds=float(env.get("POOLSYNC_FLUSH_BUDGET", defaults.budget_seconds)),
+            quiet_seconds=float(settings.COALESCE_QUIET.get(env)),
+            max_wait_seconds=float(settings.COALESCE_MAX_WAIT.get(env)),
+            poll_seconds=float(settings.COALESCE_POLL.get(env)),
+            lease_seconds=int(settings.FLUSH_LEASE_SECONDS.get(env)),
+            budget_seconds=float(settings.FLUSH_BUDGET.get(env)),
         )
 
 

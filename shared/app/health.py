@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-HEALTH_CACHE_ENV = "POOLSYNC_HEALTH_CACHE_SECONDS"
-DEFAULT_TTL_SECONDS = 60.0
+from shared import settings
+
+HEALTH_CACHE_ENV = settings.HEALTH_CACHE_SECONDS.name
+DEFAULT_TTL_SECONDS = settings.HEALTH_CACHE_SECONDS.default
 MAX_TTL_SECONDS = 3600.0
 
 T = TypeVar("T")
@@ -24,7 +26,7 @@ T = TypeVar("T")
 
 def health_cache_seconds(env: Mapping[str, str]) -> float:
     """POOLSYNC_HEALTH_CACHE_SECONDS: at least 1 (0 would let probes spend the read budget again)."""
-    text = (env.get(HEALTH_CACHE_ENV) or "").strip()
+    text = settings.HEALTH_CACHE_SECONDS.text(env)
     if not text:
         return DEFAULT_TTL_SECONDS
     try:

@@ -6,7 +6,6 @@ Triggers call `get_runtime()`; tests install their own with `set_runtime()`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 
+from shared import settings
 from shared.app.reconciler import Reconciler
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.inventory import InventoryReader
@@ -48,7 +48,7 @@ class Runtime:
         credential: TokenCredential | None = None,
         retry_stats: RetryStats | None = None,
     ) -> Runtime:
-        env = dict(os.environ if env is None else env)
+        env = dict(settings.app_settings(env))
         rules = load_rules(env)
         retry = RetrySettings.from_env(env)
         stats = retry_stats or RETRY_STATS
@@ -57,7 +57,7 @@ class Runtime:
         storage = StorageSettings.from_env(env)
         locks, index = None, None
         if storage.configured:
-            lease_seconds = int(env.get("POOLSYNC_FLUSH_LEASE_SECONDS") or 30)
+            lease_seconds = int(settings.FLUSH_LEASE_SECONDS.or_default(env))
             locks = FlushLocks.from_settings(storage, env, lease_seconds)
             index = MemberIndex.from_settings(storage, env)
         else:  # the Functions host always has storage; this is a read-only tool or a unit test

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
 
-from shared import telemetry
+from shared import settings, telemetry
 from shared.audit.report import RunFacts, build_report, log_summary, render_html
 from shared.azure.retry import call_with_retry
 from shared.core.arm_json import as_json, pool_from_json
@@ -50,11 +50,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("poolsync.audit")
 
-REMEDIATE_ENV = "POOLSYNC_AUDIT_REMEDIATE"
-DRAIN_MAX_AGE_ENV = "POOLSYNC_DRAIN_MAX_AGE"
-CONTAINER_ENV = "POOLSYNC_AUDIT_CONTAINER"
-DRAIN_TABLE_ENV = "POOLSYNC_DRAIN_TABLE"
-DEFAULT_DRAIN_MAX_AGE = timedelta(days=7)
+REMEDIATE_ENV = settings.AUDIT_REMEDIATE.name
+DRAIN_MAX_AGE_ENV = settings.DRAIN_MAX_AGE.name
+CONTAINER_ENV = settings.AUDIT_CONTAINER.name
+DRAIN_TABLE_ENV = settings.DRAIN_TABLE.name
+DEFAULT_DRAIN_MAX_AGE = settings.DRAIN_MAX_AGE.default
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -91,19 +91,19 @@ def parse_flag(name: str, text: str | None) -> bool:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    remediate: bool = False
+    remediate: bool = settings.AUDIT_REMEDIATE.default
     drain_max_age: timedelta = DEFAULT_DRAIN_MAX_AGE
     container: str = DEFAULT_REPORT_CONTAINER
     drain_table: str = DEFAULT_DRAIN_TABLE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AuditSettings:
-        max_age = (env.get(DRAIN_MAX_AGE_ENV) or "").strip()
+        max_age = settings.DRAIN_MAX_AGE.text(env)
         return cls(
-            remediate=parse_flag(REMEDIATE_ENV, env.get(REMEDIATE_ENV)),
+            remediate=parse_flag(REMEDIATE_ENV, settings.AUDIT_REMEDIATE.raw(env)),
             drain_max_age=parse_duration(max_age) if max_age else DEFAULT_DRAIN_MAX_AGE,
-            container=(env.get(CONTAINER_ENV) or "").strip() or DEFAULT_REPORT_CONTAINER,
-            drain_table=(env.get(DRAIN_TABLE_ENV) or "").strip() or DEFAULT_DRAIN_TABLE,
+            container=settings.AUDIT_CONTAINER.text(env) or DEFAULT_REPORT_CONTAINER,
+            drain_table=settings.DRAIN_TABLE.text(env) or DEFAULT_DRAIN_TABLE,
         )
 
 

@@ -8,7 +8,6 @@ aim the real SDK at the ARM emulator over HTTPS.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +18,9 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.network import NetworkManagementClient
 
-PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+from shared import settings
+
+PUBLIC_ARM_ENDPOINT = settings.ARM_ENDPOINT.default
 
 
 class StaticTokenCredential:
@@ -48,20 +49,22 @@ class ArmSettings:
     endpoint: str = PUBLIC_ARM_ENDPOINT
     ca_bundle: str | None = None  # PEM of the CA that signed the endpoint's certificate
     static_token: str | None = None  # only honoured for a non-public endpoint
-    polling_interval: float = 5.0  # used when Azure sends no Retry-After on an LRO
-    timeout: float = 60.0  # seconds for one HTTP request
-    lro_poll_cap: float = 2.0  # poll a pool write at least this often, whatever Retry-After says
+    # used when Azure sends no Retry-After on an LRO
+    polling_interval: float = settings.ARM_POLLING_INTERVAL.default
+    timeout: float = settings.ARM_TIMEOUT.default  # seconds for one HTTP request
+    # poll a pool write at least this often, whatever Retry-After says
+    lro_poll_cap: float = settings.LRO_POLL_CAP.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ArmSettings:
-        env = os.environ if env is None else env
+        env = settings.app_settings(env)
         return cls(
-            endpoint=env.get("POOLSYNC_ARM_ENDPOINT", PUBLIC_ARM_ENDPOINT).rstrip("/"),
-            ca_bundle=env.get("POOLSYNC_ARM_CA_BUNDLE") or None,
-            static_token=env.get("POOLSYNC_ARM_STATIC_TOKEN") or None,
-            polling_interval=float(env.get("POOLSYNC_ARM_POLLING_INTERVAL", "5")),
-            timeout=float(env.get("POOLSYNC_ARM_TIMEOUT", "60")),
-            lro_poll_cap=float(env.get("POOLSYNC_LRO_POLL_CAP", "2")),
+            endpoint=settings.ARM_ENDPOINT.get(env).rstrip("/"),
+            ca_bundle=settings.ARM_CA_BUNDLE.raw(env) or None,
+            static_token=settings.ARM_STATIC_TOKEN.raw(env) or None,
+            polling_interval=float(settings.ARM_POLLING_INTERVAL.get(env)),
+            timeout=float(settings.ARM_TIMEOUT.get(env)),
+            lro_poll_cap=float(settings.LRO_POLL_CAP.get(env)),
         )
 
     def pool_write_polling(self) -> ARMPolling:

@@ -14,7 +14,6 @@ counted in a RetryStats for tests and metrics.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -31,7 +30,7 @@ from azure.core.exceptions import (
 )
 from azure.core.polling.base_polling import OperationFailed
 
-from shared import telemetry
+from shared import settings, telemetry
 
 T = TypeVar("T")
 
@@ -53,22 +52,21 @@ class RetryDecision:
 
 @dataclass(frozen=True)
 class RetrySettings:
-    deadline_seconds: float = 120.0
-    max_attempts: int = 30
-    base_backoff: float = 0.5
-    max_backoff: float = 20.0
-    retry_after_cap: float = 30.0
+    deadline_seconds: float = settings.RETRY_DEADLINE.default
+    max_attempts: int = settings.RETRY_MAX_ATTEMPTS.default
+    base_backoff: float = settings.RETRY_BASE_BACKOFF.default
+    max_backoff: float = settings.RETRY_MAX_BACKOFF.default
+    retry_after_cap: float = settings.RETRY_AFTER_CAP.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetrySettings:
-        env = os.environ if env is None else env
-        defaults = cls()
+        env = settings.app_settings(env)
         return cls(
-            deadline_seconds=float(env.get("POOLSYNC_RETRY_DEADLINE", defaults.deadline_seconds)),
-            max_attempts=int(env.get("POOLSYNC_RETRY_MAX_ATTEMPTS", defaults.max_attempts)),
-            base_backoff=float(env.get("POOLSYNC_RETRY_BASE_BACKOFF", defaults.base_backoff)),
-            max_backoff=float(env.get("POOLSYNC_RETRY_MAX_BACKOFF", defaults.max_backoff)),
-            retry_after_cap=float(env.get("POOLSYNC_RETRY_AFTER_CAP", defaults.retry_after_cap)),
+            deadline_seconds=float(settings.RETRY_DEADLINE.get(env)),
+            max_attempts=int(settings.RETRY_MAX_ATTEMPTS.get(env)),
+            base_backoff=float(settings.RETRY_BASE_BACKOFF.get(env)),
+            max_backoff=float(settings.RETRY_MAX_BACKOFF.get(env)),
+            retry_after_cap=float(settings.RETRY_AFTER_CAP.get(env)),
         )
 
 

@@ -19,12 +19,12 @@ the rest of the plan still applies, so one suspicious read never wedges a pool.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from shared import settings
 from shared.core.ids import id_key, vnet_of_subnet
 from shared.core.models import (
     ADMIN_DOWN,
@@ -39,8 +39,8 @@ from shared.core.naming import AZURE_NAME_RE, PREFIX, is_managed_name
 from shared.errors import GuardError, InputError
 
 ADMIN_STATES = (ADMIN_NONE, ADMIN_UP, ADMIN_DOWN)
-MAX_REMOVE_FRACTION_ENV = "POOLSYNC_MAX_REMOVE_FRACTION"
-DEFAULT_MAX_REMOVE_FRACTION = 0.5
+MAX_REMOVE_FRACTION_ENV = settings.MAX_REMOVE_FRACTION.name
+DEFAULT_MAX_REMOVE_FRACTION = settings.MAX_REMOVE_FRACTION.default
 
 # Why a direct read says a removed entry's owner is gone (values of `confirmed`).
 CONFIRM_NIC_DELETED = "nic deleted"
@@ -576,8 +576,8 @@ class GuardSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GuardSettings:
-        env = os.environ if env is None else env
-        raw = (env.get(MAX_REMOVE_FRACTION_ENV) or "").strip()
+        env = settings.app_settings(env)
+        raw = settings.MAX_REMOVE_FRACTION.text(env)
         if not raw:
             return cls()
         try:

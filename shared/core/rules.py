@@ -21,6 +21,7 @@ from typing import Any
 
 import jsonschema
 
+from shared import settings
 from shared.core.cidr_index import MembershipIndex
 from shared.core.ids import InvalidResourceId, ResourceId, id_key
 from shared.core.models import PoolSnapshot, VirtualMachine
@@ -28,8 +29,8 @@ from shared.errors import ConfigurationError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-RULES_ENV = "POOLSYNC_RULES"
-RULES_FILE_ENV = "POOLSYNC_RULES_FILE"
+RULES_ENV = settings.RULES.name
+RULES_FILE_ENV = settings.RULES_FILE.name
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 IPCONFIG_PRIMARY = "primary"
 IPCONFIG_ALL = "all"
@@ -175,8 +176,8 @@ def _group(rules: Iterable[Rule], key: Any) -> dict[str, tuple[Rule, ...]]:
 
 def load_rules(env: Mapping[str, str]) -> RuleSet:
     """Rules from app settings: POOLSYNC_RULES (inline JSON) or POOLSYNC_RULES_FILE (a path)."""
-    inline = (env.get(RULES_ENV) or "").strip()
-    path = (env.get(RULES_FILE_ENV) or "").strip()
+    inline = settings.RULES.text(env)
+    path = settings.RULES_FILE.text(env)
     if inline and path:
         raise RulesError(
             [RuleProblem("", f"set either {RULES_ENV} or {RULES_FILE_ENV}, not both")], "app settings"

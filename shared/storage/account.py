@@ -8,7 +8,6 @@ as a connection string, or identity-based `AzureWebJobsStorage__accountName`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared import settings
 from shared.errors import ConfigurationError
 
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
@@ -40,14 +40,14 @@ class StorageSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
-        env = os.environ if env is None else env
-        connection = env.get("AzureWebJobsStorage") or None
+        env = settings.app_settings(env)
+        connection = settings.STORAGE_CONNECTION.raw(env) or None
         if connection == DEVELOPMENT_STORAGE:
             connection = _AZURITE_DEFAULT
         return cls(
             connection_string=connection,
-            account_name=env.get("AzureWebJobsStorage__accountName") or None,
-            client_id=env.get("AzureWebJobsStorage__clientId") or None,
+            account_name=settings.STORAGE_ACCOUNT_NAME.raw(env) or None,
+            client_id=settings.STORAGE_CLIENT_ID.raw(env) or None,
         )
 
     @property

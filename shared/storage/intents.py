@@ -30,6 +30,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
+from shared import settings
 from shared.core.events import ResourceHint, intent_row_key
 from shared.core.ids import id_key
 from shared.errors import LeaseError
@@ -37,8 +38,8 @@ from shared.storage.account import StorageSettings
 
 log = logging.getLogger("poolsync.intents")
 
-DEFAULT_INTENTS_TABLE = "poolsyncintents"
-DEFAULT_LOCKS_CONTAINER = "poolsync-locks"
+DEFAULT_INTENTS_TABLE = settings.INTENTS_TABLE.default
+DEFAULT_LOCKS_CONTAINER = settings.LOCKS_CONTAINER.default
 _TRANSACTION_LIMIT = 100  # Table batch limit
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 900.0
@@ -95,7 +96,7 @@ class IntentStore:
 
     @classmethod
     def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> IntentStore:
-        name = env.get("POOLSYNC_INTENTS_TABLE") or DEFAULT_INTENTS_TABLE
+        name = settings.INTENTS_TABLE.or_default(env)
         return cls(storage.table_service().get_table_client(name))
 
     def _ensure_table(self) -> None:
@@ -325,7 +326,7 @@ class FlushLocks:
     def from_settings(
         cls, storage: StorageSettings, env: Mapping[str, str], lease_seconds: int
     ) -> FlushLocks:
-        name = env.get("POOLSYNC_LOCKS_CONTAINER") or DEFAULT_LOCKS_CONTAINER
+        name = settings.LOCKS_CONTAINER.or_default(env)
         return cls(storage.blob_service().get_container_client(name), lease_seconds)
 
     def try_acquire_scope(self, scope: str) -> HeldLease | None:

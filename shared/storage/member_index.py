@@ -22,11 +22,12 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared import settings
 from shared.core.ids import id_key
 from shared.core.member_record import MemberRecord, key_hash, nic_partition, vm_partition
 from shared.storage.account import StorageSettings
 
-DEFAULT_MEMBERS_TABLE = "poolsyncmembers"
+DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
 _BATCH = 100
 _PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
 _SCAN_ABOVE = 2000  # more owners than this: one scan of the table beats a query per owner
@@ -61,7 +62,7 @@ class MemberIndex:
 
     @classmethod
     def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> MemberIndex:
-        name = env.get("POOLSYNC_MEMBERS_TABLE") or DEFAULT_MEMBERS_TABLE
+        name = settings.MEMBERS_TABLE.or_default(env)
         return cls(storage.table_service().get_table_client(name))
 
     def _ensure_table(self) -> None:

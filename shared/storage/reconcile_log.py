@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared import settings
 from shared.core.ids import id_key
 from shared.core.plan import PoolPlan
 from shared.storage.account import StorageSettings
@@ -18,8 +19,8 @@ from shared.storage.account import StorageSettings
 log = logging.getLogger("poolsync.reconcile_log")
 JSON = Any
 
-RECONCILE_TABLE = "poolsyncreconciles"
-RECONCILE_TABLE_ENV = "POOLSYNC_RECONCILE_TABLE"
+RECONCILE_TABLE = settings.RECONCILE_TABLE.default
+RECONCILE_TABLE_ENV = settings.RECONCILE_TABLE.name
 _RECONCILE_PARTITION = "pool"
 
 
@@ -53,7 +54,7 @@ class ReconcileLog:
 
     @classmethod
     def from_env(cls, storage: StorageSettings, env: Mapping[str, str]) -> ReconcileLog:
-        return cls(storage, env.get(RECONCILE_TABLE_ENV) or RECONCILE_TABLE)
+        return cls(storage, settings.RECONCILE_TABLE.or_default(env))
 
     def record(self, outcomes: Iterable[ReconciledPool], source: str) -> None:
         try:

@@ -20,11 +20,12 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import ContentSettings
 
+from shared import settings
 from shared.core.audit_findings import DRAIN_POOLSYNC, DrainRecord, drain_key
 from shared.storage.account import StorageSettings
 
-DEFAULT_REPORT_CONTAINER = "audit-reports"
-DEFAULT_DRAIN_TABLE = "poolsyncdrains"
+DEFAULT_REPORT_CONTAINER = settings.AUDIT_CONTAINER.default
+DEFAULT_DRAIN_TABLE = settings.DRAIN_TABLE.default
 _PARTITION = "drain"
 
 
