@@ -92,7 +92,7 @@ TEXT_SUFFIXES = {".py", ".md", ".json", ".bicep", ".toml", ".yaml", ".yml", ".tx
 # Module names that became packages: their new children must not be rewritten again.
 _PACKAGE_CHILDREN = {
     "shared.storage": ("account", "intents", "member_index", "reconcile_log", "report_store", "audit_jobs"),
-    "shared.audit": ("collect", "report"),
+    "shared.audit": ("collect", "report", "jobs"),
 }
 
 # Module files whose position relative to the repository root changed.
