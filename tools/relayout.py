@@ -137,7 +137,8 @@ def _dotted_pattern() -> tuple[re.Pattern[str], dict[str, str]]:
     for old in sorted(mapping, key=len, reverse=True):
         guard = ""
         if old in _PACKAGE_CHILDREN:
-            guard = r"(?!\.(?:" + "|".join(_PACKAGE_CHILDREN[old]) + r")\b)"
+            # Now a package too: only `from shared.audit import X` / `shared.audit.X` mean the old module.
+            guard = r"(?!\.(?:" + "|".join(_PACKAGE_CHILDREN[old]) + r")\b)(?=\s+import\b|\.\w)"
         alternatives.append(re.escape(old) + r"(?![\w])" + guard)
     return re.compile(r"(?<![\w.])(" + "|".join(alternatives) + ")"), mapping
 
