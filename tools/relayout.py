@@ -95,12 +95,13 @@ _PACKAGE_CHILDREN = {
     "shared.audit": ("collect", "report", "jobs"),
 }
 
-# Module files whose position relative to the repository root changed.
+# Module files whose position relative to the repository root, or whose data file's name, changed.
 _DEPTH_FIXES = {
     "shared/core/rules.py": [("Path(__file__).resolve().parent.parent / candidate",
                               "Path(__file__).resolve().parents[2] / candidate")],
     "shared/api/operations.py": [('Path(__file__).parents[1] / "pyproject.toml"',
                                   'Path(__file__).parents[2] / "pyproject.toml"')],
+    "shared/audit/report.py": [("audit_report.schema.json", "report.schema.json")],
     "tests/test_telemetry.py": [("Path(__file__).resolve().parents[2]",
                                  "Path(__file__).resolve().parents[1]")],
 }

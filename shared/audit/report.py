@@ -1,4 +1,4 @@
-"""The audit report: JSON with a versioned schema (audit_report.schema.json) and a self-contained HTML page.
+"""The audit report: JSON with a versioned schema (report.schema.json) and a self-contained HTML page.
 
 Both are pure renderings of an `AuditResult` plus the run's facts, so the HTTP API, the timer and the
 blob copy carry exactly the same content. The HTML page has no external assets (inline CSS, no script).
@@ -23,7 +23,7 @@ from shared.core.audit_findings import CATALOGUE, SEVERITIES, AuditResult, Findi
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "poolsync.audit"
-SCHEMA_PATH = Path(__file__).with_name("audit_report.schema.json")
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 CATEGORIES = ("drift", "platform", "unmanaged", "rules")
 
 COVERAGE_NOTES = (
