@@ -32,9 +32,12 @@ demo: deps
 bench: deps
 	$(PY) -m bench
 
+# Fast, so CI runs it before the tests: style, types (strict on the pure core), layer contracts.
 lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(PY) -m mypy --strict shared/core
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .mypy_cache .hypothesis .devstack

@@ -117,8 +117,8 @@ def membership_figures(nics: list[int], rules: list[int], repeats: int) -> list[
     import random
 
     from bench.membership import SEED, best_of, generate_inventory, generate_rules
-    from shared.membership import compute_membership
-    from shared.rules import parse_rules
+    from shared.core.membership import compute_membership
+    from shared.core.rules import parse_rules
 
     figures = []
     for nic_count in nics:

@@ -26,10 +26,10 @@ from devstack.settings import local_settings
 from devstack.stack import EmulatorProcess
 from emulator.topology import DEFAULT_RESOURCE_GROUP
 from emulator.world import DEFAULT_SUBSCRIPTION
-from shared.audit_collect import run_audit
-from shared.naming import address_name
-from shared.retry import RetryStats
-from shared.runtime import Runtime
+from shared.app.runtime import Runtime
+from shared.audit.collect import run_audit
+from shared.azure.retry import RetryStats
+from shared.core.naming import address_name
 
 NICS_PER_VNET = 2000
 POOLS_PER_VNET = 20  # a /25 each: 10 /24s of 200 hosts

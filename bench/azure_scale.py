@@ -43,7 +43,7 @@ from devstack.settings import local_settings
 from emulator.throttling import BucketSettings
 from emulator.topology import DEFAULT_RESOURCE_GROUP
 from emulator.world import DEFAULT_SUBSCRIPTION
-from shared.naming import address_name
+from shared.core.naming import address_name
 
 BASE = f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{DEFAULT_RESOURCE_GROUP}/providers"
 VNET = "vnet-scale"
@@ -392,7 +392,7 @@ def measure(scale: Scale, cases: tuple[str, ...] = ("create", "delete", "burst")
                                  POOLSYNC_MEMBERS_TABLE=f"members{suffix}")
             # Steady state, as after the hourly full reconcile: pools converged (seeded above) and the member
             # index filled. It runs before any case, so its reads are not counted.
-            from shared.runtime import Runtime
+            from shared.app.runtime import Runtime
 
             Runtime.from_env(env).reconciler.reconcile(source="bench-setup")
             results = []

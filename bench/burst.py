@@ -13,7 +13,7 @@ The emulator runs in this process (its counters are read directly) with the per-
 single-operation rule. Each VM appears in the emulator at its time in the burst and its create event goes
 straight to one of the simulated Function instances: child processes with their own runtime and a thread
 pool, like a Functions host, redelivering failed events like Event Grid. The same machinery
-drives tests/events/test_burst.py.
+drives tests/app/events/test_burst.py.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def naive_handler(env: dict[str, str], give_up_at: list[float]) -> Callable[[dic
     No If-Match: two instances that read the same pool overwrite each other's additions."""
     from azure.core.exceptions import HttpResponseError
 
-    from shared.azure_clients import ArmSettings, compute_client, network_client
-    from shared.ids import ResourceId
+    from shared.azure.clients import ArmSettings, compute_client, network_client
+    from shared.core.ids import ResourceId
 
     settings = ArmSettings.from_env(env)
     network = network_client(settings, SUBSCRIPTION)

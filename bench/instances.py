@@ -70,8 +70,8 @@ def poolsync_handler(env: dict[str, str]) -> tuple[Callable[[dict[str, Any]], No
     from azure.functions.timer import TimerRequest
 
     from handlers.events import eventgrid_resource_events, intents_sweep_timer
-    from shared.flusher import event_service
-    from shared.runtime import Runtime, set_runtime
+    from shared.app.flusher import event_service
+    from shared.app.runtime import Runtime, set_runtime
 
     runtime = Runtime.from_env(env)
     set_runtime(runtime)

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.membership import MembershipIndex, compute_membership
-from shared.models import Inventory, IpConfiguration, NetworkInterface, VirtualMachine
-from shared.rules import RuleSet, parse_rules
+from shared.core.cidr_index import MembershipIndex
+from shared.core.membership import compute_membership
+from shared.core.models import Inventory, IpConfiguration, NetworkInterface, VirtualMachine
+from shared.core.rules import RuleSet, parse_rules
 
 SEED = 20261125
 SUB = "00000000-0000-0000-0000-00000000beef"

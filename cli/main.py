@@ -1,8 +1,8 @@
 """`poolsync`: the runbook operations of the HTTP API from a shell, without the Functions host.
 
 Each subcommand builds the `ApiRequest` the HTTP API would receive and hands it to the same
-`shared.http_ops` operation, so validation, the blast-radius guard, ETags and errors are the API's.
-`--output json` prints the API's answer body unchanged (documented in shared/openapi.json; errors are
+`shared.api.operations` operation, so validation, the blast-radius guard, ETags and errors are the API's.
+`--output json` prints the API's answer body unchanged (documented in shared/api/openapi.json; errors are
 `{"error": {"code", "message", "target"}}`).
 
 Exit codes: 0 done, 1 the operation failed or was refused (guard, Azure, not managed), 2 usage or
@@ -21,12 +21,12 @@ from typing import Any, TextIO
 
 from cli import render
 from cli.settings import AUTH_CHOICES, SettingsError, credential_for, load_settings
-from shared import http_ops
-from shared.audit_report import render_html
-from shared.http_ops import ApiContext, ApiError, ApiRequest, ApiResponse
-from shared.ids import InvalidResourceId, ResourceId, id_key
-from shared.rules import RulesError
-from shared.runtime import Runtime
+from shared.api import operations as http_ops
+from shared.api.operations import ApiContext, ApiError, ApiRequest, ApiResponse
+from shared.app.runtime import Runtime
+from shared.audit.report import render_html
+from shared.core.ids import InvalidResourceId, ResourceId, id_key
+from shared.core.rules import RulesError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 POOL_TYPE = "microsoft.network/loadbalancers/backendaddresspools"
@@ -184,7 +184,7 @@ settings come from the environment, then --settings local.settings.json on top (
 Function app: POOLSYNC_RULES or POOLSYNC_RULES_FILE, POOLSYNC_ARM_ENDPOINT, AzureWebJobsStorage, ...).
 
 exit codes: 0 done, 1 failed or refused (guard, Azure, pool not managed), 2 usage or validation error.
---output json prints the HTTP API's answer body (shared/openapi.json) unchanged.
+--output json prints the HTTP API's answer body (shared/api/openapi.json) unchanged.
 
 examples:
   poolsync --settings local.settings.json pools

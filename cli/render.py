@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from shared.audit_report import log_summary
-from shared.ids import ResourceId
+from shared.audit.report import log_summary
+from shared.core.ids import ResourceId
 
 MAX_FINDINGS_SHOWN = 20
 

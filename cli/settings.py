@@ -13,7 +13,7 @@ from pathlib import Path
 
 from azure.core.credentials import TokenCredential
 
-from shared.azure_clients import ArmSettings
+from shared.azure.clients import ArmSettings
 
 AUTH_CHOICES = ("default", "cli", "managed-identity")
 # The HTTP API's app-role check trusts App Service Authentication; the CLI caller is instead the Azure

@@ -26,11 +26,11 @@ from typing import Any, TextIO
 from devstack.fleet import Fleet, PoolView, pool_views
 from devstack.selfcheck import arm_settings, send
 from devstack.stack import SAMPLE_RULES, SAMPLE_TOPOLOGY, STATE_DIR, LocalStack
-from shared.ids import ResourceId, id_key
-from shared.models import ADMIN_DOWN
-from shared.report_store import DEFAULT_REPORT_CONTAINER
-from shared.rules import Rule
-from shared.runtime import Runtime, get_runtime
+from shared.app.runtime import Runtime, get_runtime
+from shared.core.ids import ResourceId, id_key
+from shared.core.models import ADMIN_DOWN
+from shared.core.rules import Rule
+from shared.storage.report_store import DEFAULT_REPORT_CONTAINER
 
 STEP_TIMEOUT = 120.0  # generous: a loaded CI machine, and events coalesce for about a second
 BAR_WIDTH = 24

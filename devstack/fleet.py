@@ -13,12 +13,12 @@ from typing import Any
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
-from shared.arm_json import as_json, pool_from_json
-from shared.azure_clients import ArmSettings, compute_client, network_client
-from shared.ids import ResourceId, id_key
-from shared.models import PoolAddress
-from shared.naming import is_managed_name
-from shared.runtime import Runtime
+from shared.app.runtime import Runtime
+from shared.azure.clients import ArmSettings, compute_client, network_client
+from shared.core.arm_json import as_json, pool_from_json
+from shared.core.ids import ResourceId, id_key
+from shared.core.models import PoolAddress
+from shared.core.naming import is_managed_name
 
 LOCATION = "westeurope"
 

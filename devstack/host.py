@@ -352,7 +352,7 @@ class QueuePoller:
 
 def queue_connection(binding: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     """The connection string the binding's `connection` app setting names (Azurite locally)."""
-    from shared.storage import StorageSettings
+    from shared.storage.account import StorageSettings
 
     value = env.get(str(binding.get("connection") or "AzureWebJobsStorage"))
     return StorageSettings.from_env({"AzureWebJobsStorage": value} if value else {}).connection_string

@@ -13,8 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 
 from devstack.stack import LocalStack
-from shared.azure_clients import ArmSettings, compute_client
-from shared.ids import ResourceId
+from shared.azure.clients import ArmSettings, compute_client
+from shared.core.ids import ResourceId
 
 
 @dataclass(frozen=True)

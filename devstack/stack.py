@@ -24,7 +24,7 @@ from devstack.azurite import Azurite
 from devstack.host import EVENT_GRID_TRIGGER, HTTP_TRIGGER, TIMER_TRIGGER, LocalFunctionsHost, load_app
 from devstack.process import die_with_parent, stop_process, wait_for_line
 from devstack.settings import local_settings
-from shared.runtime import set_runtime
+from shared.app.runtime import set_runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = REPO_ROOT / ".devstack"

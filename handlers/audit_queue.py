@@ -2,7 +2,7 @@
 
 An audit can take longer than an HTTP request may stay open, so the API only records and queues the
 request; this function runs it and writes the outcome to the request's status blob
-(shared/audit_jobs.py). A message that is not an audit request is logged and dropped: retrying it
+(shared/storage/audit_jobs.py). A message that is not an audit request is logged and dropped: retrying it
 cannot make it valid.
 """
 
@@ -12,10 +12,9 @@ import logging
 
 import azure.functions as func
 
-from shared.audit_collect import run_audit
-from shared.audit_jobs import AUDIT_QUEUE, parse_message, run_job
-from shared.http_ops import audit_store
-from shared.runtime import get_runtime
+from shared.app.runtime import get_runtime
+from shared.audit.collect import run_audit
+from shared.audit.jobs import AUDIT_QUEUE, audit_store, parse_message, run_job
 
 log = logging.getLogger("poolsync.audit")
 

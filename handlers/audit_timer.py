@@ -7,15 +7,12 @@ functions; default daily at 03:00 UTC.
 from __future__ import annotations
 
 import logging
-import os
 
 import azure.functions as func
 
-from shared.audit_collect import run_audit
-from shared.runtime import get_runtime
-
-SCHEDULE_ENV = "POOLSYNC_AUDIT_SCHEDULE"
-DEFAULT_SCHEDULE = "0 0 3 * * *"
+from shared import settings
+from shared.app.runtime import get_runtime
+from shared.audit.collect import run_audit
 
 log = logging.getLogger("poolsync.audit")
 
@@ -24,8 +21,8 @@ bp = func.Blueprint()
 
 @bp.function_name("audit_timer")
 @bp.timer_trigger(
-    arg_name="timer", schedule=os.environ.get(SCHEDULE_ENV) or DEFAULT_SCHEDULE, run_on_startup=False,
-    use_monitor=True,
+    arg_name="timer", schedule=settings.AUDIT_SCHEDULE.or_default(settings.app_settings()),
+    run_on_startup=False, use_monitor=True,
 )
 def audit_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:

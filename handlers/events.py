@@ -1,22 +1,21 @@
 """Event Grid trigger for subscription / resource-group system-topic events (Event Grid or CloudEvents).
 
-Thin: convert the delivered event, hand it to shared.flusher, emit the telemetry facts of
-docs/operations.md. A malformed event is logged with its id and dropped (returning normally, so Event Grid
-does not retry what cannot work); anything else that fails raises, so Event Grid redelivers it later.
-Whether a recorded event's changes landed is reported by the flusher that applied them (`event_applied`).
+Thin: each delivery goes to shared.app.event_intake, which hands it to the flusher and emits the
+telemetry facts of docs/operations.md (a malformed event is dropped, any other failure raises so Event
+Grid redelivers). Whether a recorded event's changes landed is reported by the flusher that applied
+them (`event_applied`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import azure.functions as func
 
-from shared import telemetry
-from shared.events import MalformedEvent, event_fields, event_to_dict
-from shared.flusher import event_service
-from shared.runtime import get_runtime
+from shared import settings, telemetry
+from shared.app.event_intake import receive_event
+from shared.app.flusher import event_service
+from shared.app.runtime import get_runtime
 
 log = logging.getLogger("poolsync.events")
 
@@ -27,32 +26,11 @@ bp = func.Blueprint()
 @bp.event_grid_trigger(arg_name="event")
 def eventgrid_resource_events(event: func.EventGridEvent) -> None:
     # The worker hands over a func.CloudEvent instead when the subscription uses the CloudEvents schema.
-    event_id = getattr(event, "id", None)
-    try:
-        payload = event_to_dict(event)
-        telemetry.emit("event_received", **event_fields(payload))
-        result = event_service().handle(payload)
-    except MalformedEvent as bad:
-        telemetry.emit("event_ignored", logging.ERROR, event_id=bad.event_id or event_id,
-                       reason=f"malformed: {bad.reason}")
-        return
-    except Exception as error:
-        telemetry.emit("event_failed", logging.ERROR, event_id=event_id, reason=type(error).__name__,
-                       error=str(error).splitlines()[0][:500] if str(error) else "")
-        raise
-    if result.decision == "ignored":
-        telemetry.emit("event_ignored", event_id=result.event_id, reason=result.reason,
-                       subject=result.subject)
-        return
-    log.info("event %s for %s recorded", result.event_id, result.subject, extra=result.log_fields())
-
-
-SWEEP_SCHEDULE_ENV = "POOLSYNC_SWEEP_SCHEDULE"
-DEFAULT_SWEEP_SCHEDULE = "*/30 * * * * *"  # one Table query when idle; a burst's tail waits at most 30 s
+    receive_event(event)
 
 
 @bp.function_name("intents_sweep_timer")
-@bp.timer_trigger(arg_name="timer", schedule=os.environ.get(SWEEP_SCHEDULE_ENV) or DEFAULT_SWEEP_SCHEDULE,
+@bp.timer_trigger(arg_name="timer", schedule=settings.SWEEP_SCHEDULE.or_default(settings.app_settings()),
                   run_on_startup=False, use_monitor=True)
 def intents_sweep_timer(timer: func.TimerRequest) -> None:
     """Flush intents left behind by a holder that crashed or ran out of budget (its lease has expired)."""
@@ -61,13 +39,9 @@ def intents_sweep_timer(timer: func.TimerRequest) -> None:
         log.info("sweep flushed %d subscription(s) with due intents", len(reports))
 
 
-FULL_RECONCILE_SCHEDULE_ENV = "POOLSYNC_FULL_RECONCILE_SCHEDULE"
-DEFAULT_FULL_RECONCILE_SCHEDULE = "0 17 * * * *"  # hourly, off the sweep's and the audit's minutes
-
-
 @bp.function_name("full_reconcile_timer")
 @bp.timer_trigger(arg_name="timer",
-                  schedule=os.environ.get(FULL_RECONCILE_SCHEDULE_ENV) or DEFAULT_FULL_RECONCILE_SCHEDULE,
+                  schedule=settings.FULL_RECONCILE_SCHEDULE.or_default(settings.app_settings()),
                   run_on_startup=False, use_monitor=True)
 def full_reconcile_timer(timer: func.TimerRequest) -> None:
     """Anti-entropy: reconcile every managed pool against one inventory read and rebuild the member index,

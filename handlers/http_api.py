@@ -1,7 +1,7 @@
-"""HTTP trigger: the manual-operations API for runbooks (documented in shared/openapi.json).
+"""HTTP trigger: the manual-operations API for runbooks (documented in shared/api/openapi.json).
 
 Thin on purpose: each function turns the `func.HttpRequest` into an `ApiRequest` and hands it to
-`shared.http_ops`, which does parsing, authorization and the work. Function keys (authLevel FUNCTION)
+`shared.api.operations`, which does parsing, authorization and the work. Function keys (authLevel FUNCTION)
 guard everything but /api/health; the Functions host checks them before any code here runs.
 """
 
@@ -13,7 +13,8 @@ import re
 import azure.functions as func
 from opentelemetry import trace
 
-from shared import http_ops, telemetry
+from shared import telemetry
+from shared.api import operations as http_ops
 
 bp = func.Blueprint()
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics
+
+from shared import settings
 
 log = logging.getLogger("poolsync")
 _meter = metrics.get_meter("poolsync")
@@ -40,9 +41,9 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
     with the Functions host, which already ships them to Application Insights as traces (the alerts
     read those); exporting them here as well would count every alerted line twice."""
     global _configured
-    env = os.environ if env is None else env
+    env = settings.app_settings(env)
     with _configure_lock:
-        if _configured or not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        if _configured or not settings.APPINSIGHTS_CONNECTION.raw(env):
             return _configured
         from azure.monitor.opentelemetry import configure_azure_monitor
 

@@ -18,7 +18,7 @@ var isSubscriptionTopic = sourceKind == 'subscription'
 
 // Two subscriptions because advanced filters are ANDed: one AND-chain cannot say "a VM/NIC operation on a VM/NIC
 // subject, OR a resource-group delete/move" without also letting every tag write on every resource through.
-// tests/infra/test_eventgrid_filter.py evaluates both filters against the events shared/events.py turns into hints.
+// tests/infra/test_eventgrid_filter.py evaluates both filters against the events shared/core/events.py turns into hints.
 
 // Operations that can change which IPs belong in a pool. Tag edits made through the Tags API (portal, az tag)
 // arrive as Microsoft.Resources/tags/write|delete on "<vm or nic id>/providers/Microsoft.Resources/tags/default".

@@ -65,7 +65,7 @@ def check(root: Path, env: dict[str, str]) -> tuple[bool, str]:
     if problem:
         return False, problem
     sys.path.insert(0, str(REPO_ROOT))
-    from shared.rules import RulesError, load_rules
+    from shared.core.rules import RulesError, load_rules
 
     previous = Path.cwd()
     os.chdir(root)  # the app resolves the relative path against its package root; so do we

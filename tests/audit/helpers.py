@@ -11,9 +11,9 @@ from azure.mgmt.network.models import InboundNatRule, SubResource
 
 from devstack.settings import local_settings
 from emulator import Emulator
-from shared.naming import address_name
-from shared.retry import RetryStats
-from shared.runtime import Runtime
+from shared.app.runtime import Runtime
+from shared.azure.retry import RetryStats
+from shared.core.naming import address_name
 from tests.fixtures.arm import RESOURCE_GROUP, ids
 
 

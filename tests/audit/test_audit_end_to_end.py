@@ -8,9 +8,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from emulator import Emulator
-from shared.audit_collect import run_audit
-from shared.audit_report import report_schema, validate_report
-from shared.report_store import DrainLedger, ReportStore, report_location
+from shared.audit.collect import run_audit
+from shared.audit.report import report_schema, validate_report
+from shared.storage.report_store import DrainLedger, ReportStore, report_location
 from tests.audit.helpers import (
     FRONTEND_IP,
     SEEDED_RULES,

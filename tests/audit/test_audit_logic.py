@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.audit import (
+from shared.audit.collect import AuditSettings, lb_facts_from_json, parse_duration, vnet_facts_from_json
+from shared.core.audit_findings import (
     POOL_SIZE_LIMIT,
     AuditInputs,
     DrainRecord,
@@ -17,8 +18,7 @@ from shared.audit import (
     audit,
     drain_key,
 )
-from shared.audit_collect import AuditSettings, lb_facts_from_json, parse_duration, vnet_facts_from_json
-from shared.models import (
+from shared.core.models import (
     Inventory,
     IpConfiguration,
     NetworkInterface,
@@ -26,8 +26,8 @@ from shared.models import (
     PoolSnapshot,
     VirtualMachine,
 )
-from shared.naming import address_name
-from shared.rules import parse_rules
+from shared.core.naming import address_name
+from shared.core.rules import parse_rules
 
 SUB = "11111111-2222-3333-4444-555555555555"
 NET = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network"

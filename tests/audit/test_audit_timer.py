@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 
 import handlers.audit_timer
 from emulator import Emulator
-from shared.runtime import set_runtime
+from shared.app.runtime import set_runtime
 from tests.audit.helpers import make_runtime, rule
 from tests.fixtures.arm import POOL, ids, topology
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
-from tests.http.helpers import http_topology, runtime_env
+from tests.api.helpers import http_topology, runtime_env
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
 from cli.main import COMMANDS
+from tests.api.helpers import MANUAL_POOL, OTHER_RULE_POOL, UNLISTED_POOL, azure_addresses
 from tests.cli.conftest import REPO, Poolsync
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, ids
-from tests.http.helpers import MANUAL_POOL, OTHER_RULE_POOL, UNLISTED_POOL, azure_addresses
 
 APP_POOL = f"{LB}/{POOL}"
 

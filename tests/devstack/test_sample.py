@@ -6,8 +6,8 @@ from __future__ import annotations
 from devstack.settings import local_settings
 from devstack.stack import SAMPLE_RULES, SAMPLE_TOPOLOGY
 from emulator import Emulator
-from shared.retry import RetryStats
-from shared.runtime import Runtime
+from shared.app.runtime import Runtime
+from shared.azure.retry import RetryStats
 
 
 def sample_runtime(arm: Emulator) -> Runtime:

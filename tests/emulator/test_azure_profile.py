@@ -13,7 +13,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network.models import BackendAddressPool, LoadBalancerBackendAddress, SubResource
 
 from emulator import Emulator
-from shared.azure_clients import ArmSettings, network_client
+from shared.azure.clients import ArmSettings, network_client
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBSCRIPTION, ids, topology
 
 RG = RESOURCE_GROUP

@@ -14,7 +14,7 @@ import requests
 from azure.mgmt.network.models import BackendAddressPool
 
 from emulator import Emulator
-from shared.azure_clients import ArmSettings, compute_client, network_client
+from shared.azure.clients import ArmSettings, compute_client, network_client
 from tests.fixtures.arm import SUBSCRIPTION, ids
 
 REPO = Path(__file__).resolve().parents[2]

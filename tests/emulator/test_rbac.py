@@ -10,7 +10,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network.models import BackendAddressPool
 
-from shared.azure_clients import compute_client, network_client
+from shared.azure.clients import compute_client, network_client
 from tests.fixtures.arm import RESOURCE_GROUP, SUBSCRIPTION, ids, topology
 
 OTHER_RG = "rg-other"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.rules import RulesError, load_rules
+from shared.core.rules import RulesError, load_rules
 from tests.infra.bicep_tree import REPO_ROOT
 
 CHECK_RULES = REPO_ROOT / "infra" / "scripts" / "check_rules.py"
@@ -105,7 +105,7 @@ def test_funcignore_matching_follows_gitignore_rules() -> None:
     assert not check_rules.is_ignored("config/rules.json", patterns)
     assert check_rules.is_ignored("README.md", patterns) and check_rules.is_ignored("a/b/c.md", patterns)
     assert check_rules.is_ignored("docs/operations.md", patterns)
-    assert not check_rules.is_ignored("shared/rules.py", patterns)
+    assert not check_rules.is_ignored("shared/core/rules.py", patterns)
 
 
 # --- postprovision: the access deployment -----------------------------------------------------------

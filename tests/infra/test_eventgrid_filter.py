@@ -1,4 +1,4 @@
-"""The deployed Event Grid filters, evaluated: every event shared.events turns into a hint is delivered,
+"""The deployed Event Grid filters, evaluated: every event shared.core.events turns into a hint is delivered,
 and obvious noise (other resource types, failed operations, child resources, power actions) is not."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.events import Ignored, ResourceHint, parse_event
+from shared.core.events import Ignored, ResourceHint, parse_event
 from tests.infra.bicep_tree import INFRA_DIR, parse, resolve
 from tests.infra.eventgrid_filter import delivered, filter_matches
 

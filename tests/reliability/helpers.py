@@ -31,13 +31,13 @@ from devstack.process import die_with_parent, stop_process, wait_for_line
 from devstack.selfcheck import send
 from devstack.stack import LISTENING, REPO_ROOT, app_settings
 from emulator import Emulator
-from shared.azure_clients import ArmSettings
-from shared.ids import id_key
-from shared.membership import compute_membership
-from shared.naming import address_name, is_managed_name
-from shared.plan import DEFAULT_MAX_REMOVE_FRACTION
-from shared.retry import RetryStats
-from shared.runtime import Runtime
+from shared.app.runtime import Runtime
+from shared.azure.clients import ArmSettings
+from shared.azure.retry import RetryStats
+from shared.core.ids import id_key
+from shared.core.membership import compute_membership
+from shared.core.naming import address_name, is_managed_name
+from shared.core.plan import DEFAULT_MAX_REMOVE_FRACTION
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 RESOURCE_GROUP = "rg-reliability"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from devstack.host import HTTP_TRIGGER, FunctionIndex, HostedFunction
 from emulator import Emulator
-from handlers import blueprints
+from function_app import BLUEPRINTS
 from tests.reliability.helpers import (
     EVENT_FUNCTION,
     HAND_ADDED,
@@ -48,7 +48,7 @@ def http_functions() -> list[HostedFunction]:
     # A fresh app from the same blueprints: function_app.app refuses a second get_functions() call,
     # and other tests make the first one.
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in blueprints():
+    for blueprint in BLUEPRINTS:
         app.register_functions(blueprint)
     index = FunctionIndex.of(app)
     return sorted((f for f in index.by_name.values() if f.trigger == HTTP_TRIGGER), key=lambda f: f.name)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
-from shared.azure_clients import ArmSettings
-from shared.runtime import Runtime
+from shared.app.runtime import Runtime
+from shared.azure.clients import ArmSettings
 from tests.reliability.helpers import (
     AZURE_OPERATION_SECONDS,
     GROUPS,

@@ -1,0 +1,1 @@
+"""The HTTP runbook API without azure.functions types."""

@@ -1,0 +1,1 @@
+"""The running app: runtime wiring, reconciler, event flusher, health check."""

@@ -1,0 +1,349 @@
+"""Event intake and the coalescing flusher: many events -> few pool writes, each costing O(change).
+
+Intake (per event): classify it and record one durable intent in its subscription's partition - no Azure
+call, so a burst of deliveries costs storage writes only - then try to become that subscription's flusher.
+A handler that does not get the flush lock just returns: its intent is durable and the holder will see it.
+
+Flusher (per subscription, one at a time through a blob lease): wait for the burst to settle, take the due
+intents, and work from the change: read the owners the intents name (GETs of each, or one list read when
+that is cheaper), look up in the member index which entries poolsync wrote for them, plan only those
+entries, and write the affected load balancers in parallel, each under its write lease. A resource-group
+delete or move names no owners: it gets a full reconcile of the subscription's pools. Intents whose work
+is done are deleted; work the guard held back or Azure refused stays pending with a back-off. Repeat while
+more are due; release, and look once more. Crashed holders are covered by the lease expiring: the next
+event or the timer's `sweep()` takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared import settings, telemetry
+from shared.app.reconciler import PoolOutcome, Reconciler
+from shared.app.runtime import Runtime, get_runtime
+from shared.core.changes import KIND_NIC, KIND_VM, Owner
+from shared.core.events import KIND_RESOURCE_GROUP, Ignored, parse_event
+from shared.core.ids import id_key
+from shared.errors import AzureFailure
+from shared.storage.intents import FlushLocks, HeldLease, Intent, IntentStore
+
+log = logging.getLogger("poolsync.flusher")
+
+_STRAGGLER_MARGIN = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class CoalesceSettings:
+    # no new intent for this long = the burst settled (~ one ARM operation)
+    quiet_seconds: float = settings.COALESCE_QUIET.default
+    # a continuous stream still flushes at least this often
+    max_wait_seconds: float = settings.COALESCE_MAX_WAIT.default
+    # how often a waiting flusher looks for new intents (a cheap query)
+    poll_seconds: float = settings.COALESCE_POLL.default
+    lease_seconds: int = settings.FLUSH_LEASE_SECONDS.default  # blob lease (15-60 s), renewed while working
+    # no new round after this: stay well inside Event Grid's 30 s delivery
+    budget_seconds: float = settings.FLUSH_BUDGET.default
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CoalesceSettings:
+        env = settings.app_settings(env)
+        return cls(
+            quiet_seconds=float(settings.COALESCE_QUIET.get(env)),
+            max_wait_seconds=float(settings.COALESCE_MAX_WAIT.get(env)),
+            poll_seconds=float(settings.COALESCE_POLL.get(env)),
+            lease_seconds=int(settings.FLUSH_LEASE_SECONDS.get(env)),
+            budget_seconds=float(settings.FLUSH_BUDGET.get(env)),
+        )
+
+
+class FlushFailed(AzureFailure, RuntimeError):
+    """A pool could not be reconciled (an Azure error outlived the retries); the intents stay pending."""
+
+    def __init__(self, scope: str, outcomes: list[PoolOutcome]) -> None:
+        failed = [f"{o.pool_id}: {o.detail}" for o in outcomes if o.status == "failed"]
+        super().__init__(f"flush of subscription {scope} failed: {'; '.join(failed)}")
+        self.scope = scope
+        self.outcomes = outcomes
+
+
+# statuses of a FlushReport
+FLUSHED = "flushed"  # held the lock and reconciled at least once
+IDLE = "idle"  # held the lock, nothing was pending
+BUSY = "busy"  # another flusher holds the lock: it will see our intents
+DEFERRED = "deferred"  # out of budget with intents still pending: the next event or the sweep goes on
+
+
+@dataclass
+class FlushReport:
+    scope: str  # the subscription
+    status: str = IDLE
+    rounds: int = 0
+    intents: int = 0
+    deferred: int = 0
+    outcomes: list[PoolOutcome] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subscription": self.scope,
+            "deferred": self.deferred,
+            "status": self.status,
+            "rounds": self.rounds,
+            "intents": self.intents,
+            "pools": [outcome.as_dict() for outcome in self.outcomes],
+        }
+
+
+class Flusher:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        intents: IntentStore,
+        locks: FlushLocks,
+        settings: CoalesceSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.reconciler = reconciler
+        self.intents = intents
+        self.locks = locks
+        self.settings = settings or CoalesceSettings()
+        self._clock = clock
+        self._sleep = sleep
+
+    def flush(self, scope: str) -> FlushReport:
+        """Apply everything due for this subscription if we can hold its flush lock; see the module doc."""
+        report = FlushReport(scope)
+        started = self._clock()
+        failure: FlushFailed | None = None
+        while True:
+            lease = self.locks.try_acquire_scope(scope)
+            if lease is None:
+                if report.rounds == 0:
+                    report.status = BUSY
+                return report
+            try:
+                while not lease.lost:
+                    if self._clock() - started > self.settings.budget_seconds:
+                        report.status = DEFERRED
+                        break
+                    try:
+                        if not self._round(scope, report, lease, started):
+                            break
+                    except FlushFailed as failed:
+                        failure = failed  # its intents are deferred; the others of later rounds go on
+                        break
+            finally:
+                lease.release()
+            if failure is not None:
+                raise failure
+            if report.status == DEFERRED or lease.lost:
+                log.warning("flush of %s stopped with intents pending (%s)", scope,
+                            "budget spent" if report.status == DEFERRED else "lock lost",
+                            extra={"subscription": scope})
+                return report
+            # An intent recorded after our last look found the lock still held and left it to us.
+            if not self.intents.has_pending(scope):
+                return report
+
+    def _deadline(self, started: float) -> float:
+        """When writes of this invocation must be done: the budget, as time.monotonic()."""
+        return time.monotonic() + max(1.0, self.settings.budget_seconds - (self._clock() - started))
+
+    def _round(self, scope: str, report: FlushReport, lease: HeldLease, started: float) -> bool:
+        """Settle, take, work, consume. False when nothing was due."""
+        if not self.intents.has_pending(scope):
+            return False
+        self._settle(scope)
+        taken = self.intents.pending(scope)
+        if not taken:
+            return False
+        deadline = self._deadline(started)
+        if not self.reconciler.index_ready():
+            # Right after an upgrade the member index is empty: one full reconcile fills it.
+            outcomes = self.reconciler.reconcile(source="events", deadline=deadline)
+            blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
+        elif any(intent.kind == KIND_RESOURCE_GROUP for intent in taken):
+            # A deleted or moved resource group names no owners: reconcile everything it may have held.
+            pools = self.reconciler.pools_of_subscription(scope)
+            outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
+            blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
+        else:
+            outcomes, blocked = self._owner_round(taken, deadline, lease)
+        report.rounds += 1
+        report.outcomes = outcomes
+        done = [intent for intent in taken if intent.row_key not in blocked]
+        waiting = [intent for intent in taken if intent.row_key in blocked]
+        consumed = self.intents.consume(done)
+        report.intents += len(consumed)
+        report.status = FLUSHED
+        if waiting:
+            reasons = "; ".join(f"{o.pool_id}: {o.detail}" for o in outcomes if o.status not in DONE)
+            self.intents.defer(waiting, reasons)
+            report.deferred += len(waiting)
+            telemetry.emit("intents_deferred", logging.WARNING, subscription=scope, intents=len(waiting),
+                           reason=reasons[:500])
+        _report_applied(scope, consumed, outcomes)
+        if any(outcome.status == "failed" for outcome in outcomes):
+            raise FlushFailed(scope, outcomes)
+        return True
+
+    def _owner_round(self, taken: list[Intent], deadline: float,
+                     lease: HeldLease) -> tuple[list[PoolOutcome], set[str]]:
+        """Work from the owners the intents name; the row keys of intents whose pools are not done."""
+        owners = {id_key(i.subject): Owner(KIND_NIC if i.kind == KIND_NIC else KIND_VM, i.subject)
+                  for i in taken if i.kind in (KIND_VM, KIND_NIC)}
+        # Read after taking: every change whose intent we took is visible in the reconciler's read.
+        # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
+        outcomes, pools_by_owner = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline,
+                                                                    fence=lease)
+        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
+        blocked = {i.row_key for i in taken if pools_by_owner.get(id_key(i.subject), set()) & not_done}
+        return outcomes, blocked
+
+    def _settle(self, scope: str) -> None:
+        """Wait until no new intent arrived for `quiet_seconds`, or `max_wait_seconds` passed."""
+        settings = self.settings
+        start = last_change = self._clock()
+        seen, newest = self.intents.recent_keys(scope, None)
+        while True:
+            now = self._clock()
+            remaining = min(settings.quiet_seconds - (now - last_change),
+                            settings.max_wait_seconds - (now - start))
+            if remaining <= 0:
+                return
+            self._sleep(min(settings.poll_seconds, remaining))
+            # Look a little before the newest write seen: concurrent writes may commit out of order.
+            since = newest - _STRAGGLER_MARGIN if newest is not None else None
+            keys, latest = self.intents.recent_keys(scope, since)
+            if not keys <= seen:
+                seen |= keys
+                last_change = self._clock()
+            if latest is not None and (newest is None or latest > newest):
+                newest = latest
+
+    def sweep(self) -> list[FlushReport]:
+        """Flush every subscription with due intents (left by a crashed or out-of-budget holder; deferred)."""
+        return self.flush_each(self.intents.scopes_with_pending())
+
+    def flush_each(self, scopes: list[str]) -> list[FlushReport]:
+        """Flush each subscription; one that fails does not keep the others' intents waiting. The first
+        failure is raised after all were tried (the others are logged)."""
+        reports: list[FlushReport] = []
+        failure: Exception | None = None
+        for scope in scopes:
+            try:
+                reports.append(self.flush(scope))
+            except Exception as error:
+                log.error("flush of %s failed: %s", scope, error, extra={"subscription": scope})
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return reports
+
+
+DONE = ("written", "unchanged")
+
+
+def _report_applied(scope: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:
+    """One `event_applied` per event whose changes are now in place; `event_ignored` when nothing had to
+    change. Coalesced events share their round's figures (`adds`/`removes` totals)."""
+    written = [o.pool_id for o in outcomes if o.status == "written"]
+    plans = [o.plan for o in outcomes if o.plan is not None and o.status == "written"]
+    adds, removes = sum(len(p.adds) for p in plans), sum(len(p.removes) for p in plans)
+    now = datetime.now(UTC)
+    for intent in consumed:
+        if not written:
+            telemetry.emit("event_ignored", event_id=intent.row_key, subscription=scope,
+                           reason="pools already match", coalesced=len(consumed))
+            continue
+        latency = (now - intent.event_time).total_seconds() * 1000 if intent.event_time else None
+        telemetry.emit("event_applied", event_id=intent.row_key, subscription=scope, pools=written, adds=adds,
+                       removes=removes, coalesced=len(consumed),
+                       latency_ms=round(latency) if latency is not None else None)
+
+
+# -- event intake ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class EventResult:
+    """What happened to one event, for the trigger's log line."""
+
+    event_id: str
+    decision: str  # ignored | recorded
+    reason: str = ""
+    subject: str | None = None
+    flushes: list[FlushReport] = field(default_factory=list)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "subject": self.subject,
+            "decision": self.decision,
+            "reason": self.reason,
+            "flushes": [{"subscription": f.scope, "status": f.status, "rounds": f.rounds,
+                         "intents": f.intents, "deferred": f.deferred} for f in self.flushes],
+        }
+
+
+class EventService:
+    """Intake and flushing for one Runtime (built once per process, see `event_service`)."""
+
+    def __init__(self, runtime: Runtime, intents: IntentStore, flusher: Flusher) -> None:
+        self.runtime = runtime
+        self.intents = intents
+        self.flusher = flusher
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> EventService:
+        settings = CoalesceSettings.from_env(runtime.settings)
+        intents = IntentStore.from_settings(runtime.storage, runtime.settings)
+        locks = FlushLocks.from_settings(runtime.storage, runtime.settings, settings.lease_seconds)
+        return cls(runtime, intents, Flusher(runtime.reconciler, intents, locks, settings))
+
+    def handle(self, payload: Any) -> EventResult:
+        """Classify, record, flush - no Azure call before the flush. MalformedEvent and Azure/storage errors
+        propagate (FlushFailed after the work that could be done was done)."""
+        decision = parse_event(payload, self.runtime.reconciler.watched_subscriptions())
+        if isinstance(decision, Ignored):
+            return EventResult(decision.event_id, "ignored", decision.reason, decision.subject)
+        hint = decision
+        self.intents.record(hint)
+        result = EventResult(hint.event_id, "recorded", f"{hint.action} of a {hint.kind}", hint.resource_id)
+        result.flushes = self.flusher.flush_each([hint.subscription])
+        return result
+
+    def sweep(self) -> list[FlushReport]:
+        return self.flusher.sweep()
+
+
+_service: tuple[Runtime, EventService] | None = None
+_service_lock = threading.Lock()
+
+
+def event_service(runtime: Runtime | None = None) -> EventService:
+    """The EventService of the process runtime (rebuilt when a test installs another runtime)."""
+    global _service
+    runtime = runtime or get_runtime()
+    with _service_lock:
+        if _service is None or _service[0] is not runtime:
+            _service = (runtime, EventService.from_runtime(runtime))
+        return _service[1]
+
+
+def sweep(runtime: Runtime | None = None) -> list[FlushReport]:
+    """Flush every subscription that has due intents: for the sweep timer and the HTTP API."""
+    return event_service(runtime).sweep()
+
+
+def pending_intents(runtime: Runtime | None = None) -> dict[str, list[Intent]]:
+    """Pending intents (due or deferred) by subscription (diagnostics for the HTTP API)."""
+    intents = event_service(runtime).intents
+    return {scope: intents.pending(scope, due_only=False)
+            for scope in intents.scopes_with_pending(due_only=False)}

@@ -1,0 +1,396 @@
+"""Bring managed pools to what the rules say, through the plan/guard/writer path.
+
+Every caller that changes pools - the event flusher, the HTTP API's reconcile,
+the audit's remediation - goes through here, so the guard and the ownership rule
+(never remove what poolsync did not add) hold everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError
+
+from shared import telemetry
+from shared.azure.inventory import InventoryReader
+from shared.azure.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter, WriteResult
+from shared.core.arm_json import pool_from_json
+from shared.core.changes import (
+    KIND_NIC,
+    KIND_VM,
+    ChangeSet,
+    Owner,
+    OwnerState,
+    PoolWork,
+    owner_change,
+    records_for,
+    removal_confirmation,
+)
+from shared.core.ids import ResourceId, id_key
+from shared.core.member_record import MemberRecord
+from shared.core.membership import compute_membership
+from shared.core.models import DesiredAddress, Inventory, PoolSnapshot
+from shared.core.naming import is_managed_name
+from shared.core.plan import GuardRefused, PoolPlan, guarded_plan
+from shared.core.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
+from shared.errors import GuardError
+from shared.storage.intents import HeldLease, LeaseLost
+from shared.storage.member_index import MemberIndex
+
+log = logging.getLogger("poolsync.reconciler")
+
+Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
+
+
+MAX_PARALLEL_LBS = 8
+OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
+VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
+
+
+def _lb_of(pool_id: str) -> str:
+    return str(ResourceId.parse(pool_id).parent)
+
+
+def _by_lb(pool_ids: Iterable[str]) -> dict[str, list[str]]:
+    by_lb: dict[str, list[str]] = {}
+    for pool_id in pool_ids:
+        by_lb.setdefault(id_key(_lb_of(pool_id)), []).append(pool_id)
+    return by_lb
+
+
+class UnmanagedPool(GuardError, PermissionError):
+    """The pool is not named by the rules: poolsync must not touch it."""
+
+
+@dataclass(frozen=True)
+class PoolOutcome:
+    pool_id: str
+    status: str  # unchanged | planned | written | refused (the guard held removals back) | failed
+    plan: PoolPlan | None = None
+    detail: str = ""
+    result: WriteResult | None = field(default=None, repr=False)
+    error: AzureError | None = field(default=None, repr=False, compare=False)  # why it `failed`
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool_id,
+            "status": self.status,
+            "plan": self.plan.summary() if self.plan is not None else None,
+            "diff": self.plan.render() if self.plan is not None else "",
+            "detail": self.detail,
+        }
+
+
+class Journal(Protocol):
+    """Where outcomes of real (not dry-run) reconciles are recorded, e.g. shared.storage.reconcile_log."""
+
+    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None: ...
+
+    def last(self) -> dict[str, dict[str, Any]]: ...
+
+
+class NoJournal:
+    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
+        pass
+
+    def last(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+
+class Reconciler:
+    """Every pool write poolsync makes on its own account goes through here (the HTTP API's manual edits
+    use `apply`). Writes of one load balancer hold its write lease; reads that decide a write happen after
+    the lease is held, so no writer acts on a state older than one another writer already acted on."""
+
+    def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
+                 journal: Journal | None = None, index: MemberIndex | None = None) -> None:
+        self.rules = rules
+        self.inventory = inventory
+        self.writer = writer
+        self.journal: Journal = journal or NoJournal()
+        self.index = index
+        self._managed = {id_key(pool_id): pool_id for pool_id in rules.managed_pool_ids()}
+
+    # -- what is managed -----------------------------------------------------------------------
+    def managed_pool_ids(self) -> list[str]:
+        return list(self._managed.values())
+
+    def require_managed(self, pool_id: str) -> str:
+        """The canonical spelling of a managed pool id, or UnmanagedPool."""
+        canonical = self._managed.get(id_key(pool_id))
+        if canonical is None:
+            raise UnmanagedPool(f"pool is not managed by poolsync: {pool_id}")
+        return canonical
+
+    def pools_of_lb(self, lb_id: str) -> list[str]:
+        lb_key = id_key(lb_id)
+        return [p for k, p in self._managed.items() if k.startswith(lb_key + "/backendaddresspools/")]
+
+    def watched_subscriptions(self) -> set[str]:
+        """Where the VMs and NICs live: the subscriptions of the rules' virtual networks."""
+        return {ResourceId.parse(rule.virtual_network_id).subscription.lower() for rule in self.rules.rules}
+
+    def pools_of_subscription(self, subscription: str) -> list[str]:
+        """Managed pools whose rules take VMs from this subscription."""
+        wanted = subscription.lower()
+        return list({rule.pool_key: rule.pool_id for rule in self.rules.rules
+                     if ResourceId.parse(rule.virtual_network_id).subscription.lower() == wanted}.values())
+
+    # -- deciding ------------------------------------------------------------------------------
+    def desired(self, inventory: Inventory) -> Desired:
+        return compute_membership(inventory, self.rules)
+
+    def read_inventory(self) -> Inventory:
+        return self.inventory.subscriptions(self.watched_subscriptions())
+
+    def read_owners(self, owners: list[Owner], records: list[MemberRecord]) -> OwnerState:
+        """The owners by GETs when that is cheap, else by one list read of their subscriptions."""
+        vm_ids = [o.id for o in owners if o.kind == KIND_VM]
+        nic_ids = [o.id for o in owners if o.kind == KIND_NIC] + [r.nic_id for r in records]
+        if self.inventory.owner_read_estimate(vm_ids, nic_ids) <= OWNER_READ_LIMIT:
+            return self.inventory.read_owners(vm_ids, nic_ids)
+        subscriptions = {ResourceId.parse(o.id).subscription.lower() for o in owners}
+        return OwnerState(self.inventory.subscriptions(subscriptions), direct=False)
+
+    # -- acting --------------------------------------------------------------------------------
+    def reconcile(
+        self,
+        pool_ids: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        force_reason: str | None = None,
+        wait: bool = True,
+        source: str = "reconcile",
+        deadline: float | None = None,
+    ) -> list[PoolOutcome]:
+        """Full reconcile of the given managed pools (all by default): the anti-entropy path.
+
+        Takes the write lease of every load balancer involved, then reads the inventory once (so the read
+        is newer than any write another poolsync writer made), plans each pool against it and writes the
+        load balancers in parallel; rebuilds the member index of the pools it saw. `source` (http, events,
+        audit, ...) is recorded with the outcomes of a real run."""
+        requested = self._managed.values() if pool_ids is None else pool_ids
+        targets = list(dict.fromkeys(self.require_managed(pool_id) for pool_id in requested))
+        if not targets:
+            return []
+        by_lb = _by_lb(targets)
+        with contextlib.ExitStack() as held:
+            leases: dict[str, HeldLease | None] = {}
+            busy: dict[str, str] = {}
+            for lb_key, pools in by_lb.items():
+                if dry_run:
+                    leases[lb_key] = None
+                    continue
+                try:
+                    leases[lb_key] = held.enter_context(self.writer.lb_lease(_lb_of(pools[0])))
+                except LoadBalancerBusy as error:
+                    busy[lb_key] = str(error)
+            inventory = self.read_inventory()
+            desired = self.desired(inventory)
+            records = self.index.all_records() if self.index is not None and not dry_run else []
+            state = OwnerState(inventory, direct=False)
+            by_name = {(r.pool_key, r.name.lower()): r for r in records}
+
+            def reconcile_lb(lb_key: str) -> list[PoolOutcome]:
+                pools = by_lb[lb_key]
+                if lb_key in busy:
+                    return [PoolOutcome(pool, "failed", None, busy[lb_key]) for pool in pools]
+                outcomes = []
+                for pool in pools:
+                    work = PoolWork(pool, dict(desired.get(id_key(pool), {})))
+                    work.records = {name: r for (pool_key, name), r in by_name.items()
+                                    if pool_key == id_key(pool)}
+                    work.confirmed = {name: reason for name, r in work.records.items()
+                                      if (reason := removal_confirmation(r, state)) is not None}
+                    outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
+                                                     force=force, force_reason=force_reason, wait=wait,
+                                                     deadline=deadline))
+                return outcomes
+
+            outcomes_by_pool = self._per_lb(list(by_lb), reconcile_lb)
+        outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
+        if not dry_run:
+            self._rebuild_index(outcomes, desired, by_name)
+            if (self.index is not None and {id_key(p) for p in targets} == set(self._managed)
+                    and all(o.status != "failed" for o in outcomes)):
+                self.index.mark_built()
+            self.journal.record(outcomes, source)
+        return outcomes
+
+    def index_ready(self) -> bool:
+        """False until a full reconcile filled the member index: the event path cannot work from it yet."""
+        return self.index is None or self.index.is_built()
+
+    def reconcile_owners(
+        self, owners: list[Owner], *, deadline: float | None = None, source: str = "events",
+        fence: HeldLease | None = None,
+    ) -> tuple[list[PoolOutcome], dict[str, set[str]]]:
+        """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
+        and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
+        started = time.monotonic()
+        records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
+                                        [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
+        indexed = time.monotonic()
+        state = self.read_owners(owners, records)
+        read = time.monotonic()
+        changes = owner_change(self.rules, owners, state, records)
+        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \
+            if changes.pools else []
+        log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
+                 "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
+                 read - indexed, len(changes.pools), time.monotonic() - read)
+        return outcomes, changes.pools_by_owner
+
+    def apply_changes(self, changes: ChangeSet, *, source: str = "events", fence: HeldLease | None = None,
+                      deadline: float | None = None) -> list[PoolOutcome]:
+        """The event path: each affected pool gets a plan limited to the owners' entries."""
+        by_lb = _by_lb([work.pool_id for work in changes.pools.values()])
+
+        def apply_lb(lb_key: str) -> list[PoolOutcome]:
+            pools = by_lb[lb_key]
+            wait = LB_LEASE_WAIT_SECONDS if deadline is None else max(0.0, min(LB_LEASE_WAIT_SECONDS,
+                                                                              deadline - time.monotonic()))
+            try:
+                with self.writer.lb_lease(_lb_of(pools[0]), wait=wait) as lease:
+                    return [self._apply_work(changes.pools[id_key(pool)], full=False, lease=lease,
+                                             fence=fence, deadline=deadline) for pool in pools]
+            except LoadBalancerBusy as error:
+                return [PoolOutcome(pool, "failed", None, str(error)) for pool in pools]
+
+        outcomes = list(self._per_lb(list(by_lb), apply_lb).values())
+        self.journal.record(outcomes, source)
+        return outcomes
+
+    def _per_lb(self, lb_keys: list[str], run: Callable[[str], list[PoolOutcome]]) -> dict[str, PoolOutcome]:
+        """Azure runs one operation at a time per load balancer: pools of one LB go in sequence, different
+        LBs in parallel."""
+        if not lb_keys:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_LBS, len(lb_keys))) as executor:
+            batches = list(executor.map(run, lb_keys))
+        return {outcome.pool_id: outcome for batch in batches for outcome in batch}
+
+    def _apply_work(self, work: PoolWork, *, full: bool, lease: HeldLease | None,
+                    fence: HeldLease | None = None, dry_run: bool = False,
+                    force: bool = False, force_reason: str | None = None, wait: bool = True,
+                    deadline: float | None = None) -> PoolOutcome:
+        guard = self.writer.guard
+        scope = None if full else work.in_scope
+
+        def make_plan(snapshot: PoolSnapshot) -> PoolPlan:
+            def planned() -> PoolPlan:
+                return guarded_plan(snapshot, work.wanted, guard, scope=scope, confirmed=work.confirmed,
+                                    force=force)
+
+            first = planned()
+            return planned() if first.held and self._verify_held(work, first) else first
+
+        def remember(planned: PoolPlan) -> None:
+            if self.index is not None:
+                names = [a.name for a in planned.adds] + [c.after.name for c in planned.readdresses]
+                names += [c.after.name for c in planned.renames]
+                self.index.remember(records_for(work.pool_id, work.wanted, names))
+
+        outcome = self.apply(work.pool_id, make_plan, fence=fence, dry_run=dry_run, force=force,
+                             force_reason=force_reason, wait=wait, lease=lease, guarded=True,
+                             before_write=remember, deadline=deadline)
+        if outcome.status in ("written", "refused") and outcome.result is not None and outcome.result.written:
+            self._forget_removed(work, outcome.plan)
+        return outcome
+
+    def _verify_held(self, work: PoolWork, planned: PoolPlan) -> bool:
+        """Read the owners of held removals directly; True when that confirmed any of them."""
+        records = [work.records[e.name.lower()] for e in planned.held if e.name.lower() in work.records]
+        records = records[:VERIFY_LIMIT]
+        if not records:
+            return False
+        state = self.inventory.read_owners(nic_ids=[r.nic_id for r in records])
+        found = {r.name.lower(): reason for r in records
+                 if (reason := removal_confirmation(r, state)) is not None}
+        work.confirmed.update(found)
+        return bool(found)
+
+    def _forget_removed(self, work: PoolWork, planned: PoolPlan | None) -> None:
+        if self.index is None or planned is None:
+            return
+        gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
+        if gone:
+            self.index.forget(gone)
+
+    def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
+                       known: Mapping[tuple[str, str], MemberRecord]) -> None:
+        """Anti-entropy for the member index: the rows of each pool seen become what the pool holds."""
+        if self.index is None:
+            return
+        seen: list[str] = []
+        records: list[MemberRecord] = []
+        for outcome in outcomes:
+            if outcome.result is None or outcome.status == "failed":
+                continue
+            pool_key = id_key(outcome.pool_id)
+            present = [a.name for a in outcome.result.addresses if is_managed_name(a.name)]
+            wanted = desired.get(pool_key, {})
+            records += records_for(outcome.pool_id, wanted, present)
+            wanted_names = {name.lower() for name in wanted}
+            records += [known[(pool_key, n.lower())] for n in present
+                        if n.lower() not in wanted_names and (pool_key, n.lower()) in known]
+            seen.append(outcome.pool_id)
+        if seen:
+            self.index.rebuild(seen, records)
+
+    def apply(
+        self, pool_id: str, make_plan: Callable[[PoolSnapshot], PoolPlan], **options: Any
+    ) -> PoolOutcome:
+        """Run one plan through the writer and turn the result into an outcome (never raises for Azure errors
+        that outlived the retries, a busy load balancer or a lost lease: the outcome says `failed`)."""
+        pool_id = self.require_managed(pool_id)
+        try:
+            result = self.writer.apply(pool_id, make_plan, **options)
+        except GuardRefused as refused:
+            telemetry.emit("guard_refused", logging.WARNING, pool=pool_id, reason=refused.reason,
+                           removes=len(refused.plan.removes), plan=refused.plan.summary())
+            return PoolOutcome(pool_id, "refused", refused.plan, str(refused))
+        except (AzureError, LoadBalancerBusy, LeaseLost) as error:
+            detail = f"{type(error).__name__}: {error}".splitlines()[0]
+            telemetry.emit("pool_write", logging.ERROR, pool=pool_id, outcome="failed", error=detail)
+            return PoolOutcome(pool_id, "failed", None, detail,
+                               error=error if isinstance(error, AzureError) else None)
+        if result.plan.held:
+            telemetry.emit("guard_refused", logging.WARNING, pool=pool_id, reason=result.plan.hold_reason,
+                           removes=len(result.plan.held), held=[e.name for e in result.plan.held][:20],
+                           written=result.written, dry_run=result.dry_run)
+            return PoolOutcome(pool_id, "refused", result.plan, result.plan.hold_reason, result=result)
+        if result.dry_run:
+            status = "unchanged" if result.plan.is_empty else "planned"
+        else:
+            status = "written" if result.written else "unchanged"
+        return PoolOutcome(pool_id, status, result.plan, result=result)
+
+    # -- start-up validation ---------------------------------------------------------------------
+    def read_facts(self) -> AzureFacts:
+        """VNet address spaces and pool snapshots (with their LB's SKU) for the rules' checks."""
+        spaces: dict[str, list[str]] = {}
+        for vnet_id in {rule.virtual_network_id for rule in self.rules.rules}:
+            vnet = self.inventory.virtual_network(vnet_id)
+            if vnet is not None:
+                address_space = (vnet.get("properties") or {}).get("addressSpace") or {}
+                spaces[id_key(vnet_id)] = list(address_space.get("addressPrefixes") or [])
+        pools: dict[str, PoolSnapshot] = {}
+        for lb_id in self.rules.managed_lb_ids():
+            lb = self.inventory.load_balancer(lb_id)
+            if lb is None:
+                continue
+            sku = (lb.get("sku") or {}).get("name")
+            for pool in (lb.get("properties") or {}).get("backendAddressPools") or []:
+                pools[id_key(pool["id"])] = pool_from_json(pool, lb_sku=sku)
+        return AzureFacts(vnet_address_spaces=spaces, pools=pools)
+
+    def validate_against_azure(self) -> list[RuleProblem]:
+        return validate_against_azure(self.rules, self.read_facts())

@@ -1,0 +1,1 @@
+"""The audit run: list-based reads, findings, report rendering and storage."""

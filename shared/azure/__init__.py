@@ -1,0 +1,1 @@
+"""Talking to Azure Resource Manager: SDK clients, the retry policy, inventory reads, pool writes."""

@@ -1,0 +1,162 @@
+"""Reading what exists in Azure: list-based for whole scopes, GET-based for one owner.
+
+List calls page through the subscription (never one GET per VM); the owner
+reader serves the Event Grid path, where one VM or NIC changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.azure.clients import AzureClients
+from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
+from shared.core.arm_json import as_json, nic_from_json, vm_from_json
+from shared.core.changes import OwnerState
+from shared.core.ids import ResourceId, id_key
+from shared.core.models import Inventory
+
+
+class InventoryReader:
+    def __init__(self, clients: AzureClients, retry: RetrySettings | None = None,
+                 stats: RetryStats | None = None) -> None:
+        self.clients = clients
+        self.retry = retry or RetrySettings()
+        self.stats = stats
+
+    def _call(self, fn: Any, operation: str) -> Any:
+        return call_with_retry(fn, settings=self.retry, stats=self.stats, operation=operation)
+
+    def subscription(self, subscription_id: str) -> Inventory:
+        """Every NIC and VM of a subscription, by paged list calls (a failed page restarts the list)."""
+        network = self.clients.network(subscription_id)
+        compute = self.clients.compute(subscription_id)
+        inventory = Inventory()
+        nics = self._call(lambda: [as_json(n) for n in network.network_interfaces.list_all()],
+                          f"list NICs of {subscription_id}")
+        vms = self._call(lambda: [as_json(v) for v in compute.virtual_machines.list_all()],
+                         f"list VMs of {subscription_id}")
+        for nic in nics:
+            inventory.add_nic(nic_from_json(nic))
+        for vm in vms:
+            inventory.add_vm(vm_from_json(vm))
+        return inventory
+
+    def subscriptions(self, subscription_ids: Iterable[str]) -> Inventory:
+        merged = Inventory()
+        for subscription_id in sorted({s.lower() for s in subscription_ids}):
+            part = self.subscription(subscription_id)
+            merged.vms.update(part.vms)
+            merged.nics.update(part.nics)
+        return merged
+
+    def _get_or_none(self, fn: Any, operation: str) -> dict[str, Any] | None:
+        try:
+            return as_json(self._call(fn, operation))
+        except ResourceNotFoundError:
+            return None
+
+    def owner(self, resource_id: str) -> Inventory:
+        """The VM or NIC named by `resource_id` with its counterpart(s), as Azure holds them now.
+
+        A VM brings its NICs; a NIC brings the VM it is attached to. Gone resources
+        are simply absent, so the caller's plan removes what they owned."""
+        rid = ResourceId.parse(resource_id)
+        inventory = Inventory()
+        compute = self.clients.compute(rid.subscription)
+        if rid.full_type.lower() == "microsoft.compute/virtualmachines":
+            vm = self._get_or_none(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
+                                   f"GET VM {rid.name}")
+            if vm is None:
+                return inventory
+            inventory.add_vm(vm_from_json(vm))
+            for nic_id in inventory.vms[id_key(vm["id"])].nic_ids:
+                self._add_nic(inventory, nic_id)
+        elif rid.full_type.lower() == "microsoft.network/networkinterfaces":
+            nic = self._add_nic(inventory, resource_id)
+            if nic is not None and nic.vm_id:
+                vm_rid = ResourceId.parse(nic.vm_id)
+                vm_client = self.clients.compute(vm_rid.subscription)
+                vm = self._get_or_none(
+                    lambda: vm_client.virtual_machines.get(vm_rid.resource_group, vm_rid.name),
+                    f"GET VM {vm_rid.name}")
+                if vm is not None:
+                    inventory.add_vm(vm_from_json(vm))
+        else:
+            raise ValueError(f"not a VM or NIC id: {resource_id}")
+        return inventory
+
+    def _add_nic(self, inventory: Inventory, nic_id: str) -> Any:
+        rid = ResourceId.parse(nic_id)
+        network = self.clients.network(rid.subscription)
+        nic = self._get_or_none(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
+                                f"GET NIC {rid.name}")
+        if nic is None:
+            return None
+        model = nic_from_json(nic)
+        inventory.add_nic(model)
+        return model
+
+    def read_owners(self, vm_ids: Iterable[str] = (), nic_ids: Iterable[str] = ()) -> OwnerState:
+        """These VMs and NICs by GETs of their own, with the NICs of the VMs and the VMs of the NICs; a 404
+        lands in `gone`. Reads of one kind run in parallel (a few at a time)."""
+        inventory = Inventory()
+        gone: set[str] = set()
+        vms = {id_key(v): v for v in vm_ids}
+        self._read_all(vms.values(), self._vm_reader(inventory), gone)
+        nics = {id_key(n): n for n in nic_ids}
+        for vm in inventory.vms.values():
+            nics.update({id_key(n): n for n in vm.nic_ids})
+        self._read_all(nics.values(), self._nic_reader(inventory), gone)
+        missing_vms = {id_key(n.vm_id): n.vm_id for n in inventory.nics.values()
+                       if n.vm_id and id_key(n.vm_id) not in inventory.vms and id_key(n.vm_id) not in gone}
+        self._read_all(missing_vms.values(), self._vm_reader(inventory), gone)
+        return OwnerState(inventory, frozenset(gone), direct=True)
+
+    @staticmethod
+    def owner_read_estimate(vm_ids: Iterable[str], nic_ids: Iterable[str]) -> int:
+        """GETs `read_owners` will make at least: one per VM and its NIC, one per NIC and its VM."""
+        return 2 * len({id_key(v) for v in vm_ids} | {id_key(n) for n in nic_ids})
+
+    def _read_all(self, ids: Iterable[str], read: Callable[[str], bool], gone: set[str]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(ids))) as executor:
+            for resource_id, found in zip(ids, executor.map(read, ids), strict=True):
+                if not found:
+                    gone.add(id_key(resource_id))
+
+    def _vm_reader(self, inventory: Inventory) -> Callable[[str], bool]:
+        def read(vm_id: str) -> bool:
+            rid = ResourceId.parse(vm_id)
+            compute = self.clients.compute(rid.subscription)
+            vm = self._get_or_none(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
+                                   f"GET VM {rid.name}")
+            if vm is not None:
+                inventory.add_vm(vm_from_json(vm))
+            return vm is not None
+        return read
+
+    def _nic_reader(self, inventory: Inventory) -> Callable[[str], bool]:
+        return lambda nic_id: self._add_nic(inventory, nic_id) is not None
+
+    def virtual_network(self, vnet_id: str) -> dict[str, Any] | None:
+        rid = ResourceId.parse(vnet_id)
+        network = self.clients.network(rid.subscription)
+        return self._get_or_none(lambda: network.virtual_networks.get(rid.resource_group, rid.name),
+                                 f"GET VNet {rid.name}")
+
+    def load_balancer(self, lb_id: str) -> dict[str, Any] | None:
+        rid = ResourceId.parse(lb_id)
+        network = self.clients.network(rid.subscription)
+        return self._get_or_none(lambda: network.load_balancers.get(rid.resource_group, rid.name),
+                                 f"GET LB {rid.name}")
+
+    def load_balancers(self, subscription_id: str) -> list[dict[str, Any]]:
+        network = self.clients.network(subscription_id)
+        return self._call(lambda: [as_json(lb) for lb in network.load_balancers.list_all()],
+                          f"list LBs of {subscription_id}")

@@ -1,0 +1,727 @@
+"""The compliance audit's decisions: findings from what was read, no I/O.
+
+Drift findings come from the same `plan()` remediation would run, so the report says exactly what a
+remediating run changes (and a finding is `remediable` only when that plan fixes it). Platform findings
+follow the documented limits of IP-based backend pools; rules hygiene reuses `validate_against_azure`.
+
+What the audit cannot see: Azure does not expose NICs of application gateways or container groups.
+Their addresses are recognised only through facts of their subnet (an application gateway's IP
+configurations, a delegation to Microsoft.ContainerInstance/containerGroups); otherwise such an
+address is reported as pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.core.ids import id_key, vnet_of_subnet
+from shared.core.membership import compute_membership
+from shared.core.models import (
+    ADMIN_DOWN,
+    Inventory,
+    IpConfiguration,
+    NetworkInterface,
+    PoolAddress,
+    PoolSnapshot,
+    normal_ip,
+)
+from shared.core.naming import address_name, is_managed_name, legacy_address_name
+from shared.core.plan import PoolPlan, plan
+from shared.core.rules import AzureFacts, Rule, RuleSet, validate_against_azure
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+SEVERITIES = (ERROR, WARNING, INFO)
+
+DRIFT = "drift"
+PLATFORM = "platform"
+UNMANAGED = "unmanaged"
+RULES = "rules"
+
+# code -> (category, severity). The codes are part of the report schema: add, never rename.
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "stale_address": (DRIFT, WARNING),
+    "missing_address": (DRIFT, WARNING),
+    "duplicate_address": (DRIFT, ERROR),
+    "owner_changed": (DRIFT, ERROR),
+    "not_selected": (DRIFT, WARNING),
+    "basic_sku": (PLATFORM, ERROR),
+    "mixed_members": (PLATFORM, ERROR),
+    "address_outside_vnet": (PLATFORM, ERROR),
+    "non_vm_backend": (PLATFORM, ERROR),
+    "nat_rule_on_ip_pool": (PLATFORM, ERROR),
+    "drain_overdue": (PLATFORM, WARNING),
+    "sync_mode_automatic": (PLATFORM, ERROR),
+    "pool_provisioning_failed": (PLATFORM, ERROR),
+    "pool_size_limit": (PLATFORM, ERROR),
+    "unmanaged_orphan": (UNMANAGED, WARNING),
+    "rule_pool_missing": (RULES, ERROR),
+    "rule_vnet_missing": (RULES, ERROR),
+    "rule_cidr_outside_vnet": (RULES, ERROR),
+    "rules_cidr_overlap": (RULES, INFO),
+}
+
+# "Backend pool size: supports up to 5000 instances" for a Standard load balancer (Azure Load Balancer
+# SKU comparison; the IP-based preview's limit of 100 addresses per pool is gone from the docs).
+POOL_SIZE_LIMIT = 5000
+
+DRAIN_OBSERVED = "observed"  # first seen Down by an audit: the real start is at or before it
+DRAIN_POOLSYNC = "poolsync"  # drained through poolsync, which recorded the time
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetFacts:
+    id: str
+    prefixes: tuple[str, ...]
+    delegations: tuple[str, ...] = ()  # service names, e.g. Microsoft.ContainerInstance/containerGroups
+    application_gateway: bool = False  # the subnet holds an application gateway's IP configurations
+
+
+@dataclass(frozen=True, slots=True)
+class VnetFacts:
+    id: str
+    address_prefixes: tuple[str, ...]
+    subnets: tuple[SubnetFacts, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendIp:
+    lb_id: str
+    name: str
+    private_ip: str
+    vnet_id: str | None
+
+
+@dataclass(frozen=True)
+class LoadBalancerFacts:
+    id: str
+    sku: str | None
+    pools: tuple[PoolSnapshot, ...]
+    frontends: tuple[FrontendIp, ...] = ()
+    nat_rules_by_pool: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # pool key -> rule ids
+
+    @property
+    def vnet_ids(self) -> tuple[str, ...]:
+        """Virtual networks of its internal frontends (an internal LB lives in one)."""
+        return tuple(dict.fromkeys(fe.vnet_id for fe in self.frontends if fe.vnet_id))
+
+
+@dataclass(frozen=True, slots=True)
+class DrainRecord:
+    pool_id: str
+    name: str
+    since: datetime
+    source: str = DRAIN_OBSERVED
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return drain_key(self.pool_id, self.name)
+
+
+def drain_key(pool_id: str, name: str) -> tuple[str, str]:
+    return id_key(pool_id), name.lower()
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    rules: RuleSet
+    inventory: Inventory
+    load_balancers: Sequence[LoadBalancerFacts]
+    vnets: Mapping[str, VnetFacts]  # keyed by id_key
+    now: datetime
+    drain_max_age: timedelta
+    drains: Mapping[tuple[str, str], DrainRecord] = field(default_factory=dict)  # keyed by drain_key
+
+
+# --- outputs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    pool: str | None
+    message: str
+    fix: str
+    address: str | None = None  # the backend address name
+    ip: str | None = None
+    rule: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    remediable: bool = False  # a remediating run's plan fixes it
+
+    @property
+    def category(self) -> str:
+        return CATALOGUE[self.code][0]
+
+    @property
+    def severity(self) -> str:
+        return CATALOGUE[self.code][1]
+
+    def sort_key(self) -> tuple[Any, ...]:
+        severity = SEVERITIES.index(self.severity)
+        return (severity, self.pool or "", self.code, self.address or "", self.rule or "")
+
+
+@dataclass(frozen=True)
+class PoolAudit:
+    pool_id: str
+    lb_id: str
+    exists: bool
+    sku: str | None = None
+    addresses: int = 0
+    managed: int = 0
+    unmanaged: int = 0
+    nic_members: int = 0
+    selected: int = 0  # addresses the rules select for it
+    blocked: bool = False  # a platform problem keeps poolsync from writing it
+    plan: PoolPlan | None = None
+    sync_mode: str | None = None
+    provisioning_state: str | None = None
+    provisioning_failed: bool = False  # Azure refuses writes until the pool is PUT again
+
+    @property
+    def needs_remediation(self) -> bool:
+        """A drifted pool, or a Failed one: the writer re-PUTs a Failed pool even with an empty plan."""
+        if not self.exists or self.blocked or self.plan is None:
+            return False
+        return self.provisioning_failed or not self.plan.is_empty
+
+
+@dataclass(frozen=True)
+class DrainChanges:
+    """How the first-seen-Down table must change after this audit."""
+
+    upserts: tuple[DrainRecord, ...] = ()
+    deletes: tuple[DrainRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    findings: tuple[Finding, ...]
+    pools: tuple[PoolAudit, ...]
+    drains: DrainChanges
+
+    def remediable_pool_ids(self) -> list[str]:
+        return [pool.pool_id for pool in self.pools if pool.needs_remediation]
+
+
+# --- what an IP is -----------------------------------------------------------------------------------
+
+VM_NIC = "vm"
+DETACHED_NIC = "detached_nic"
+PRIVATE_ENDPOINT = "private_endpoint"
+PRIVATE_LINK_SERVICE = "private_link_service"
+LB_FRONTEND = "load_balancer_frontend"
+APPLICATION_GATEWAY = "application_gateway"
+CONTAINER_GROUP = "container_group"
+NOTHING = "nothing"
+NON_VM_KINDS = (PRIVATE_ENDPOINT, PRIVATE_LINK_SERVICE, LB_FRONTEND, APPLICATION_GATEWAY, CONTAINER_GROUP)
+_NIC_OWNER_KINDS = {"privateEndpoint": PRIVATE_ENDPOINT, "privateLinkService": PRIVATE_LINK_SERVICE}
+CONTAINER_DELEGATION = "microsoft.containerinstance/containergroups"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an address's IP belongs to in its virtual network."""
+
+    kind: str
+    nic: NetworkInterface | None = None
+    ipconfig: IpConfiguration | None = None
+    detail: str | None = None  # the id of the non-VM owner, when known
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"target": self.kind}
+        if self.nic is not None and self.ipconfig is not None:
+            out["nic"] = self.nic.id
+            out["ipConfiguration"] = self.ipconfig.name
+            if self.nic.vm_id:
+                out["vm"] = self.nic.vm_id
+        if self.detail:
+            out["owner"] = self.detail
+        return out
+
+
+class _Resolver:
+    """Indexes of the inventory and LB/VNet facts, built once per audit."""
+
+    def __init__(self, inputs: AuditInputs) -> None:
+        inventory = inputs.inventory
+        self.by_ip: dict[tuple[str, str], tuple[NetworkInterface, IpConfiguration]] = {}
+        self.by_name: dict[str, tuple[NetworkInterface, IpConfiguration]] = {}
+        vnet_keys: dict[str, str] = {}
+        for nic in inventory.nics.values():
+            for ipc in nic.ip_configurations:
+                # both the current name and the legacy (guid-less) one an older entry may carry
+                self.by_name[address_name(nic.id, ipc.name, nic.resource_guid).lower()] = (nic, ipc)
+                self.by_name.setdefault(legacy_address_name(nic.id, ipc.name).lower(), (nic, ipc))
+                ip = normal_ip(ipc.private_ip)
+                if ip and ipc.subnet_id:
+                    vnet = vnet_keys.get(ipc.subnet_id)
+                    if vnet is None:
+                        vnet = vnet_keys[ipc.subnet_id] = id_key(vnet_of_subnet(ipc.subnet_id))
+                    self.by_ip[(vnet, ip)] = (nic, ipc)
+        self.vms = inventory.vms
+        self.frontends: dict[tuple[str, str], FrontendIp] = {}
+        for lb in inputs.load_balancers:
+            for fe in lb.frontends:
+                ip = normal_ip(fe.private_ip)
+                if fe.vnet_id and ip:
+                    self.frontends[(id_key(fe.vnet_id), ip)] = fe
+        self.subnets: dict[str, list[tuple[Any, SubnetFacts]]] = defaultdict(list)
+        for vnet_key, facts in inputs.vnets.items():
+            for subnet in facts.subnets:
+                if subnet.application_gateway or subnet.delegations:
+                    for prefix in subnet.prefixes:
+                        network = ipaddress.ip_network(prefix, strict=False)
+                        self.subnets[id_key(vnet_key)].append((network, subnet))
+
+    def resolve(self, vnet_id: str | None, ip_text: str | None) -> Target:
+        ip = normal_ip(ip_text)
+        if not vnet_id or not ip:
+            return Target(NOTHING)
+        vnet = id_key(vnet_id)
+        held = self.by_ip.get((vnet, ip))
+        if held is not None:
+            nic, ipc = held
+            kind = _NIC_OWNER_KINDS.get(nic.owner_kind)
+            if kind is not None:
+                return Target(kind, nic, ipc)
+            attached = nic.vm_id is not None and id_key(nic.vm_id) in self.vms
+            return Target(VM_NIC if attached else DETACHED_NIC, nic, ipc)
+        frontend = self.frontends.get((vnet, ip))
+        if frontend is not None:
+            return Target(LB_FRONTEND, detail=f"{frontend.lb_id}/frontendIPConfigurations/{frontend.name}")
+        special = self.special_subnet(vnet, ip)
+        if special is not None:
+            return special
+        return Target(NOTHING)
+
+    def special_subnet(self, vnet: str, ip: str) -> Target | None:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for network, subnet in self.subnets.get(vnet, ()):
+            if address.version == network.version and address in network:
+                if subnet.application_gateway:
+                    return Target(APPLICATION_GATEWAY, detail=subnet.id)
+                if any(d.lower() == CONTAINER_DELEGATION for d in subnet.delegations):
+                    return Target(CONTAINER_GROUP, detail=subnet.id)
+        return None
+
+    def named_owner(self, name: str) -> tuple[NetworkInterface, IpConfiguration] | None:
+        """The NIC ipconfig a poolsync name was derived from, if it still exists."""
+        return self.by_name.get(name.lower())
+
+
+# --- the audit ---------------------------------------------------------------------------------------
+
+
+def audit(inputs: AuditInputs) -> AuditResult:
+    resolver = _Resolver(inputs)
+    desired = compute_membership(inputs.inventory, inputs.rules)
+    findings: list[Finding] = list(rules_findings(inputs))
+    pools_by_key = {id_key(pool.id): (lb, pool) for lb in inputs.load_balancers for pool in lb.pools}
+    pool_audits: list[PoolAudit] = []
+    for pool_id in inputs.rules.managed_pool_ids():
+        lb_pool = pools_by_key.get(id_key(pool_id))
+        lb_id = str(pool_id).rsplit("/backendAddressPools/", 1)[0]
+        if lb_pool is None:
+            pool_audits.append(PoolAudit(pool_id, lb_id, exists=False))  # reported by rules_findings
+            continue
+        lb, pool = lb_pool
+        wanted = desired.get(id_key(pool_id), {})
+        pool_findings, pool_audit = _audit_pool(inputs, resolver, lb, pool, wanted)
+        findings += pool_findings
+        pool_audits.append(pool_audit)
+    drain_findings, drain_changes = _drains(inputs, pools_by_key)
+    findings += drain_findings
+    findings.sort(key=Finding.sort_key)
+    return AuditResult(tuple(findings), tuple(pool_audits), drain_changes)
+
+
+def _entry_vnet(entry: PoolAddress, pool: PoolSnapshot) -> str | None:
+    if entry.vnet_id:
+        return entry.vnet_id
+    if entry.subnet_id:
+        return vnet_of_subnet(entry.subnet_id)
+    return pool.vnet_id
+
+
+def _expected_vnets(pool: PoolSnapshot, lb: LoadBalancerFacts, rules: Sequence[Rule]) -> tuple[str, ...]:
+    """The LB's virtual network as Azure defines it: the pool's binding, else the internal frontends',
+    else (a public LB with an unbound pool) the one the rules name."""
+    if pool.vnet_id:
+        return (pool.vnet_id,)
+    if lb.vnet_ids:
+        return lb.vnet_ids
+    return tuple(dict.fromkeys(rule.virtual_network_id for rule in rules))
+
+
+def _audit_pool(
+    inputs: AuditInputs,
+    resolver: _Resolver,
+    lb: LoadBalancerFacts,
+    pool: PoolSnapshot,
+    wanted: Mapping[str, Any],
+) -> tuple[list[Finding], PoolAudit]:
+    findings: list[Finding] = []
+    pool_id = pool.id
+    managed = sum(1 for entry in pool.addresses if is_managed_name(entry.name))
+    sku = lb.sku or pool.lb_sku
+    blocked = False
+    if (sku or "").lower() == "basic":
+        blocked = True
+        findings.append(Finding(
+            "basic_sku", pool_id,
+            "the load balancer is Basic SKU; IP-based backend pools need a Standard load balancer",
+            "upgrade the load balancer to Standard SKU (Basic cannot hold IP-based members), or point the "
+            "rules at a pool of a Standard load balancer",
+            evidence={"loadBalancer": lb.id, "sku": sku, "selectedAddresses": len(wanted)},
+        ))
+    if pool.nic_member_count:
+        blocked = True
+        findings.append(Finding(
+            "mixed_members", pool_id,
+            f"the pool has {pool.nic_member_count} NIC-based member(s); a pool cannot mix NIC-based and "
+            "IP-based members, so poolsync cannot write it",
+            "move the NIC-based members to another pool (remove the pool from their NICs' ipconfigs), or "
+            "point the rules at an IP-based pool",
+            evidence={"nicBasedMembers": pool.nic_member_count, "ipBasedMembers": len(pool.addresses),
+                      "selectedAddresses": len(wanted)},
+        ))
+    if pool.sync_mode_automatic:
+        blocked = True
+        findings.append(Finding(
+            "sync_mode_automatic", pool_id,
+            "the pool has syncMode Automatic: Azure fills it from the NICs' ipconfigs and refuses address "
+            "edits (ModificationOfBackendAddressesInPoolIsNotSupportedWhenSyncModeIsAutomatic), so poolsync "
+            "cannot write it",
+            "point the rules at a pool whose syncMode is Manual or unset (create one in the same load "
+            "balancer and move the load-balancing rules to it), or delete the rules for this pool and let "
+            "Azure manage it",
+            evidence={"syncMode": pool.sync_mode, "selectedAddresses": len(wanted)},
+        ))
+    if pool.provisioning_failed:
+        findings.append(Finding(
+            "pool_provisioning_failed", pool_id,
+            "the pool's provisioningState is Failed: an earlier operation failed, and Azure refuses "
+            "writes that depend on the pool until it is PUT again",
+            "a remediating run PUTs the pool again with its current contents (or re-apply the pool by "
+            "hand, e.g. az network lb address-pool update with no changes), then check the activity log "
+            "for the operation that failed",
+            evidence={"provisioningState": pool.provisioning_state},
+            remediable=not blocked,
+        ))
+    size = max(len(pool.addresses), len(wanted))
+    if size > POOL_SIZE_LIMIT:
+        findings.append(Finding(
+            "pool_size_limit", pool_id,
+            f"the pool {'has' if len(pool.addresses) >= len(wanted) else 'would need'} {size} addresses; "
+            f"a Standard load balancer's backend pool holds at most {POOL_SIZE_LIMIT}",
+            "split the membership across several pools (narrower CIDRs or tag filters per rule), so no "
+            f"pool needs more than {POOL_SIZE_LIMIT} addresses",
+            evidence={"addresses": len(pool.addresses), "selectedAddresses": len(wanted),
+                      "limit": POOL_SIZE_LIMIT},
+        ))
+    nat_rules = lb.nat_rules_by_pool.get(id_key(pool_id), ())
+    if nat_rules:
+        findings.append(Finding(
+            "nat_rule_on_ip_pool", pool_id,
+            f"{len(nat_rules)} inbound NAT rule(s) target this IP-based pool; inbound NAT rules are not "
+            "supported for IP-based backends",
+            "remove the inbound NAT rules' backend pool, or target a NIC-based pool with them",
+            evidence={"inboundNatRules": list(nat_rules)},
+        ))
+
+    expected = _expected_vnets(pool, lb, inputs.rules.rules_for_pool(pool_id))
+    expected_keys = {id_key(v) for v in expected}
+    targets: dict[str, Target] = {}
+    for entry in pool.addresses:
+        vnet = _entry_vnet(entry, pool)
+        target = targets[entry.name.lower()] = resolver.resolve(vnet, entry.ip_address)
+        is_managed = is_managed_name(entry.name)
+        if expected_keys and (vnet is None or id_key(vnet) not in expected_keys):
+            findings.append(Finding(
+                "address_outside_vnet", pool_id,
+                "the address is not in the load balancer's virtual network; IP-based backends must be",
+                "remove the address" if not is_managed
+                else "check the rule's virtualNetwork; poolsync removes the address once no rule selects it",
+                address=entry.name, ip=entry.ip_address,
+                evidence={"addressVirtualNetwork": vnet, "loadBalancerVirtualNetworks": list(expected)},
+            ))
+        if target.kind in NON_VM_KINDS:
+            findings.append(Finding(
+                "non_vm_backend", pool_id,
+                f"the address belongs to a {target.kind.replace('_', ' ')}, which cannot be an IP-based "
+                "backend (only virtual machines and scale set instances can)",
+                "remove the address from the pool",
+                address=entry.name, ip=entry.ip_address, evidence=target.evidence(),
+            ))
+        elif not is_managed and target.kind in (NOTHING, DETACHED_NIC):
+            findings.append(Finding(
+                "unmanaged_orphan", pool_id,
+                "an address added by hand points at nothing: no VM holds its IP"
+                if target.kind == NOTHING else
+                "an address added by hand points at a NIC that is attached to no VM",
+                "remove it by hand (or as a manual change through poolsync's HTTP API); poolsync never "
+                "removes addresses it did not add on its own",
+                address=entry.name, ip=entry.ip_address, evidence=target.evidence(),
+            ))
+    findings += _duplicates(pool)
+
+    pool_plan = None
+    if not blocked:
+        pool_plan = plan(pool, wanted)
+        findings = _mark_remediable(findings, pool_plan)
+        findings += _drift(pool, pool_plan, targets, resolver)
+    summary = PoolAudit(
+        pool_id=pool_id, lb_id=lb.id, exists=True, sku=sku, addresses=len(pool.addresses), managed=managed,
+        unmanaged=len(pool.addresses) - managed, nic_members=pool.nic_member_count, selected=len(wanted),
+        blocked=blocked, plan=pool_plan, sync_mode=pool.sync_mode, provisioning_state=pool.provisioning_state,
+        provisioning_failed=pool.provisioning_failed,
+    )
+    return findings, summary
+
+
+def _duplicates(pool: PoolSnapshot) -> list[Finding]:
+    holders: dict[str, list[PoolAddress]] = defaultdict(list)
+    for entry in pool.addresses:
+        ip = normal_ip(entry.ip_address)
+        if ip:
+            holders[ip].append(entry)
+    findings = []
+    for ip, entries in holders.items():
+        if len(entries) < 2:
+            continue
+        names = [entry.name for entry in entries]
+        findings.append(Finding(
+            "duplicate_address", pool.id,
+            f"the IP appears {len(entries)} times in the pool",
+            "keep one entry (the one in the load balancer's virtual network) and remove the others",
+            address=names[0], ip=ip,
+            evidence={"names": names, "virtualNetworks": [_entry_vnet(entry, pool) for entry in entries]},
+        ))
+    return findings
+
+
+def _mark_remediable(findings: list[Finding], pool_plan: PoolPlan) -> list[Finding]:
+    """Address findings the plan removes are fixed by a remediating run."""
+    removed = {entry.name.lower() for entry in pool_plan.removes}
+    marked = []
+    for finding in findings:
+        if finding.code == "duplicate_address":
+            names = [name.lower() for name in finding.evidence.get("names", ())]
+            fixed = len([name for name in names if name not in removed]) <= 1
+            finding = replace(finding, remediable=fixed)
+        elif finding.address and finding.address.lower() in removed:
+            finding = replace(finding, remediable=True)
+        marked.append(finding)
+    return marked
+
+
+def _drift(
+    pool: PoolSnapshot, pool_plan: PoolPlan, targets: Mapping[str, Target], resolver: _Resolver
+) -> list[Finding]:
+    findings: list[Finding] = []
+    for entry in pool_plan.removes:
+        target = targets.get(entry.name.lower(), Target(NOTHING))
+        evidence = target.evidence()
+        if target.kind in NON_VM_KINDS:
+            continue  # non_vm_backend says it, and is marked remediable
+        if target.kind == VM_NIC and target.nic is not None and target.ipconfig is not None:
+            holder_name = address_name(target.nic.id, target.ipconfig.name, target.nic.resource_guid)
+            legacy_name = legacy_address_name(target.nic.id, target.ipconfig.name)
+            own_names = {holder_name.lower(), legacy_name.lower()}
+            if entry.name.lower() not in own_names:
+                findings.append(Finding(
+                    "owner_changed", pool.id,
+                    "the name says poolsync added it for one NIC, but its IP now belongs to another",
+                    "poolsync removes this entry and adds the current owner if the rules select it",
+                    address=entry.name, ip=entry.ip_address, remediable=True,
+                    evidence={**evidence, "expectedName": holder_name, **_named_owner(resolver, entry.name)},
+                ))
+            else:
+                findings.append(Finding(
+                    "not_selected", pool.id,
+                    "poolsync added this address, but the rules no longer select its VM",
+                    "poolsync removes it (or change the VM's tags / the rules if it should stay)",
+                    address=entry.name, ip=entry.ip_address, remediable=True, evidence=evidence,
+                ))
+            continue
+        findings.append(Finding(
+            "stale_address", pool.id,
+            "poolsync added this address, but its IP is on no NIC attached to a VM",
+            "poolsync removes it",
+            address=entry.name, ip=entry.ip_address, remediable=True,
+            evidence={**evidence, **_named_owner(resolver, entry.name)},
+        ))
+    for change in pool_plan.readdresses:
+        findings.append(Finding(
+            "stale_address", pool.id,
+            f"poolsync added this address, but its NIC now has IP {change.after.ip_address}",
+            f"poolsync updates it to {change.after.ip_address}",
+            address=change.before.name, ip=change.before.ip_address, remediable=True,
+            evidence={**targets.get(change.before.name.lower(), Target(NOTHING)).evidence(),
+                      "currentIp": change.after.ip_address, "currentVirtualNetwork": change.after.vnet_id},
+        ))
+    for want in pool_plan.adds:
+        findings.append(Finding(
+            "missing_address", pool.id,
+            "the rules select this VM's IP, but the pool does not have it",
+            "poolsync adds it",
+            address=want.name, ip=want.ip_address, remediable=True,
+            evidence={"vm": want.vm_id, "nic": want.nic_id, "ipConfiguration": want.ipconfig_name},
+        ))
+    present = {entry.name.lower() for entry in pool.addresses}
+    for conflict in pool_plan.conflicts:
+        code = "stale_address" if conflict.name.lower() in present else "missing_address"
+        findings.append(Finding(
+            code, pool.id,
+            f"poolsync cannot fix this address: {conflict.reason}",
+            "remove the other entry holding the IP (it was probably added by hand), then re-run",
+            address=conflict.name, ip=conflict.ip_address, evidence={"reason": conflict.reason},
+        ))
+    return findings
+
+
+def _named_owner(resolver: _Resolver, name: str) -> dict[str, Any]:
+    owner = resolver.named_owner(name)
+    if owner is None:
+        return {"namedNic": None}
+    nic, ipc = owner
+    return {"namedNic": nic.id, "namedIpConfiguration": ipc.name, "namedNicIp": ipc.private_ip}
+
+
+# --- adminState Down ---------------------------------------------------------------------------------
+
+
+def _drains(
+    inputs: AuditInputs, pools_by_key: Mapping[str, tuple[LoadBalancerFacts, PoolSnapshot]]
+) -> tuple[list[Finding], DrainChanges]:
+    """Age of every Down entry of the managed pools, from the first-seen table (Azure keeps no time)."""
+    findings: list[Finding] = []
+    upserts: list[DrainRecord] = []
+    down: set[tuple[str, str]] = set()
+    managed_keys = {id_key(pool_id) for pool_id in inputs.rules.managed_pool_ids()}
+    for pool_key in managed_keys:
+        lb_pool = pools_by_key.get(pool_key)
+        if lb_pool is None:
+            continue
+        pool = lb_pool[1]
+        for entry in pool.addresses:
+            if entry.admin_state != ADMIN_DOWN:
+                continue
+            key = drain_key(pool.id, entry.name)
+            down.add(key)
+            record = inputs.drains.get(key)
+            if record is None:
+                record = DrainRecord(pool.id, entry.name, inputs.now, DRAIN_OBSERVED)
+                upserts.append(record)
+            age = inputs.now - record.since
+            if age > inputs.drain_max_age:
+                exact = record.source == DRAIN_POOLSYNC
+                findings.append(Finding(
+                    "drain_overdue", pool.id,
+                    f"adminState has been Down for {'' if exact else 'at least '}{_days(age)} "
+                    f"(limit {_days(inputs.drain_max_age)})",
+                    "finish the maintenance and set adminState back to None, or remove the address",
+                    address=entry.name, ip=entry.ip_address,
+                    evidence={"downSince": record.since.isoformat(), "source": record.source,
+                              "ageSeconds": int(age.total_seconds()),
+                              "maxAgeSeconds": int(inputs.drain_max_age.total_seconds())},
+                ))
+    read_pools = {key for key in managed_keys if key in pools_by_key}
+    # Forget entries that are Up again or gone; keep those of pools this run could not read.
+    deletes = tuple(
+        record for key, record in inputs.drains.items()
+        if key not in down and (key[0] in read_pools or key[0] not in managed_keys)
+    )
+    return findings, DrainChanges(tuple(upserts), deletes)
+
+
+def _days(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+# --- rules hygiene -----------------------------------------------------------------------------------
+
+
+def rules_findings(inputs: AuditInputs) -> list[Finding]:
+    findings = _azure_rule_problems(inputs)
+    findings += _cross_pool_overlaps(inputs.rules.rules)
+    return findings
+
+
+def _azure_rule_problems(inputs: AuditInputs) -> list[Finding]:
+    """validate_against_azure's existence and address-space checks. Pool snapshots are passed with only
+    their identity, because the pool checks (SKU, NIC members, networks) are reported per pool and
+    address by `_audit_pool`, with more detail than a rules problem can carry."""
+    spaces = {key: list(vnet.address_prefixes) for key, vnet in inputs.vnets.items()}
+    pools = {
+        id_key(pool.id): PoolSnapshot(id=pool.id, etag=None, addresses=())
+        for lb in inputs.load_balancers for pool in lb.pools
+    }
+    findings = []
+    for problem in validate_against_azure(inputs.rules, AzureFacts(spaces, pools)):
+        rule = inputs.rules.rules[problem.rule_index] if problem.rule_index is not None else None
+        field_name = problem.path.rsplit(".", 1)[-1]
+        if field_name == "pool":
+            code, fix = "rule_pool_missing", "delete the rule, or correct its pool id"
+        elif field_name == "virtualNetwork":
+            code, fix = "rule_vnet_missing", "delete the rule, or correct its virtualNetwork id"
+        else:
+            code, fix = "rule_cidr_outside_vnet", "correct the CIDR, or add it to the virtual network"
+        findings.append(Finding(
+            code, rule.pool_id if rule else None, problem.message, fix, rule=problem.rule_name,
+            evidence={"path": problem.path,
+                      **({"virtualNetwork": rule.virtual_network_id} if rule is not None else {})},
+        ))
+    return findings
+
+
+def _cross_pool_overlaps(rules: Iterable[Rule]) -> list[Finding]:
+    """Rules of different pools whose CIDRs overlap in one VNet put an address in several pools.
+
+    parse_rules already refuses overlaps within one pool; across pools it may be intended (one VM behind
+    several pools), so this is informational. Prefixes are nested or disjoint, so a stack sweep over the
+    ranges sorted by (start, widest first) finds every overlapping pair.
+    """
+    by_vnet: dict[tuple[str, int], list[tuple[int, int, Rule, Any]]] = defaultdict(list)
+    for rule in rules:
+        for cidr in rule.cidrs:
+            start, end = int(cidr.network_address), int(cidr.broadcast_address)
+            by_vnet[(rule.vnet_key, cidr.version)].append((start, end, rule, cidr))
+    pairs: dict[tuple[int, int], tuple[Rule, Any, Rule, Any]] = {}
+    for ranges in by_vnet.values():
+        ranges.sort(key=lambda item: (item[0], -item[1], item[2].index))
+        open_ranges: list[tuple[int, int, Rule, Any]] = []
+        for start, end, rule, cidr in ranges:
+            while open_ranges and open_ranges[-1][1] < start:
+                open_ranges.pop()
+            for _, _, other, other_cidr in open_ranges:
+                if other.pool_key != rule.pool_key:
+                    key = (min(other.index, rule.index), max(other.index, rule.index))
+                    pairs.setdefault(key, (other, other_cidr, rule, cidr))
+            open_ranges.append((start, end, rule, cidr))
+    findings = []
+    for first, first_cidr, second, second_cidr in pairs.values():
+        findings.append(Finding(
+            "rules_cidr_overlap", second.pool_id,
+            f"{second_cidr} of rule {second.name!r} overlaps {first_cidr} of rule {first.name!r}: "
+            "matching VMs go into both pools",
+            "nothing if a VM should be in both pools; otherwise narrow the CIDRs or add tag filters",
+            rule=second.name,
+            evidence={"rules": [first.name, second.name], "cidrs": [str(first_cidr), str(second_cidr)],
+                      "pools": [first.pool_id, second.pool_id]},
+        ))
+    return findings

@@ -1,0 +1,188 @@
+"""What one flush round must do, from the owners its events named (pure: no I/O).
+
+An event names a VM, a NIC or a resource group. A round collects the owners of the intents it took, reads
+them as Azure holds them now (`OwnerState`: direct GETs, or one list read for a large burst), looks up the
+entries the member index says poolsync wrote for them, and turns all that into `PoolWork`: per affected pool,
+the desired entries of those owners, the names a plan may touch (nothing else in the pool), and which
+removals a read confirmed (the NIC or VM is gone, the NIC was detached or re-created). Confirmed removals
+always apply; the others go through the blast-radius guard (`shared.core.plan.guarded_plan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shared.core.ids import ResourceId, id_key
+from shared.core.member_record import MemberRecord
+from shared.core.membership import compute_membership
+from shared.core.models import DesiredAddress, Inventory, NetworkInterface
+from shared.core.plan import (
+    CONFIRM_IPCONFIG_REMOVED,
+    CONFIRM_NIC_DELETED,
+    CONFIRM_NIC_DETACHED,
+    CONFIRM_NIC_RECREATED,
+    CONFIRM_VM_DELETED,
+)
+from shared.core.rules import RuleSet
+
+KIND_VM = "vm"
+KIND_NIC = "nic"
+
+NIC_ATTACHED_ELSEWHERE = "nic attached to another vm"
+
+
+@dataclass(frozen=True)
+class Owner:
+    kind: str  # vm | nic
+    id: str
+
+    @property
+    def key(self) -> str:
+        return id_key(self.id)
+
+
+@dataclass
+class OwnerState:
+    """The owners as read now. `gone` holds id keys a GET answered 404 for; `direct` says every owner was
+    read by a GET of its own (a list read cannot tell "gone" from "not visible to this principal")."""
+
+    inventory: Inventory
+    gone: frozenset[str] = frozenset()
+    direct: bool = True
+
+
+@dataclass
+class PoolWork:
+    pool_id: str
+    wanted: dict[str, DesiredAddress] = field(default_factory=dict)  # name -> desired entry (owners only)
+    scope: set[str] = field(default_factory=set)  # lower-cased names the plan may add, change or remove
+    confirmed: dict[str, str] = field(default_factory=dict)  # lower name -> why its removal is confirmed
+    records: dict[str, MemberRecord] = field(default_factory=dict)  # lower name -> index record
+
+    @property
+    def lb_id(self) -> str:
+        return str(ResourceId.parse(self.pool_id).parent)
+
+    def in_scope(self, lowered_name: str) -> bool:
+        return lowered_name in self.scope
+
+
+@dataclass
+class ChangeSet:
+    pools: dict[str, PoolWork] = field(default_factory=dict)  # pool key -> work
+    pools_by_owner: dict[str, set[str]] = field(default_factory=dict)  # owner key -> pool keys it touches
+
+    def lb_ids(self) -> list[str]:
+        return list({id_key(work.lb_id): work.lb_id for work in self.pools.values()}.values())
+
+
+def owner_nics(owners: Iterable[Owner], inventory: Inventory,
+               records: Iterable[MemberRecord]) -> dict[str, str]:
+    """NIC key -> NIC id of every NIC a round must look at: named NICs, the NICs of named VMs (as read
+    now, and as the index remembers them: a VM update may have detached one)."""
+    nics: dict[str, str] = {}
+    for owner in owners:
+        if owner.kind == KIND_NIC:
+            nics[owner.key] = owner.id
+        else:
+            vm = inventory.vms.get(owner.key)
+            for nic_id in vm.nic_ids if vm is not None else ():
+                nics.setdefault(id_key(nic_id), nic_id)
+    for record in records:
+        nics.setdefault(id_key(record.nic_id), record.nic_id)
+    return nics
+
+
+def removal_confirmation(record: MemberRecord, state: OwnerState) -> str | None:
+    """Why a read proves this recorded entry's owner no longer holds it, or None if nothing proves it."""
+    nic = state.inventory.nics.get(id_key(record.nic_id))
+    if nic is None:
+        if id_key(record.nic_id) in state.gone:
+            return CONFIRM_NIC_DELETED
+        return CONFIRM_VM_DELETED if id_key(record.vm_id) in state.gone else None
+    return _nic_fact(record, nic, state)
+
+
+def _nic_fact(record: MemberRecord, nic: NetworkInterface, state: OwnerState) -> str | None:
+    if record.nic_guid and nic.resource_guid and record.nic_guid.lower() != nic.resource_guid.lower():
+        return CONFIRM_NIC_RECREATED
+    if not any(config.name.lower() == record.ipconfig_name.lower() for config in nic.ip_configurations):
+        return CONFIRM_IPCONFIG_REMOVED
+    if nic.vm_id is None:
+        return CONFIRM_NIC_DETACHED
+    if record.vm_id and id_key(nic.vm_id) != id_key(record.vm_id):
+        return NIC_ATTACHED_ELSEWHERE
+    if id_key(nic.vm_id) in state.gone:
+        return CONFIRM_VM_DELETED
+    return None
+
+
+def owner_change(rules: RuleSet, owners: Iterable[Owner], state: OwnerState,
+                 records: Iterable[MemberRecord]) -> ChangeSet:
+    """The pools these owners' changes touch, and what each pool's plan may do."""
+    owners = list(owners)
+    records = list(records)
+    nics = owner_nics(owners, state.inventory, records)
+    # Only the owners' NICs count, even when the state is a whole subscription's list read.
+    scoped = Inventory()
+    for key in nics:
+        nic = state.inventory.nics.get(key)
+        if nic is None:
+            continue
+        scoped.add_nic(nic)
+        vm = state.inventory.vms.get(id_key(nic.vm_id)) if nic.vm_id else None
+        if vm is not None and id_key(nic.vm_id or "") not in state.gone:
+            scoped.add_vm(vm)
+    managed = {id_key(pool_id): pool_id for pool_id in rules.managed_pool_ids()}
+    changes = ChangeSet()
+
+    def work(pool_key: str) -> PoolWork:
+        if pool_key not in changes.pools:
+            changes.pools[pool_key] = PoolWork(managed[pool_key])
+        return changes.pools[pool_key]
+
+    touched_by_nic: dict[str, set[str]] = {}
+    for pool_key, wanted in compute_membership(scoped, rules).items():
+        for name, desired in wanted.items():
+            pool = work(pool_key)
+            pool.wanted[name] = desired
+            pool.scope.update({name.lower(), desired.legacy_name.lower()})
+            touched_by_nic.setdefault(id_key(desired.nic_id), set()).add(pool_key)
+    for record in records:
+        if record.pool_key not in managed:  # the rules stopped managing that pool: not ours to touch now
+            continue
+        pool = work(record.pool_key)
+        lowered = record.name.lower()
+        pool.scope.add(lowered)
+        pool.records[lowered] = record
+        touched_by_nic.setdefault(id_key(record.nic_id), set()).add(record.pool_key)
+        reason = removal_confirmation(record, state)
+        if reason is not None:
+            pool.confirmed[lowered] = reason
+    for owner in owners:
+        keys = {owner.key} if owner.kind == KIND_NIC else {
+            nic_key for nic_key in nics if _nic_of_vm(nic_key, owner, state.inventory, records)}
+        changes.pools_by_owner[owner.key] = set().union(*(touched_by_nic.get(k, set()) for k in keys))
+    return changes
+
+
+def _nic_of_vm(nic_key: str, vm: Owner, inventory: Inventory, records: Iterable[MemberRecord]) -> bool:
+    current = inventory.vms.get(vm.key)
+    if current is not None and nic_key in {id_key(n) for n in current.nic_ids}:
+        return True
+    return any(id_key(r.nic_id) == nic_key and id_key(r.vm_id) == vm.key for r in records)
+
+
+def records_for(pool_id: str, wanted: Mapping[str, DesiredAddress],
+                names: Iterable[str]) -> list[MemberRecord]:
+    """Index records for the desired entries `names` of a pool (what a write is about to put there)."""
+    lb_id = str(ResourceId.parse(pool_id).parent)
+    by_name = {name.lower(): desired for name, desired in wanted.items()}
+    found = []
+    for name in names:
+        desired = by_name.get(name.lower())
+        if desired is not None:
+            found.append(MemberRecord(pool_id, lb_id, desired.name, desired.nic_id, desired.ipconfig_name,
+                                      desired.vm_id, desired.nic_guid, desired.ip_address))
+    return found

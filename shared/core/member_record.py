@@ -1,0 +1,76 @@
+"""What poolsync wrote in a pool for which owner, and that fact's row in the member index table.
+
+Pure data: the changes engine builds and reads these; shared/storage/member_index.py stores them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.core.ids import id_key
+
+
+def key_hash(text: str) -> str:
+    return hashlib.sha256(text.lower().encode()).hexdigest()[:40]
+
+
+def bucketed(kind: str, owner_id: str) -> tuple[str, str]:
+    """(partition, RowKey prefix) of an owner: its hash picks one of 256 buckets, so writes batch up to
+    100 rows per transaction and one owner is a RowKey range in one partition."""
+    digest = key_hash(id_key(owner_id))
+    return f"{kind}-{digest[:2]}", digest
+
+
+def nic_partition(nic_id: str) -> str:
+    return bucketed("nic", nic_id)[0]
+
+
+def vm_partition(vm_id: str) -> str:
+    return bucketed("vm", vm_id)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """One entry poolsync put in a pool, with the owner it was put there for."""
+
+    pool_id: str
+    lb_id: str
+    name: str
+    nic_id: str
+    ipconfig_name: str
+    vm_id: str
+    nic_guid: str | None = None
+    ip_address: str | None = None
+
+    @property
+    def row_key(self) -> str:
+        return f"{bucketed('nic', self.nic_id)[1]}-{key_hash(id_key(self.pool_id))}-{self.name.lower()}"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return nic_partition(self.nic_id), self.row_key
+
+    @property
+    def pool_key(self) -> str:
+        return id_key(self.pool_id)
+
+    def entity(self) -> dict[str, Any]:
+        return {"PartitionKey": nic_partition(self.nic_id), "RowKey": self.row_key, "PoolId": self.pool_id,
+                "LbId": self.lb_id, "Name": self.name, "NicId": self.nic_id,
+                "IpConfiguration": self.ipconfig_name, "VmId": self.vm_id, "NicGuid": self.nic_guid or "",
+                "Ip": self.ip_address or ""}
+
+    @classmethod
+    def from_entity(cls, row: Mapping[str, Any]) -> MemberRecord:
+        return cls(row["PoolId"], row["LbId"], row["Name"], row["NicId"], row.get("IpConfiguration", ""),
+                   row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None)
+
+
+def vm_link(record: MemberRecord) -> dict[str, Any]:
+    """The `vm-` row saying the record's VM had its NIC."""
+    partition, prefix = bucketed("vm", record.vm_id)
+    return {"PartitionKey": partition, "RowKey": f"{prefix}-{bucketed('nic', record.nic_id)[1]}",
+            "NicId": record.nic_id}

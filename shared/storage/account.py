@@ -1,0 +1,83 @@
+"""The Function app's own storage account (Azurite locally): tables for intents, blobs for leases and reports,
+the queue of audit requests.
+
+Connection comes from the same settings the Functions host uses: `AzureWebJobsStorage`
+as a connection string, or identity-based `AzureWebJobsStorage__accountName`
+(+ `__credential=managedidentity`, `__clientId`) as deployed by infra/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from shared import settings
+from shared.errors import ConfigurationError
+
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+_AZURITE_DEFAULT = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+
+class StorageNotConfigured(ConfigurationError, RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    connection_string: str | None = None
+    account_name: str | None = None
+    client_id: str | None = None  # user-assigned managed identity
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
+        env = settings.app_settings(env)
+        connection = settings.STORAGE_CONNECTION.raw(env) or None
+        if connection == DEVELOPMENT_STORAGE:
+            connection = _AZURITE_DEFAULT
+        return cls(
+            connection_string=connection,
+            account_name=settings.STORAGE_ACCOUNT_NAME.raw(env) or None,
+            client_id=settings.STORAGE_CLIENT_ID.raw(env) or None,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.connection_string or self.account_name)
+
+    def _credential(self):  # type: ignore[no-untyped-def]
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential(managed_identity_client_id=self.client_id)
+
+    def blob_service(self) -> BlobServiceClient:
+        if self.connection_string:
+            return BlobServiceClient.from_connection_string(self.connection_string)
+        if self.account_name:
+            return BlobServiceClient(f"https://{self.account_name}.blob.core.windows.net", self._credential())
+        raise StorageNotConfigured("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+
+    def queue_service(self) -> QueueServiceClient:
+        if self.connection_string:
+            return QueueServiceClient.from_connection_string(self.connection_string)
+        if self.account_name:
+            return QueueServiceClient(f"https://{self.account_name}.queue.core.windows.net",
+                                      credential=self._credential())
+        raise StorageNotConfigured("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+
+    def table_service(self) -> TableServiceClient:
+        if self.connection_string:
+            return TableServiceClient.from_connection_string(self.connection_string)
+        if self.account_name:
+            return TableServiceClient(f"https://{self.account_name}.table.core.windows.net",
+                                      credential=self._credential())
+        raise StorageNotConfigured("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")

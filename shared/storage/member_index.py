@@ -1,0 +1,158 @@
+"""The member index: which pool entries poolsync wrote for which NIC and VM (Table storage).
+
+A delete event names only the VM or NIC that is gone; the index answers "which pools hold its entries"
+without listing the subscription or reading every pool. Rows live in 256 bucket partitions per kind, so a
+burst or a rebuild writes up to 100 rows per transaction, and one owner is a RowKey range in one bucket:
+
+- `nic-<bucket>`, RowKey `<nic hash>-<pool hash>-<entry name>`: PoolId, LbId, Name, NicId, NicGuid,
+  IpConfiguration, VmId, Ip - what poolsync knew when it wrote the entry;
+- `vm-<bucket>`, RowKey `<vm hash>-<nic hash>`: NicId - the NICs the VM had when an entry was written.
+
+The index may hold more than the pools do (rows are written before the PUT, so a crash between the two
+leaves a row too many, never one too few); the full reconcile rebuilds it from pools + inventory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared import settings
+from shared.core.ids import id_key
+from shared.core.member_record import MemberRecord, bucketed, vm_link
+from shared.storage.account import StorageSettings
+
+DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
+_BATCH = 100
+_PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
+_SCAN_ABOVE = 2000  # more owners than this: one scan of the table beats a query per owner
+
+
+_META = ("meta", "built")  # written once a full reconcile of every managed pool filled the index
+
+
+class MemberIndex:
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._built = False
+
+    def is_built(self) -> bool:
+        """Whether a full reconcile has filled the index (before that, e.g. right after an upgrade, a delete
+        hint cannot learn from it which pools hold the owner's entries)."""
+        if not self._built:
+            self._ensure_table()
+            try:
+                self.table.get_entity(*_META)
+                self._built = True
+            except ResourceNotFoundError:
+                pass
+        return self._built
+
+    def mark_built(self) -> None:
+        self._ensure_table()
+        self.table.upsert_entity({"PartitionKey": _META[0], "RowKey": _META[1]})
+        self._built = True
+
+    @classmethod
+    def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> MemberIndex:
+        name = settings.MEMBERS_TABLE.or_default(env)
+        return cls(storage.table_service().get_table_client(name))
+
+    def _ensure_table(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self.table.create_table()
+                self._ready = True
+
+    def _owner_rows(self, kind: str, owner_id: str) -> list[Any]:
+        """The rows of one owner: a RowKey range inside its bucket."""
+        self._ensure_table()
+        partition, prefix = bucketed(kind, owner_id)
+        return list(self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
+            parameters={"pk": partition, "low": prefix + "-", "high": prefix + "."}))
+
+    def for_owners(self, vm_ids: Iterable[str] = (), nic_ids: Iterable[str] = ()) -> list[MemberRecord]:
+        """Every entry recorded for these NICs, and for every NIC these VMs had (one query per owner)."""
+        nics = {id_key(nic_id): nic_id for nic_id in nic_ids}
+        vms = {id_key(v): v for v in vm_ids}
+        if len(nics) + len(vms) > _SCAN_ABOVE:
+            return self._scan_for(set(vms), nics)
+        for rows in _parallel(lambda vm_id: self._owner_rows("vm", vm_id), list(vms.values())):
+            for row in rows:
+                nics.setdefault(id_key(row["NicId"]), row["NicId"])
+        found = _parallel(lambda nic_id: self._owner_rows("nic", nic_id), list(nics.values()))
+        return [MemberRecord.from_entity(row) for rows in found for row in rows]
+
+    def _scan_for(self, vm_keys: set[str], nics: dict[str, str]) -> list[MemberRecord]:
+        return [r for r in self.all_records() if id_key(r.nic_id) in nics or id_key(r.vm_id) in vm_keys]
+
+    def remember(self, records: Iterable[MemberRecord]) -> None:
+        """Upsert these records (and the VM -> NIC links) - called before the PUT that adds them."""
+        self._ensure_table()
+        entities: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in records:
+            entity = record.entity()
+            entities[(entity["PartitionKey"], entity["RowKey"])] = entity
+            link = vm_link(record)
+            entities[(link["PartitionKey"], link["RowKey"])] = link
+        self._submit("upsert", entities.values())
+
+    def forget(self, records: Iterable[MemberRecord]) -> None:
+        """Delete these entry rows - called after the PUT that removed them succeeded."""
+        self._ensure_table()
+        self._submit("delete", ({"PartitionKey": r.key[0], "RowKey": r.key[1]} for r in records))
+
+    def all_records(self) -> list[MemberRecord]:
+        self._ensure_table()
+        return [MemberRecord.from_entity(row)
+                for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
+
+    def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord]) -> tuple[int, int]:
+        """Make the rows of these pools exactly `records` (anti-entropy); returns (written, deleted).
+
+        Rows already right are left alone, so an hourly rebuild of a steady world writes nothing."""
+        pools = {id_key(pool_id) for pool_id in pool_ids}
+        wanted = {r.key: r for r in records if r.pool_key in pools}
+        existing = {r.key: r for r in self.all_records() if r.pool_key in pools}
+        stale = [r for key, r in existing.items() if key not in wanted]
+        changed = [r for key, r in wanted.items() if existing.get(key) != r]
+        self.forget(stale)
+        self.remember(changed)
+        return len(changed), len(stale)
+
+    def _submit(self, kind: str, entities: Iterable[Mapping[str, Any]]) -> None:
+        by_partition: dict[str, list[Mapping[str, Any]]] = {}
+        for entity in entities:
+            by_partition.setdefault(entity["PartitionKey"], []).append(entity)
+        batches = [rows[start:start + _BATCH] for rows in by_partition.values()
+                   for start in range(0, len(rows), _BATCH)]
+
+        def submit(batch: list[Mapping[str, Any]]) -> None:
+            if kind == "upsert":
+                self.table.submit_transaction([("upsert", dict(r), {"mode": UpdateMode.REPLACE})
+                                               for r in batch])
+                return
+            for row in batch:  # a delete batch fails whole on one missing row: go row by row
+                with contextlib.suppress(ResourceNotFoundError):
+                    self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+
+        _parallel(submit, batches)
+
+
+def _parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items))) as executor:
+        return list(executor.map(work, items))

@@ -1,0 +1,80 @@
+"""The OpenAPI document is valid, describes exactly the routes the app registers, and is what the API serves.
+
+Each test in tests/http also checks every answer against the document (`ApiClient.check_contract`), so
+together they are the contract test: documented statuses only, bodies matching their schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import azure.functions as func
+from openapi_spec_validator import validate
+
+from function_app import BLUEPRINTS
+from handlers import http_api
+from shared.api.operations import OPENAPI_PATH, openapi_document
+from tests.api.helpers import ApiClient, registered_routes
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def documented_operations() -> set[tuple[str, str]]:
+    document = openapi_document()
+    return {
+        (path, method.upper())
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def test_openapi_document_is_valid_openapi() -> None:
+    validate(json.loads(OPENAPI_PATH.read_text()))
+
+
+def test_every_route_is_documented_and_every_documented_path_is_routed() -> None:
+    routed = {(route.openapi_path, method) for route in registered_routes() for method in route.methods}
+    assert routed == documented_operations()
+
+
+def test_documented_path_parameters_are_the_route_parameters() -> None:
+    document = openapi_document()
+    for route in registered_routes():
+        item = document["paths"][route.openapi_path]
+        for method in route.methods:
+            operation = item[method.lower()]
+            declared = {
+                p["name"] for p in [*item.get("parameters", []), *operation.get("parameters", [])]
+                if p["in"] == "path"
+            }
+            assert declared == set(re.findall(r"\{(\w+)\}", route.route)), route.route
+
+
+def test_only_health_is_anonymous_everything_else_needs_a_function_key() -> None:
+    levels = {route.route: route.auth_level for route in registered_routes()}
+    assert levels.pop("health") == "anonymous"
+    assert levels and set(levels.values()) == {func.AuthLevel.FUNCTION.value.lower()}
+    document = openapi_document()
+    assert document["paths"]["/health"]["get"]["security"] == []
+    assert all("security" not in op for path, item in document["paths"].items() if path != "/health"
+               for op in item.values() if isinstance(op, dict) and "responses" in op)
+
+
+def test_the_function_app_registers_the_http_blueprint() -> None:
+    assert http_api.bp in BLUEPRINTS
+
+
+def test_document_version_is_the_app_version() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert openapi_document()["info"]["version"] == project["version"]
+
+
+def test_the_api_serves_its_document(api: ApiClient) -> None:
+    answer = api.call("GET", "/api/openapi.json")
+    assert answer.status == 200
+    assert answer.body == openapi_document()
