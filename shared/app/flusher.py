@@ -128,13 +128,16 @@ class Flusher:
                     report.status = BUSY
                 return report
             try:
+                longest = 0.0  # the longest round so far: do not start one that cannot end in the budget
                 while not lease.lost:
-                    if self._clock() - started > self.settings.budget_seconds:
+                    if self._clock() - started + longest > self.settings.budget_seconds:
                         report.status = DEFERRED
                         break
+                    began = self._clock()
                     try:
                         if not self._round(scope, report, lease, started):
                             break
+                        longest = max(longest, self._clock() - began)
                     except FlushFailed as failed:
                         failure = failed  # its intents are deferred; the others of later rounds go on
                         break

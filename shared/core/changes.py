@@ -160,18 +160,24 @@ def owner_change(rules: RuleSet, owners: Iterable[Owner], state: OwnerState,
         reason = removal_confirmation(record, state)
         if reason is not None:
             pool.confirmed[lowered] = reason
+    nics_of_vm = _nics_of_vms(owners, state.inventory, records)
     for owner in owners:
-        keys = {owner.key} if owner.kind == KIND_NIC else {
-            nic_key for nic_key in nics if _nic_of_vm(nic_key, owner, state.inventory, records)}
+        keys = {owner.key} if owner.kind == KIND_NIC else nics_of_vm.get(owner.key, set())
         changes.pools_by_owner[owner.key] = set().union(*(touched_by_nic.get(k, set()) for k in keys))
     return changes
 
 
-def _nic_of_vm(nic_key: str, vm: Owner, inventory: Inventory, records: Iterable[MemberRecord]) -> bool:
-    current = inventory.vms.get(vm.key)
-    if current is not None and nic_key in {id_key(n) for n in current.nic_ids}:
-        return True
-    return any(id_key(r.nic_id) == nic_key and id_key(r.vm_id) == vm.key for r in records)
+def _nics_of_vms(owners: Iterable[Owner], inventory: Inventory,
+                 records: Iterable[MemberRecord]) -> dict[str, set[str]]:
+    """VM key -> NIC keys it has now or had when the index recorded an entry (one pass over each)."""
+    found: dict[str, set[str]] = {}
+    for owner in owners:
+        vm = inventory.vms.get(owner.key) if owner.kind == KIND_VM else None
+        if vm is not None:
+            found.setdefault(owner.key, set()).update(id_key(n) for n in vm.nic_ids)
+    for record in records:
+        found.setdefault(id_key(record.vm_id), set()).add(id_key(record.nic_id))
+    return found
 
 
 def records_for(pool_id: str, wanted: Mapping[str, DesiredAddress],

@@ -31,7 +31,7 @@ from shared.storage.account import StorageSettings
 DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
 _BATCH = 100
 _PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
-_SCAN_ABOVE = 2000  # more owners than this: one scan of the table beats a query per owner
+_SCAN_ABOVE = 200  # more owners than this: one scan of the NIC rows beats two queries per owner
 
 
 _META = ("meta", "built")  # written once a full reconcile of every managed pool filled the index
