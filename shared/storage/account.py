@@ -8,9 +8,12 @@ as a connection string, or identity-based `AzureWebJobsStorage__accountName`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -81,3 +84,21 @@ class StorageSettings:
             return TableServiceClient(f"https://{self.account_name}.table.core.windows.net",
                                       credential=self._credential())
         raise StorageNotConfigured("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+
+
+class CreatedOnce:
+    """Creates a table (or container) the first time a caller needs it; later calls cost nothing."""
+
+    def __init__(self, create: Callable[[], object]) -> None:
+        self._create = create
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        with self._lock:
+            if not self._done:
+                with contextlib.suppress(ResourceExistsError):
+                    self._create()
+                self._done = True

@@ -34,7 +34,7 @@ from shared import settings
 from shared.core.events import ResourceHint, intent_row_key
 from shared.core.ids import id_key
 from shared.errors import LeaseError
-from shared.storage.account import StorageSettings
+from shared.storage.account import CreatedOnce, StorageSettings
 
 log = logging.getLogger("poolsync.intents")
 
@@ -91,22 +91,12 @@ class IntentStore:
     def __init__(self, table: TableClient, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.table = table
         self._clock = clock
-        self._ready = False
-        self._ready_lock = threading.Lock()
+        self._ensure_table = CreatedOnce(table.create_table)
 
     @classmethod
     def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> IntentStore:
         name = settings.INTENTS_TABLE.or_default(env)
         return cls(storage.table_service().get_table_client(name))
-
-    def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self.table.create_table()
-                self._ready = True
 
     def record(self, hint: ResourceHint) -> None:
         """Durably note the hint in its subscription's partition (a redelivery replaces the row: due now)."""

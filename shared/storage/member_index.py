@@ -15,18 +15,17 @@ leaves a row too many, never one too few); the full reconcile rebuilds it from p
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared import settings
 from shared.core.ids import id_key
 from shared.core.member_record import MemberRecord, bucketed, vm_link
-from shared.storage.account import StorageSettings
+from shared.storage.account import CreatedOnce, StorageSettings
 
 DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
 _BATCH = 100
@@ -40,8 +39,7 @@ _META = ("meta", "built")  # written once a full reconcile of every managed pool
 class MemberIndex:
     def __init__(self, table: TableClient) -> None:
         self.table = table
-        self._ready = False
-        self._ready_lock = threading.Lock()
+        self._ensure_table = CreatedOnce(table.create_table)
         self._built = False
 
     def is_built(self) -> bool:
@@ -65,15 +63,6 @@ class MemberIndex:
     def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> MemberIndex:
         name = settings.MEMBERS_TABLE.or_default(env)
         return cls(storage.table_service().get_table_client(name))
-
-    def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self.table.create_table()
-                self._ready = True
 
     def _owner_rows(self, kind: str, owner_id: str) -> list[Any]:
         """The rows of one owner: a RowKey range inside its bucket."""
