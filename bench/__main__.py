@@ -68,8 +68,8 @@ def burst_figures(sizes: list[int], duration: float, instances: int, concurrency
     figures = []
     with tempfile.TemporaryDirectory(prefix="poolsync-bench-burst-") as scratch:
         azurite = Azurite(Path(scratch) / "azurite").start()
-        arm = Emulator(state_dir=Path(scratch) / "arm", operation_seconds=operation_seconds,
-                       page_size=1000).start()
+        arm = Emulator(profile="azure", state_dir=Path(scratch) / "arm",
+                       operation_seconds=operation_seconds, page_size=1000).start()
         try:
             for size in sizes:
                 for mode in (POOLSYNC, NAIVE):

@@ -267,8 +267,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     with tempfile.TemporaryDirectory(prefix="poolsync-burst-") as scratch:
         azurite = Azurite(Path(scratch) / "azurite").start()
-        arm = Emulator(state_dir=Path(scratch) / "arm", operation_seconds=args.operation_seconds,
-                       page_size=args.page_size).start()
+        arm = Emulator(profile="azure", state_dir=Path(scratch) / "arm",
+                       operation_seconds=args.operation_seconds, page_size=args.page_size).start()
         try:
             print(f"burst over {args.duration:g} s, {args.instances} instances x {args.concurrency} "
                   f"invocations, ARM write = {args.operation_seconds:g} s, one operation per LB at a time")
