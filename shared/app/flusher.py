@@ -167,13 +167,11 @@ class Flusher:
         if not taken:
             return False
         deadline = self._deadline(started)
-        if not self.reconciler.index_ready():
-            # Right after an upgrade the member index is empty: one full reconcile fills it.
-            outcomes = self.reconciler.reconcile(source="events", deadline=deadline)
-            blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
-        elif any(intent.kind == KIND_RESOURCE_GROUP for intent in taken):
+        index_ready = self.reconciler.index_ready()
+        if not index_ready or any(intent.kind == KIND_RESOURCE_GROUP for intent in taken):
+            # Right after an upgrade the member index is empty: one full reconcile of every pool fills it.
             # A deleted or moved resource group names no owners: reconcile everything it may have held.
-            pools = self.reconciler.pools_of_subscription(scope)
+            pools = self.reconciler.pools_of_subscription(scope) if index_ready else None
             outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
             blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
         else:

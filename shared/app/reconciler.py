@@ -128,10 +128,6 @@ class Reconciler:
             raise UnmanagedPool(f"pool is not managed by poolsync: {pool_id}")
         return canonical
 
-    def pools_of_lb(self, lb_id: str) -> list[str]:
-        lb_key = id_key(lb_id)
-        return [p for k, p in self._managed.items() if k.startswith(lb_key + "/backendaddresspools/")]
-
     def watched_subscriptions(self) -> set[str]:
         """Where the VMs and NICs live: the subscriptions of the rules' virtual networks."""
         return {ResourceId.parse(rule.virtual_network_id).subscription.lower() for rule in self.rules.rules}
@@ -196,7 +192,9 @@ class Reconciler:
             desired = self.desired(inventory)
             records = self.index.all_records() if self.index is not None and not dry_run else []
             state = OwnerState(inventory, direct=False)
-            by_name = {(r.pool_key, r.name.lower()): r for r in records}
+            by_pool: dict[str, dict[str, MemberRecord]] = {}
+            for record in records:
+                by_pool.setdefault(record.pool_key, {})[record.name.lower()] = record
 
             def reconcile_lb(lb_key: str) -> list[PoolOutcome]:
                 pools = by_lb[lb_key]
@@ -205,8 +203,7 @@ class Reconciler:
                 outcomes = []
                 for pool in pools:
                     work = PoolWork(pool, dict(desired.get(id_key(pool), {})))
-                    work.records = {name: r for (pool_key, name), r in by_name.items()
-                                    if pool_key == id_key(pool)}
+                    work.records = by_pool.get(id_key(pool), {})
                     work.confirmed = {name: reason for name, r in work.records.items()
                                       if (reason := removal_confirmation(r, state)) is not None}
                     outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
@@ -217,7 +214,7 @@ class Reconciler:
             outcomes_by_pool = self._per_lb(list(by_lb), reconcile_lb)
         outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
         if not dry_run:
-            self._rebuild_index(outcomes, desired, by_name)
+            self._rebuild_index(outcomes, desired, by_pool, records)
             if (self.index is not None and {id_key(p) for p in targets} == set(self._managed)
                     and all(o.status != "failed" for o in outcomes)):
                 self.index.mark_built()
@@ -325,7 +322,7 @@ class Reconciler:
             self.index.forget(gone)
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
-                       known: Mapping[tuple[str, str], MemberRecord]) -> None:
+                       known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord]) -> None:
         """Anti-entropy for the member index: the rows of each pool seen become what the pool holds."""
         if self.index is None:
             return
@@ -339,11 +336,12 @@ class Reconciler:
             wanted = desired.get(pool_key, {})
             records += records_for(outcome.pool_id, wanted, present)
             wanted_names = {name.lower() for name in wanted}
-            records += [known[(pool_key, n.lower())] for n in present
-                        if n.lower() not in wanted_names and (pool_key, n.lower()) in known]
+            held = known.get(pool_key, {})
+            records += [held[n.lower()] for n in present
+                        if n.lower() not in wanted_names and n.lower() in held]
             seen.append(outcome.pool_id)
         if seen:
-            self.index.rebuild(seen, records)
+            self.index.rebuild(seen, records, existing=read)
 
     def apply(
         self, pool_id: str, make_plan: Callable[[PoolSnapshot], PoolPlan], **options: Any

@@ -84,36 +84,6 @@ class InventoryReader:
         except ResourceNotFoundError:
             return None
 
-    def owner(self, resource_id: str) -> Inventory:
-        """The VM or NIC named by `resource_id` with its counterpart(s), as Azure holds them now.
-
-        A VM brings its NICs; a NIC brings the VM it is attached to. Gone resources
-        are simply absent, so the caller's plan removes what they owned."""
-        rid = ResourceId.parse(resource_id)
-        inventory = Inventory()
-        compute = self.clients.compute(rid.subscription)
-        if rid.full_type.lower() == "microsoft.compute/virtualmachines":
-            vm = self._get_or_none(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
-                                   f"GET VM {rid.name}")
-            if vm is None:
-                return inventory
-            inventory.add_vm(vm_from_json(vm))
-            for nic_id in inventory.vms[id_key(vm["id"])].nic_ids:
-                self._add_nic(inventory, nic_id)
-        elif rid.full_type.lower() == "microsoft.network/networkinterfaces":
-            nic = self._add_nic(inventory, resource_id)
-            if nic is not None and nic.vm_id:
-                vm_rid = ResourceId.parse(nic.vm_id)
-                vm_client = self.clients.compute(vm_rid.subscription)
-                vm = self._get_or_none(
-                    lambda: vm_client.virtual_machines.get(vm_rid.resource_group, vm_rid.name),
-                    f"GET VM {vm_rid.name}")
-                if vm is not None:
-                    inventory.add_vm(vm_from_json(vm))
-        else:
-            raise ValueError(f"not a VM or NIC id: {resource_id}")
-        return inventory
-
     def _add_nic(self, inventory: Inventory, nic_id: str) -> Any:
         rid = ResourceId.parse(nic_id)
         network = self.clients.network(rid.subscription)

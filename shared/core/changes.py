@@ -73,9 +73,6 @@ class ChangeSet:
     pools: dict[str, PoolWork] = field(default_factory=dict)  # pool key -> work
     pools_by_owner: dict[str, set[str]] = field(default_factory=dict)  # owner key -> pool keys it touches
 
-    def lb_ids(self) -> list[str]:
-        return list({id_key(work.lb_id): work.lb_id for work in self.pools.values()}.values())
-
 
 def owner_nics(owners: Iterable[Owner], inventory: Inventory,
                records: Iterable[MemberRecord]) -> dict[str, str]:

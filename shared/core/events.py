@@ -10,15 +10,13 @@ azure-functions / azure-eventgrid / azure-core), for the subscription and resour
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from shared.core.ids import InvalidResourceId, ResourceId, id_key
-from shared.core.models import Inventory
-from shared.core.rules import RuleSet
+from shared.core.ids import InvalidResourceId, ResourceId
 from shared.errors import InputError
 
 KIND_VM = "vm"
@@ -271,26 +269,6 @@ def _resource_group_scope(text: str, event_id: str) -> tuple[str, str, str]:
 
 
 # -- which load balancers a change can touch -----------------------------------------------------------
-
-
-def lbs_for_vnets(rules: RuleSet, vnet_ids: Iterable[str]) -> list[str]:
-    """Managed load balancers with a rule on one of these virtual networks (rule order, each once)."""
-    wanted = {id_key(vnet_id) for vnet_id in vnet_ids}
-    found: dict[str, str] = {}
-    for rule in rules.rules:
-        if rule.vnet_key in wanted:
-            found.setdefault(id_key(rule.lb_id), rule.lb_id)
-    return list(found.values())
-
-
-def affected_lbs(rules: RuleSet, owner: Inventory) -> list[str]:
-    """Load balancers a written VM/NIC (read with its counterparts) can be or have been a member of.
-
-    A NIC never changes virtual network, so the rules of its current networks also cover pools it was in
-    before the change; a VM's NICs are all in `owner`. Attached or not does not matter: a detached NIC may
-    have just left its pools."""
-    configs = (config for nic in owner.nics.values() for config in nic.ip_configurations)
-    return lbs_for_vnets(rules, {config.vnet_id for config in configs if config.vnet_id})
 
 
 def intent_row_key(event_id: str) -> str:

@@ -134,11 +134,6 @@ class IntentStore:
         now = self._clock()
         return any(self._due(row, now) for row in self._rows(scope, ["RowKey", "NotBefore"]))
 
-    def next_due(self, scope: str) -> datetime | None:
-        """When the earliest deferred intent of this scope becomes due (None when nothing is deferred)."""
-        stamps = [row.get("NotBefore") for row in self._rows(scope, ["RowKey", "NotBefore"])]
-        return min((s for s in stamps if s is not None), default=None)
-
     def recent_keys(self, scope: str, since: datetime | None) -> tuple[set[str], datetime | None]:
         """RowKeys of intents written at or after `since` (all when None), and the newest write time seen.
 
@@ -249,10 +244,6 @@ class HeldLease:
         self._thread = threading.Thread(target=self._renew_loop, args=(max(1.0, duration / 3),),
                                         name="poolsync-lease-renew", daemon=True)
         self._thread.start()
-
-    @property
-    def lb_id(self) -> str:  # older name, kept for log fields
-        return self.name
 
     @property
     def lost(self) -> bool:

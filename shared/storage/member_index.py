@@ -108,15 +108,18 @@ class MemberIndex:
         return [MemberRecord.from_entity(row)
                 for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
 
-    def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord]) -> tuple[int, int]:
+    def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord],
+                existing: Iterable[MemberRecord] | None = None) -> tuple[int, int]:
         """Make the rows of these pools exactly `records` (anti-entropy); returns (written, deleted).
 
-        Rows already right are left alone, so an hourly rebuild of a steady world writes nothing."""
+        `existing` is the index as the caller already read it (else it is read here). Rows already right
+        are left alone, so an hourly rebuild of a steady world writes nothing."""
         pools = {id_key(pool_id) for pool_id in pool_ids}
         wanted = {r.key: r for r in records if r.pool_key in pools}
-        existing = {r.key: r for r in self.all_records() if r.pool_key in pools}
-        stale = [r for key, r in existing.items() if key not in wanted]
-        changed = [r for key, r in wanted.items() if existing.get(key) != r]
+        current = {r.key: r for r in (self.all_records() if existing is None else existing)
+                   if r.pool_key in pools}
+        stale = [r for key, r in current.items() if key not in wanted]
+        changed = [r for key, r in wanted.items() if current.get(key) != r]
         self.forget(stale)
         self.remember(changed)
         return len(changed), len(stale)

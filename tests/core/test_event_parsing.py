@@ -23,11 +23,9 @@ from shared.core.events import (
     Ignored,
     MalformedEvent,
     ResourceHint,
-    affected_lbs,
     intent_row_key,
     parse_event,
 )
-from shared.core.models import Inventory, IpConfiguration, NetworkInterface
 from tests.app.events.helpers import (
     ACTION,
     DELETE,
@@ -42,10 +40,6 @@ from tests.core.unit_factories import (
     OTHER_SUB,
     SUB,
     nic_id,
-    pool_id,
-    rule_doc,
-    ruleset,
-    subnet_id,
     vm_id,
     vnet_id,
 )
@@ -211,20 +205,6 @@ def test_cloud_event_of_another_spec_version_is_malformed():
 
     with pytest.raises(MalformedEvent, match="specversion"):
         parse_event(event)
-
-
-def test_affected_lbs_are_those_with_a_rule_on_the_owners_networks():
-    rules = ruleset(
-        rule_doc("a", pool=pool_id("p1", "lb-a"), vnet=vnet_id("vnet")),
-        rule_doc("b", pool=pool_id("p2", "lb-a"), vnet=vnet_id("vnet"), cidrs=["10.0.2.0/24"]),
-        rule_doc("c", pool=pool_id("p1", "lb-other"), vnet=vnet_id("elsewhere")),
-    )
-    owner = Inventory()
-    owner.add_nic(NetworkInterface(NIC, "web-1-nic", "rg-app", None,  # detached: may just have left a pool
-                                   (IpConfiguration(NIC, "ipconfig1", "10.9.9.9", subnet_id(), True),)))
-
-    assert affected_lbs(rules, owner) == [pool_id("p1", "lb-a").rsplit("/backendAddressPools/", 1)[0]]
-    assert affected_lbs(rules, Inventory()) == []
 
 
 def test_intent_row_keys_are_table_safe_and_stable():
