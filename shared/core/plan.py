@@ -80,6 +80,7 @@ class Conflict:
     name: str
     ip_address: str | None
     reason: str
+    held_by: str | None = None  # the entry holding the IP, when that is what blocked it
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,15 @@ class PoolPlan:
     def has_held(self) -> bool:
         """The guard kept removals back: a refusal the caller must report, not a silent no-op."""
         return bool(self.held)
+
+    def ip_blockers(self) -> set[str]:
+        """Names of the managed entries whose IP kept an add or move of this plan from happening."""
+        return {c.held_by for c in self.conflicts if c.held_by and is_managed_name(c.held_by)}
+
+    def removals_only(self) -> PoolPlan:
+        """This plan's removals alone: when Azure refuses the whole plan, owners that are gone still leave."""
+        return replace(self, adds=(), readdresses=(), renames=(), admin_changes=_empty_mapping(),
+                       manual_adds=())
 
     def unconfirmed_removes(self) -> tuple[PoolAddress, ...]:
         return tuple(entry for entry in self.removes if entry.name.lower() not in self.confirmed)
@@ -372,12 +382,13 @@ def plan(
         elif renamed:  # the identity still moves on; the IP stays until its holder lets go
             after = replace(entry, name=want.name)
             conflicts.append(Conflict(
-                want.name, want.ip_address, f"IP already held by {held_by(blocker)}; renamed, IP left as is"
+                want.name, want.ip_address, f"IP already held by {held_by(blocker)}; renamed, IP left as is",
+                blocker,
             ))
         else:
-            conflicts.append(
-                Conflict(entry.name, want.ip_address, f"IP already held by {held_by(blocker)}; left as is")
-            )
+            conflicts.append(Conflict(
+                entry.name, want.ip_address, f"IP already held by {held_by(blocker)}; left as is", blocker
+            ))
             continue
         (renames if renamed else readdresses).append(Readdress(entry, after))
 
@@ -389,7 +400,7 @@ def plan(
         other = holders.holder(want.ip_address, want.name)
         if other is not None:
             conflicts.append(
-                Conflict(want.name, want.ip_address, f"IP already held by {held_by(other)}; not added")
+                Conflict(want.name, want.ip_address, f"IP already held by {held_by(other)}; not added", other)
             )
             continue
         adds.append(want)
@@ -598,11 +609,6 @@ class GuardRefused(GuardError):
         super().__init__(f"{plan.pool_id}: {reason}")
         self.plan = plan
         self.reason = reason
-
-
-_EPSILON = 1e-9  # 0.1 * 3 must not refuse 0.3 of a pool because of binary floating point
-
-
 
 
 _EPSILON = 1e-9  # 0.1 * 3 must not refuse 0.3 of a pool because of binary floating point
