@@ -1220,6 +1220,10 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
         )
         raise ApiError(mapped.status, mapped.code, f"{failed[0].pool_id}: {mapped.message}", "pool",
                        extra=body, headers=mapped.headers)
+    rejected = [o for o in outcomes if o.status == "rejected"]
+    if rejected:  # Azure refused the plan; its removals were written alone
+        raise ApiError(422, "PoolWriteRejected", "; ".join(f"{o.pool_id}: {o.detail}" for o in rejected),
+                       "pool", extra=body)
     if refused:
         reasons = "; ".join(o.detail for o in refused)
         raise ApiError(422, "GuardRefused", f"{reasons}; repeat with force=true and a reason to override",
