@@ -201,6 +201,8 @@ def collect(
         now=now,
         drain_max_age=settings.drain_max_age,
         drains=drains,
+        rejected_writes={pool_key: str(last.get("detail") or "") for pool_key, last in
+                         runtime.reconciler.journal.last().items() if last.get("status") == "rejected"},
     )
     counts = {
         "networkInterfaces": len(inventory.nics),

@@ -60,6 +60,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "sync_mode_automatic": (PLATFORM, ERROR),
     "pool_provisioning_failed": (PLATFORM, ERROR),
     "pool_size_limit": (PLATFORM, ERROR),
+    "write_rejected": (PLATFORM, ERROR),
     "unmanaged_orphan": (UNMANAGED, WARNING),
     "rule_pool_missing": (RULES, ERROR),
     "rule_vnet_missing": (RULES, ERROR),
@@ -140,6 +141,8 @@ class AuditInputs:
     now: datetime
     drain_max_age: timedelta
     drains: Mapping[tuple[str, str], DrainRecord] = field(default_factory=dict)  # keyed by drain_key
+    # pool key -> why Azure refused poolsync's last write of that pool (from the reconcile log)
+    rejected_writes: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- outputs -----------------------------------------------------------------------------------------
@@ -341,6 +344,18 @@ def audit(inputs: AuditInputs) -> AuditResult:
         wanted = desired.get(id_key(pool_id), {})
         pool_findings, pool_audit = _audit_pool(inputs, resolver, lb, pool, wanted)
         findings += pool_findings
+        rejected = inputs.rejected_writes.get(id_key(pool_id))
+        if rejected is not None:
+            rules = sorted(rule.name for rule in inputs.rules.rules if rule.pool_key == id_key(pool_id))
+            findings.append(Finding(
+                "write_rejected", pool_id,
+                f"Azure refused poolsync's last write of this pool; removals of gone VMs were written alone, "
+                f"additions wait: {rejected}",
+                f"change the rules that select into this pool ({', '.join(rules)}) or the pool so Azure "
+                "accepts the write (e.g. fewer addresses than the pool's limit); the next event or the "
+                "hourly full reconcile then writes it",
+                evidence={"rules": rules, "detail": rejected},
+            ))
         pool_audits.append(pool_audit)
     drain_findings, drain_changes = _drains(inputs, pools_by_key)
     findings += drain_findings

@@ -36,6 +36,9 @@ class ReconciledPool(Protocol):
     @property
     def plan(self) -> PoolPlan | None: ...
 
+    @property
+    def detail(self) -> str: ...
+
 
 def _pool_row_key(pool_id: str) -> str:
     return hashlib.sha256(id_key(pool_id).encode()).hexdigest()[:40]  # ids hold "/", not allowed in keys
@@ -69,6 +72,7 @@ class ReconcileLog:
                         "status": outcome.status,
                         "source": source,
                         "summary": json.dumps(outcome.plan.summary() if outcome.plan else None),
+                        "detail": (outcome.detail or "")[:2000],
                     }
                 )
         except Exception as error:  # the reconcile itself succeeded; only the bookkeeping failed
@@ -90,6 +94,7 @@ class ReconcileLog:
                 "status": row.get("status"),
                 "source": row.get("source"),
                 "summary": json.loads(row["summary"]) if row.get("summary") else None,
+                "detail": row.get("detail") or "",
             }
             for row in rows
             if row.get("poolId")

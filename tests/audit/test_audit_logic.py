@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from shared.core.audit_findings import (
     audit,
     drain_key,
 )
+from shared.core.ids import id_key
 from shared.core.models import (
     Inventory,
     IpConfiguration,
@@ -478,3 +480,17 @@ def test_settings_defaults_and_flags():
     assert (settings.remediate, settings.drain_max_age) == (True, timedelta(days=2))
     with pytest.raises(ValueError, match="POOLSYNC_AUDIT_REMEDIATE"):
         AuditSettings.from_env({"POOLSYNC_AUDIT_REMEDIATE": "maybe"})
+
+
+def test_a_write_azure_rejected_is_a_finding_naming_the_rules() -> None:
+    plain = inputs()
+    pool_id = plain.rules.managed_pool_ids()[0]
+    refusal = "LoadBalancerBackendAddressPoolSizeLimitExceeded"
+    rejected = replace(plain, rejected_writes={id_key(pool_id): refusal})
+
+    [finding] = [f for f in audit(rejected).findings if f.code == "write_rejected"]
+
+    assert finding.pool == pool_id and finding.severity == "error"
+    selecting = sorted(r.name for r in plain.rules.rules if r.pool_key == id_key(pool_id))
+    assert finding.evidence["rules"] == selecting and refusal in finding.message
+    assert not [f for f in audit(plain).findings if f.code == "write_rejected"]
