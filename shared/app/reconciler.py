@@ -49,7 +49,7 @@ Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name
 
 
 MAX_PARALLEL_LBS = 8
-MAX_PULLS = 2  # times one round pulls in the owners of entries whose IP blocks a change
+MAX_PULLS = 4  # times one round pulls in the owners of entries whose IP blocks a change
 OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
 VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
 

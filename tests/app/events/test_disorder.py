@@ -161,6 +161,22 @@ def test_two_vms_swapping_ips_in_separate_rounds_keep_their_own_entries_and_drai
     assert stack.pending_intents() == 0
 
 
+def test_three_vms_rotating_their_ips_converge_from_the_first_event_alone(stack: Stack, network):
+    ips = [stack.nic_ip(f"web-{i}-nic") for i in (1, 2, 3)]
+    _set_ip(network, "web-1-nic", "10.0.0.250")  # web-1 -> web-2's IP, web-2 -> web-3's, web-3 -> web-1's
+    _set_ip(network, "web-3-nic", "10.0.0.251")
+    _set_ip(network, "web-2-nic", ips[2])
+    _set_ip(network, "web-1-nic", ips[1])
+    _set_ip(network, "web-3-nic", ips[0])
+    events = [e for e in stack.emitted() if e["subject"] == ids.nic("web-1-nic")]
+
+    stack.deliver(events[-1])  # the others' events never came (yet): a chain of blocking entries
+
+    members = stack.pool(POOL)
+    assert [members[pool_key(f"web-{i}-nic")] for i in (1, 2, 3)] == [ips[1], ips[2], ips[0]]
+    assert stack.pending_intents() == 0
+
+
 # -- 4. a write Azure refuses ----------------------------------------------------------------------------
 
 
