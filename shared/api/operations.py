@@ -1131,8 +1131,9 @@ def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     )
     response, plan = _write(context, pool_id, make_plan, options, _who(request), "remove address")
     removed = [member_json(entry) for entry in plan.removes]
-    if response.body["written"]:
-        note_drain(context.runtime, pool_id, [entry.name for entry in plan.removes], drained=False)
+    if response.body["written"]:  # a managed entry's drain stays: a reconcile re-adds it Down (pool_memory)
+        unmanaged = [entry.name for entry in plan.removes if not is_managed_name(entry.name)]
+        note_drain(context.runtime, pool_id, unmanaged, drained=False)
     response.body["addresses"] = removed
     if any(item["managed"] for item in removed):
         response.body["warnings"] = [
