@@ -62,8 +62,8 @@ def pools(body: Any, out: TextIO) -> None:
         ]
         table(
             rows,
-            ("POOL", "SOURCE", "EXISTS", "MEMBERS", "MANAGED", "OTHER", "DRAINED", "HELD", "REMOVED IN WINDOW",
-             "LAST RECONCILE"),
+            ("POOL", "SOURCE", "EXISTS", "MEMBERS", "MANAGED", "OTHER", "DRAINED", "HELD",
+             "REMOVED IN WINDOW", "LAST RECONCILE"),
             out,
         )
         return
