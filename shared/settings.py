@@ -52,6 +52,9 @@ RULES_FILE = Setting[str | None]("POOLSYNC_RULES_FILE", "path", None,
                                  "the rules document as a file (relative to the app root)")
 MAX_REMOVE_FRACTION = Setting("POOLSYNC_MAX_REMOVE_FRACTION", "number 0-1", 0.5,
                               "the guard: largest share of a pool's managed addresses one change may remove")
+GUARD_WINDOW = Setting("POOLSYNC_GUARD_WINDOW", "duration", timedelta(hours=24),
+                       "unconfirmed removals of one pool within this window count together against "
+                       "POOLSYNC_MAX_REMOVE_FRACTION (one day: time to notice and fix a bad rules edit)")
 MANUAL_POOLS = Setting[str | None]("POOLSYNC_MANUAL_POOLS", "pool ids, comma-separated", None,
                                    "extra pools the HTTP API may edit (not reconciled)")
 
@@ -122,6 +125,7 @@ MEMBERS_TABLE = Setting("POOLSYNC_MEMBERS_TABLE", "table name", "poolsyncmembers
 LOCKS_CONTAINER = Setting("POOLSYNC_LOCKS_CONTAINER", "container name", "poolsync-locks", "storage names")
 RECONCILE_TABLE = Setting("POOLSYNC_RECONCILE_TABLE", "table name", "poolsyncreconciles", "storage names")
 DRAIN_TABLE = Setting("POOLSYNC_DRAIN_TABLE", "table name", "poolsyncdrains", "storage names")
+REMOVALS_TABLE = Setting("POOLSYNC_REMOVALS_TABLE", "table name", "poolsyncremovals", "storage names")
 AUDIT_CONTAINER = Setting("POOLSYNC_AUDIT_CONTAINER", "container name", "audit-reports", "storage names")
 
 # --- telemetry ----------------------------------------------------------------------------------------

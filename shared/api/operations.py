@@ -737,6 +737,8 @@ def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
             "drainedCount": 0,
             "nicMemberCount": 0,
             "lastReconcile": last.get(id_key(pool_id)),
+            "heldRemovals": ((last.get(id_key(pool_id)) or {}).get("summary") or {}).get("held", 0),
+            "windowRemovals": None,
         }
         if raw is not None:
             snapshot = pool_from_json(raw)
@@ -747,9 +749,23 @@ def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
                 unmanagedCount=len(snapshot.addresses) - managed,
                 drainedCount=sum(1 for a in snapshot.addresses if a.admin_state == ADMIN_DOWN),
                 nicMemberCount=snapshot.nic_member_count,
+                windowRemovals=_window_removals(context, pool_id, source, snapshot),
             )
         pools.append(entry)
     return ApiResponse(200, {"pools": pools})
+
+
+def _window_removals(context: ApiContext, pool_id: str, source: str, snapshot: PoolSnapshot) -> int | None:
+    """Unconfirmed removals the guard counts against the pool now (POOLSYNC_GUARD_WINDOW); None when
+    poolsync keeps no such memory (a manual pool, no storage) or it cannot be read."""
+    memory = context.runtime.reconciler.memory
+    if memory is None or source != "rules":
+        return None
+    try:
+        return memory.window_count(pool_id, {entry.name.lower() for entry in snapshot.addresses})
+    except AzureError as error:
+        log.warning("could not read the removal window of %s: %s", pool_id, error)
+        return None
 
 
 def _owners(context: ApiContext, snapshot: PoolSnapshot) -> dict[tuple[str, str], dict[str, JSON]]:
@@ -1115,8 +1131,9 @@ def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     )
     response, plan = _write(context, pool_id, make_plan, options, _who(request), "remove address")
     removed = [member_json(entry) for entry in plan.removes]
-    if response.body["written"]:
-        note_drain(context.runtime, pool_id, [entry.name for entry in plan.removes], drained=False)
+    if response.body["written"]:  # a managed entry's drain stays: a reconcile re-adds it Down (pool_memory)
+        unmanaged = [entry.name for entry in plan.removes if not is_managed_name(entry.name)]
+        note_drain(context.runtime, pool_id, unmanaged, drained=False)
     response.body["addresses"] = removed
     if any(item["managed"] for item in removed):
         response.body["warnings"] = [

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared import telemetry
+from shared.app.pool_memory import PoolMemory, Recall
 from shared.azure.inventory import InventoryReader
 from shared.azure.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter, WriteResult
 from shared.core.arm_json import pool_from_json
@@ -155,8 +156,10 @@ class Reconciler:
     the lease is held, so no writer acts on a state older than one another writer already acted on."""
 
     def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
-                 journal: Journal | None = None, index: MemberIndex | None = None) -> None:
+                 journal: Journal | None = None, index: MemberIndex | None = None,
+                 memory: PoolMemory | None = None) -> None:
         self.rules = rules
+        self.memory = memory  # the guard's window and drains that outlive their entry (None: no storage)
         self.inventory = inventory
         self.writer = writer
         self.journal: Journal = journal or NoJournal()
@@ -377,16 +380,22 @@ class Reconciler:
                     deadline: float | None = None) -> PoolOutcome:
         guard = self.writer.guard
         scope = None if full else work.in_scope
+        recalled: list[Recall] = []  # read once per pool write, at its first plan (under the write lease)
 
         def make_plan(snapshot: PoolSnapshot) -> PoolPlan:
+            recall = self._recall(work.pool_id, recalled)
+
             def planned() -> PoolPlan:
                 return guarded_plan(snapshot, work.wanted, guard, scope=scope, confirmed=work.confirmed,
-                                    force=force)
+                                    force=force, recent_unconfirmed=recall.recent_unconfirmed,
+                                    admin_of_new=recall.admin_of_new)
 
             first = planned()
             return planned() if first.held and self._verify_held(work, first) else first
 
         def remember(planned: PoolPlan) -> None:
+            if self.memory is not None:
+                self.memory.before_write(work.pool_id, planned, forced=force)
             if self.index is not None:
                 names = [a.name for a in planned.adds] + [c.after.name for c in planned.readdresses]
                 names += [c.after.name for c in planned.renames]
@@ -428,6 +437,12 @@ class Reconciler:
         if removals.status == "failed":
             return replace(refused, detail=detail)
         return replace(removals, status="rejected", detail=detail)
+
+    def _recall(self, pool_id: str, recalled: list[Recall]) -> Recall:
+        """The pool's memory (`shared.app.pool_memory`), read at the first call for one write."""
+        if not recalled:
+            recalled.append(self.memory.recall(pool_id) if self.memory is not None else Recall())
+        return recalled[0]
 
     def _verify_held(self, work: PoolWork, planned: PoolPlan) -> bool:
         """Read the owners of held removals directly; True when that confirmed any of them."""

@@ -655,10 +655,17 @@ def _drains(
                               "maxAgeSeconds": int(inputs.drain_max_age.total_seconds())},
                 ))
     read_pools = {key for key in managed_keys if key in pools_by_key}
-    # Forget entries that are Up again or gone; keep those of pools this run could not read.
+    present = {drain_key(pool.id, entry.name) for key in read_pools
+               for pool in [pools_by_key[key][1]] for entry in pool.addresses}
+    # Forget entries that are Up again, and drains of entries gone from the pool once they are too old to
+    # carry over to a re-add (a drain belongs to its VM, see shared.app.pool_memory); keep those of pools
+    # this run could not read.
     deletes = tuple(
         record for key, record in inputs.drains.items()
-        if key not in down and (key[0] in read_pools or key[0] not in managed_keys)
+        if key not in down and (
+            key[0] not in managed_keys
+            or (key[0] in read_pools
+                and (key in present or inputs.now - record.since > inputs.drain_max_age)))
     )
     return findings, DrainChanges(tuple(upserts), deletes)
 

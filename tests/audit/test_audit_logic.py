@@ -309,6 +309,17 @@ def test_drain_ages_records_and_forgetting():
     assert set(result.drains.deletes) == {undrained, other_pool}
 
 
+def test_drains_of_entries_gone_from_the_pool_are_kept_until_too_old_to_carry_over():
+    inventory = Inventory()
+    add_vm(inventory, "web-1", "10.0.0.1")
+    addresses = (entry(name_of("web-1-nic"), "10.0.0.1"),)
+    left = DrainRecord(POOL, name_of("web-2-nic"), NOW - timedelta(days=2), "poolsync")  # may rejoin Down
+    expired = DrainRecord(POOL, name_of("web-3-nic"), NOW - timedelta(days=8), "poolsync")
+    drains = {record.key: record for record in (left, expired)}
+    result = audit(inputs(*addresses, inventory=inventory, drains=drains))
+    assert result.drains.deletes == (expired,)
+
+
 def test_drain_records_of_a_pool_that_could_not_be_read_are_kept():
     rules = parse_rules(
         {
