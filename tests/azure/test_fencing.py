@@ -10,15 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobLeaseClient, BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.pool_writer import PoolNotFenced, PoolWriter
 from shared.azure.retry import RetrySettings, RetryStats
 from shared.core.plan import GuardSettings
-from shared.storage.intents import FlushLocks, LeaseLost, lb_partition_key, pools_being_written
+from shared.storage.intents import FlushLocks, LeaseLost
 from tests.azure.helpers import TEST_RETRY, InThread, PauseBeforePut, add_one, desired_address
 from tests.fixtures.arm import ids, topology
+from tests.storage import helpers
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -28,7 +29,7 @@ POOL_ID = ids.pool()
 
 @pytest.fixture
 def container(storage_connection_string: str, unique_name: str) -> ContainerClient:
-    return BlobServiceClient.from_connection_string(storage_connection_string).get_container_client(unique_name)
+    return helpers.locks_container(storage_connection_string, unique_name)
 
 
 @pytest.fixture
@@ -41,15 +42,6 @@ def new_writer(arm: Any, arm_settings: ArmSettings, container: ContainerClient) 
                           locks=FlushLocks(container, lease_seconds=15))
 
     return make
-
-
-def expire(container: ContainerClient) -> None:
-    """End the load balancer's lease now: what the clock does to a holder that stopped renewing."""
-    BlobLeaseClient(container.get_blob_client(lb_partition_key(LB_ID))).break_lease(lease_break_period=0)
-
-
-def recorded(container: ContainerClient) -> list[str]:
-    return pools_being_written(container.get_blob_client(lb_partition_key(LB_ID)).get_blob_properties().metadata)
 
 
 def fenced_lines(caplog: pytest.LogCaptureFixture, event: str = "pool_fenced") -> list[dict[str, Any]]:
@@ -70,15 +62,15 @@ def test_a_paused_writer_put_fails_after_a_takeover_chain(arm, new_writer, conta
     late = desired_address(1)
     p1 = InThread(lambda: first.apply(POOL_ID, add_one(late)))
     assert pause.paused.wait(60)
-    assert recorded(container) == [POOL_ID]  # the proof recorded the write it is about to make
-    expire(container)
+    assert helpers.recorded(container, LB_ID) == [POOL_ID]  # the proof recorded the write it is about to make
+    helpers.expire(container, LB_ID)
 
     before_fence = arm.stats.requests()
     with new_writer().lb_lease(LB_ID):  # P2: finds P1's write unfinished, writes the pool back unchanged
         pass
     assert arm.stats.pool_writes(POOL_ID) == 1
     assert [line["pool"] for line in fenced_lines(caplog)] == [POOL_ID]
-    assert recorded(container) == []
+    assert helpers.recorded(container, LB_ID) == []
     after_fence = arm.stats.requests()
     with new_writer().lb_lease(LB_ID):  # P3: a clean hand-over
         pass
@@ -97,7 +89,7 @@ def test_a_pool_that_cannot_be_fenced_is_not_written_and_stays_recorded(arm, new
     crashed = new_writer().locks.try_acquire_lb(LB_ID)  # type: ignore[union-attr]
     assert crashed is not None
     crashed.begin_write(POOL_ID)  # proved and recorded; then the process died before any answer
-    expire(container)
+    helpers.expire(container, LB_ID)
     crashed.release()
     impatient = RetrySettings(deadline_seconds=2, max_attempts=5, base_backoff=0.02, max_backoff=0.2,
                               retry_after_cap=0.2)
@@ -107,20 +99,20 @@ def test_a_pool_that_cannot_be_fenced_is_not_written_and_stays_recorded(arm, new
         new_writer(impatient).apply(POOL_ID, add_one(desired_address(2)))
 
     assert arm.stats.pool_writes(POOL_ID) == 0
-    assert recorded(container) == [POOL_ID]  # the next holder fences it
+    assert helpers.recorded(container, LB_ID) == [POOL_ID]  # the next holder fences it
     assert [line["pool"] for line in fenced_lines(caplog, "pool_fence_failed")] == [POOL_ID]
 
     arm.faults.clear()
     new_writer().apply(POOL_ID, add_one(desired_address(2)))
     assert desired_address(2).ip_address in pool_ips(arm)
     assert arm.stats.pool_writes(POOL_ID) == 2  # the fence, then the write
-    assert recorded(container) == []
+    assert helpers.recorded(container, LB_ID) == []
 
 
 def test_a_clean_write_leaves_nothing_to_fence_and_costs_no_extra_arm_call(arm, new_writer, container):
     writer = new_writer()
     writer.apply(POOL_ID, add_one(desired_address(3)))
-    assert recorded(container) == []
+    assert helpers.recorded(container, LB_ID) == []
     requests = arm.stats.requests()
     with writer.lb_lease(LB_ID) as lease:
         assert lease is not None and lease.unfinished == ()

@@ -6,17 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from azure.storage.blob import BlobLeaseClient, BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
-from shared.storage.intents import (
-    FlushLocks,
-    HeldLease,
-    LeaseLost,
-    lb_partition_key,
-    pools_being_written,
-    writing_metadata,
-)
+from shared.storage.intents import FlushLocks, HeldLease, LeaseLost, writing_metadata
 from tests.fixtures.arm import ids
+from tests.storage import helpers
 
 LB_ID = ids.lb()
 POOL_A = ids.pool("pool-a")
@@ -25,7 +19,7 @@ POOL_B = ids.pool("pool-b")
 
 @pytest.fixture
 def container(storage_connection_string: str, unique_name: str) -> ContainerClient:
-    return BlobServiceClient.from_connection_string(storage_connection_string).get_container_client(unique_name)
+    return helpers.locks_container(storage_connection_string, unique_name)
 
 
 @pytest.fixture
@@ -42,8 +36,7 @@ def held(locks: FlushLocks) -> Iterator[HeldLease]:
 
 
 def recorded(container: ContainerClient) -> list[str]:
-    """What the lease blob records, read by someone else (as the next holder would)."""
-    return pools_being_written(container.get_blob_client(lb_partition_key(LB_ID)).get_blob_properties().metadata)
+    return helpers.recorded(container, LB_ID)
 
 
 def handed_over(held: HeldLease, locks: FlushLocks) -> HeldLease:
@@ -107,7 +100,7 @@ def test_a_refusal_clears_the_pool_unless_an_earlier_put_is_in_doubt(held, conta
 
 def test_a_holder_whose_lease_was_taken_over_cannot_record_and_does_not_touch_the_new_record(
         held, locks, container):
-    BlobLeaseClient(container.get_blob_client(lb_partition_key(LB_ID))).break_lease(lease_break_period=0)
+    helpers.expire(container, LB_ID)
     successor = locks.try_acquire_lb(LB_ID)
     assert successor is not None
     try:
