@@ -196,8 +196,7 @@ class PoolWriter:
         A real write holds the load balancer's write lease (`lease`, or one taken here) and proves it just
         before the PUT, recording the pool as being written until the PUT is answered; `fence` (the event
         flusher's subscription lock: a flusher that lost it may have a successor working from a newer read)
-        is proven too. `guarded` plans (`guarded_plan`) hold back what the guard
-        refuses.
+        is proven too. `guarded` plans (`guarded_plan`) hold back what the guard refuses.
         `before_write` runs after planning, before the PUT (the member index is written there). `deadline`
         (time.monotonic) bounds the retries. A pool left in provisioningState Failed is re-PUT even when
         the plan is empty: Azure refuses dependent writes until then."""
@@ -246,12 +245,12 @@ class PoolWriter:
                     headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
                     polling=self.clients.settings.pool_write_polling(),
                 )
-            except Exception as error:  # no status (connection error, timeout): the PUT may still land
+            except Exception as error:  # no status (connection error, timeout): it may still land
                 if lease is not None:
                     lease.put_answered(pool_id, getattr(error, "status_code", None))
                 raise
             if lease is not None:
-                lease.put_answered(pool_id, 200)
+                lease.put_answered(pool_id, 200)  # accepted: the pool has a new ETag
             if not wait:
                 return WriteResult(pool_id, plan, written=True, attempts=attempts,
                                    operation_url=_operation_url(poller), addresses=tuple(addresses))
