@@ -275,23 +275,23 @@ resource operationStatusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01
 // assigned by access.bicep (those scopes are in the customer's resource groups; see the top of this file).
 
 // Assignment names include the principal: after `azd down` the identity is new, and a name derived without it
-// would collide with the orphaned assignment of the old principal (RoleAssignmentExists).
-resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (empty(watchedGroupList)) {
-  name: guid(subscription().id, identity.outputs.principalId, inventoryReaderRole.id)
-  properties: {
+// would collide with the orphaned assignment of the old principal (RoleAssignmentExists). The principal id is a
+// module output, which a resource name here cannot use (BCP120), so the assignments are modules taking it as a
+// parameter (tests/infra/test_deploy_time_names.py checks every name in infra/).
+module inventoryReaderOnSubscription 'modules/subscription-role-assignment.bicep' = if (empty(watchedGroupList)) {
+  name: 'poolsync-inventory-reader-subscription'
+  params: {
     principalId: identity.outputs.principalId
     roleDefinitionId: inventoryReaderRole.id
-    principalType: 'ServicePrincipal'
     description: 'poolsync reads VMs and NICs in the whole subscription (no watched resource groups given).'
   }
 }
 
-resource operationStatusOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(subscription().id, identity.outputs.principalId, operationStatusRole.id)
-  properties: {
+module operationStatusOnSubscription 'modules/subscription-role-assignment.bicep' = {
+  name: 'poolsync-operation-status-subscription'
+  params: {
     principalId: identity.outputs.principalId
     roleDefinitionId: operationStatusRole.id
-    principalType: 'ServicePrincipal'
     description: 'poolsync polls the long-running pool writes it started.'
   }
 }
