@@ -55,11 +55,16 @@ param rulesFile string = 'config/rules.json'
 @description('POOLSYNC_MAX_REMOVE_FRACTION: the largest share of a pool\'s managed addresses one change may remove without force.')
 param maxRemoveFraction string = '0.5'
 
-@description('POOLSYNC_AUDIT_SCHEDULE: NCRONTAB (6 fields, UTC) of the audit timer.')
-param auditSchedule string = '0 */15 * * * *'
+@description('POOLSYNC_AUDIT_SCHEDULE: NCRONTAB (6 fields, UTC) of the audit timer. Daily, like the app\'s own default; the heartbeat alert fires after 26 h without an audit.')
+param auditSchedule string = '0 0 3 * * *'
 
 @description('POOLSYNC_AUDIT_REMEDIATE: whether the audit fixes the drift it finds (false = report only).')
 param auditRemediate bool = false
+
+@minValue(1)
+@maxValue(3650)
+@description('Days an audit report (JSON + HTML in the audit-reports container) is kept before the storage lifecycle rule deletes it.')
+param auditReportRetentionDays int = 90
 
 @allowed([512, 2048, 4096])
 @description('Memory of one Flex Consumption instance, MB.')
@@ -187,6 +192,7 @@ module storage 'modules/storage.bicep' = {
     principalId: identity.outputs.principalId
     deadLetterPrincipalId: deadLetterIdentity.outputs.principalId
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    auditReportRetentionDays: auditReportRetentionDays
   }
 }
 

@@ -39,6 +39,7 @@ UNTAGGABLE_TYPES = {
     "microsoft.storage/storageaccounts/queueservices/queues",
     "microsoft.web/sites/basicpublishingcredentialspolicies",
     "microsoft.eventgrid/systemtopics/eventsubscriptions",
+    "microsoft.storage/storageaccounts/managementpolicies",
 }
 
 # Newest API version of these types is still a preview one.
