@@ -70,10 +70,16 @@ param auditReportRetentionDays int = 90
 @description('Memory of one Flex Consumption instance, MB.')
 param instanceMemoryMB int = 2048
 
+// Flex Consumption sizing: see the comment in modules/functionapp.bicep for the documented limits and defaults.
 @minValue(1)
 @maxValue(1000)
-@description('Upper bound of Flex Consumption instances. Pool writes serialise per load balancer anyway, so a few suffice.')
-param maximumInstanceCount int = 40
+@description('Upper bound of Flex Consumption instances per scale group (platform: 1-1000, default 100). Intake is cheap and pool writes serialise per load balancer, so a few suffice.')
+param maximumInstanceCount int = 10
+
+@minValue(1)
+@maxValue(1000)
+@description('Concurrent HTTP requests one instance takes before another starts (perInstanceConcurrency of the HTTP group; the platform default for Python is 1).')
+param httpPerInstanceConcurrency int = 8
 
 @minValue(1)
 @maxValue(30)
@@ -211,6 +217,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     rules: rules
     rulesFile: rulesFile
     maxRemoveFraction: maxRemoveFraction

@@ -24,7 +24,25 @@ param appInsightsConnectionString string
 
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int
+
+// Flex Consumption sizing, set deliberately rather than left to the platform's defaults:
+// - maximumInstanceCount caps every scale group (the HTTP group and the Event Grid function's own group). The
+//   platform allows 1..1000 and defaults to 100
+//   (https://learn.microsoft.com/azure/azure-functions/event-driven-scaling#limit-scale-out; older revisions of
+//   that page gave 40 as the lowest value). Event intake makes no Azure call and one flusher per subscription
+//   does the writes, so extra instances add only start-up reads (the rules are checked against Azure).
+// - httpPerInstanceConcurrency is the HTTP group's perInstanceConcurrency. Its default depends on the instance
+//   size, and for Python apps it is 1 whatever the size
+//   (https://learn.microsoft.com/azure/azure-functions/functions-concurrency#http-trigger-concurrency), so every
+//   concurrent runbook or health call would start another instance. The HTTP functions are synchronous and wait
+//   on Resource Manager, which the worker's thread pool overlaps.
+@minValue(1)
+@maxValue(1000)
 param maximumInstanceCount int
+
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
 
 param rules string
 param rulesFile string
@@ -141,6 +159,11 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
