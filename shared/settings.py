@@ -23,6 +23,13 @@ def app_settings(env: Env | None = None) -> Env:
     return os.environ if env is None else env
 
 
+def default_library_settings(values: Mapping[str, str]) -> None:
+    """Give settings a library reads from the process environment itself (and nowhere else) a default,
+    leaving any value the deployment set alone."""
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+
+
 @dataclass(frozen=True)
 class Setting(Generic[T]):
     name: str
