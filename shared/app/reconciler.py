@@ -90,13 +90,13 @@ class PoolOutcome:
 class Journal(Protocol):
     """Where outcomes of real (not dry-run) reconciles are recorded, e.g. shared.storage.reconcile_log."""
 
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None: ...
+    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None: ...
 
     def last(self) -> dict[str, dict[str, Any]]: ...
 
 
 class NoJournal:
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
+    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None:
         pass
 
     def last(self) -> dict[str, dict[str, Any]]:
@@ -165,13 +165,14 @@ class Reconciler:
         wait: bool = True,
         source: str = "reconcile",
         deadline: float | None = None,
+        by: str | None = None,
     ) -> list[PoolOutcome]:
         """Full reconcile of the given managed pools (all by default): the anti-entropy path.
 
         Takes the write lease of every load balancer involved, then reads the inventory once (so the read
         is newer than any write another poolsync writer made), plans each pool against it and writes the
         load balancers in parallel; rebuilds the member index of the pools it saw. `source` (http, events,
-        audit, ...) is recorded with the outcomes of a real run."""
+        audit, ...) and `by` (who asked, for an operator's run) are recorded with the outcomes of a real run."""
         requested = self._managed.values() if pool_ids is None else pool_ids
         targets = list(dict.fromkeys(self.require_managed(pool_id) for pool_id in requested))
         if not targets:
@@ -218,7 +219,7 @@ class Reconciler:
             if (self.index is not None and {id_key(p) for p in targets} == set(self._managed)
                     and all(o.status != "failed" for o in outcomes)):
                 self.index.mark_built()
-            self.journal.record(outcomes, source)
+            self.journal.record(outcomes, source, by)
         return outcomes
 
     def index_ready(self) -> bool:
