@@ -96,6 +96,12 @@ param eventTimeToLiveInMinutes int = 1440
 @description('Log Analytics retention, days.')
 param logRetentionInDays int = 30
 
+@description('Comma-separated object ids (users, groups, service principals such as a runbook\'s managed identity) given the PoolSync.Operator app role of the API.')
+param apiOperatorPrincipalIds string = ''
+
+@description('Comma-separated object ids given the PoolSync.Reader app role of the API.')
+param apiReaderPrincipalIds string = ''
+
 @description('Resource id of an existing action group the alerts notify. Empty = a poolsync action group e-mailing alertEmail.')
 param actionGroupId string = ''
 
@@ -113,6 +119,8 @@ var accessTags = union(tags, { 'poolsync-env': environmentName, app: 'poolsync' 
 var appResourceGroupName = empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName
 var functionAppName = 'func-poolsync-${resourceToken}'
 
+var apiOperatorList = empty(apiOperatorPrincipalIds) ? [] : split(replace(apiOperatorPrincipalIds, ' ', ''), ',')
+var apiReaderList = empty(apiReaderPrincipalIds) ? [] : split(replace(apiReaderPrincipalIds, ' ', ''), ',')
 var watchedGroupList = empty(watchedResourceGroupNames) ? [] : split(replace(watchedResourceGroupNames, ' ', ''), ',')
 var eventGroupList = empty(eventSourceResourceGroupNames) ? [] : split(replace(eventSourceResourceGroupNames, ' ', ''), ',')
 
@@ -202,6 +210,18 @@ module storage 'modules/storage.bicep' = {
   }
 }
 
+// Who may call the runbook API: an Entra ID app registration with the reader and operator app roles.
+module apiRegistration 'modules/api-app-registration.bicep' = {
+  name: 'poolsync-api-registration'
+  scope: appResourceGroup
+  params: {
+    uniqueName: 'poolsync-api-${environmentName}-${resourceToken}'
+    displayName: 'poolsync API (${environmentName})'
+    operatorPrincipalIds: apiOperatorList
+    readerPrincipalIds: apiReaderList
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'poolsync-functionapp'
   scope: appResourceGroup
@@ -223,6 +243,8 @@ module functionApp 'modules/functionapp.bicep' = {
     maxRemoveFraction: maxRemoveFraction
     auditSchedule: auditSchedule
     auditRemediate: auditRemediate
+    apiClientId: apiRegistration.outputs.clientId
+    apiIdentifierUri: apiRegistration.outputs.identifierUri
   }
 }
 
@@ -385,6 +407,8 @@ output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = appResourceGroup.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_URL string = functionApp.outputs.url
+output POOLSYNC_API_CLIENT_ID string = apiRegistration.outputs.clientId
+output POOLSYNC_API_RESOURCE string = apiRegistration.outputs.identifierUri
 output POOLSYNC_IDENTITY_NAME string = identity.outputs.name
 output POOLSYNC_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output POOLSYNC_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -53,6 +53,12 @@ param auditRemediate bool
 @description('Name of the Event Grid triggered function (handlers/): the event subscription targets it.')
 param eventGridFunctionName string = 'eventgrid_resource_events'
 
+@description('Application (client) id of the API\'s app registration (modules/api-app-registration.bicep).')
+param apiClientId string
+
+@description('Application ID URI of that registration: the resource callers ask tokens for.')
+param apiIdentifierUri string
+
 // Exactly one rules source is set: inline rules (POOLSYNC_RULES) win over the file (POOLSYNC_RULES_FILE).
 var rulesSettingName = empty(rules) ? 'POOLSYNC_RULES_FILE' : 'POOLSYNC_RULES'
 var rulesSettingValue = empty(rules) ? rulesFile : rules
@@ -73,7 +79,7 @@ resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
 }
 
 resource site 'Microsoft.Web/sites@2025-03-01' = {
-  // checkov:skip=CKV_AZURE_222: Event Grid push delivery and the runbooks' HTTP calls reach the app over its public endpoint; HTTP functions require function keys and nothing else listens.
+  // checkov:skip=CKV_AZURE_222: Event Grid push delivery and the runbooks' HTTP calls reach the app over its public endpoint; App Service Authentication requires a Microsoft Entra ID token for every route but /api/health and the Event Grid webhook (system key).
   // checkov:skip=CKV_AZURE_17: Event Grid delivery cannot present a client certificate, so requiring one would stop all events.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per trigger; there is no fixed instance minimum to configure and a missed event is retried by Event Grid.
   // checkov:skip=CKV_AZURE_213: the Flex Consumption plan does not support App Service health checks (siteConfig.healthCheckPath).
@@ -91,7 +97,7 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    // Event Grid and the runbooks' HTTP calls arrive over the internet; HTTP functions use function keys.
+    // Event Grid and the runbooks' HTTP calls arrive over the internet; the API takes Entra ID tokens (authSettings).
     publicNetworkAccess: 'Enabled'
     clientCertEnabled: false
     siteConfig: {
@@ -143,6 +149,11 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
           name: 'POOLSYNC_AUDIT_REMEDIATE'
           value: auditRemediate ? 'true' : 'false'
         }
+        // Entra ID app roles per operation; the HTTP routes then take no function key (shared/api/auth.py).
+        {
+          name: 'POOLSYNC_API_AUTH'
+          value: 'entra'
+        }
       ]
     }
     functionAppConfig: {
@@ -169,6 +180,50 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
         name: 'python'
         version: '3.11'
       }
+    }
+  }
+}
+
+// App Service Authentication: a Microsoft Entra ID token issued for the API's app registration, or 401. Two paths
+// stay open: the anonymous health probe, and the Event Grid webhook, which Event Grid calls with the host's system
+// key and no token. Which operation needs which app role is poolsync's decision (shared/api/auth.py).
+resource authSettings 'Microsoft.Web/sites/config@2025-03-01' = {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+        '/runtime/webhooks/eventgrid'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: apiClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            apiClientId
+            apiIdentifierUri
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    httpSettings: {
+      requireHttps: true
     }
   }
 }

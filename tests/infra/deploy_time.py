@@ -18,6 +18,8 @@ from tests.infra.bicep_tree import body, parse
 
 # Resource properties Resource Manager computes from the declaration alone.
 START_TIME_PROPERTIES = frozenset({"id", "name", "type", "apiVersion"})
+# What identifies a declaration: `name`, or for Microsoft Graph resources their client-provided key `uniqueName`.
+NAME_KEYS = ("name", "uniqueName")
 RUNTIME_FUNCTIONS = frozenset({"reference", "list_func"})  # pycep's names for reference() and list*(...)
 
 _ACCESSORS = {"property_accessor", "index_accessor", "function_accessor"}
@@ -146,7 +148,7 @@ def _loop_items(declaration: dict[str, Any]) -> dict[str, Any]:
 
 
 def name_problems(path: Path) -> list[str]:
-    """Every resource (nested ones too) and module `name` of a file that is not known at deployment start."""
+    """Every resource (nested ones too) and module name of a file that is not known at deployment start."""
     tree = parse(path)
     problems: list[str] = []
 
@@ -154,8 +156,9 @@ def name_problems(path: Path) -> list[str]:
         loops = {**loops, **_loop_items(declaration)}
         scope = Scope(tree, loops)
         config = body(declaration)
-        problems.extend(f"{path.name}: {kind} {symbol} name uses {problem}"
-                        for problem in scope.problems(config.get("name")))
+        for key in NAME_KEYS:
+            problems.extend(f"{path.name}: {kind} {symbol} {key} uses {problem}"
+                            for problem in scope.problems(config.get(key)))
         for child, child_declaration in config.get("resources", {}).items():
             check("resource", child, child_declaration, loops)
 

@@ -108,3 +108,11 @@ def test_the_old_main_bicep_assignment_is_reported_with_its_cause(tmp_path: Path
     (problem,) = names_of(tmp_path, OLD_MAIN_ASSIGNMENT)
     assert "inventoryReaderOnSubscription" in problem
     assert "identity.outputs.principalId (a module output)" in problem
+
+
+def test_a_graph_resources_unique_name_counts_as_its_name(tmp_path: Path) -> None:
+    problems = names_of(tmp_path, (
+        "resource app 'Microsoft.Graph/applications@v1.0' = {\n"
+        "  uniqueName: 'api-${identity.outputs.principalId}'\n  displayName: 'x'\n}\n"))
+    assert problems == ["snippet: resource app uniqueName uses identity.outputs.principalId (a module output)"
+                        .replace("snippet", problems[0].split(":")[0])]
