@@ -24,7 +24,8 @@ bp = func.Blueprint()
 POOL_ROUTE = "pools/{subscriptionId}/{resourceGroup}/{loadBalancer}/{pool}"
 ADDRESS_ROUTE = f"{POOL_ROUTE}/addresses/{{address}}"
 # Read when the host indexes the functions, like the timers' schedules.
-FUNCTION_KEY = func.AuthLevel.ANONYMOUS if auth.entra_mode(settings.app_settings()) else func.AuthLevel.FUNCTION
+ENTRA = auth.entra_mode(settings.app_settings())
+FUNCTION_KEY = func.AuthLevel.ANONYMOUS if ENTRA else func.AuthLevel.FUNCTION
 
 
 def to_api_request(req: func.HttpRequest) -> http_ops.ApiRequest:

@@ -70,7 +70,8 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
 
         # The exporter reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING itself (Entra ID ingestion).
         settings.default_library_settings(EXPORTERS_OFF)
-        configure_azure_monitor(connection_string=env["APPLICATIONINSIGHTS_CONNECTION_STRING"], **EXPORT_OPTIONS)
+        connection = env["APPLICATIONINSIGHTS_CONNECTION_STRING"]
+        configure_azure_monitor(connection_string=connection, **EXPORT_OPTIONS)
         _configured = True
         return True
 

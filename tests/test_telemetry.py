@@ -113,9 +113,10 @@ def _exported(tmp_path: Path, env_extra: dict[str, str] | None = None) -> dict[s
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS_", "OTEL_"))}
-    env.update({"TMPDIR": str(tmp_path), **(env_extra or {}),
-                "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-                "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/"})
+    connection = ("InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+                  "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/")
+    env.update({"TMPDIR": str(tmp_path), **(env_extra or {})})
+    env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = connection
     done = subprocess.run([sys.executable, "-c", _EXPORT_PROBE], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -134,7 +135,7 @@ def test_the_worker_exports_its_metrics_and_nothing_the_dashboards_do_not_read(t
 
 
 def test_a_deployment_may_still_choose_to_export_worker_spans(tmp_path: Path) -> None:
-    """The exporter settings are defaults, not overrides: an operator who sets one (to trace a problem) keeps it."""
+    """The exporter settings are defaults, not overrides: an operator may set one (to trace a problem)."""
     exported = _exported(tmp_path, {"OTEL_TRACES_EXPORTER": "azure_monitor_opentelemetry_exporter"})
     assert exported["tracer_provider"] == "opentelemetry.sdk.trace"
     assert not [module for module in exported["root_handlers"] if module.startswith("opentelemetry")]

@@ -111,7 +111,8 @@ def _name(values: Mapping[str, str], name_types: list[str]) -> str:
     app = next((values[typ] for typ in APP_CLAIM_TYPES if values.get(typ)), None)
     oid = next((values[typ] for typ in OBJECT_ID_CLAIM_TYPES if values.get(typ)), None)
     if app or oid:
-        return " ".join(part for part in (f"app {app}" if app else "", f"object {oid}" if oid else "") if part)[:256]
+        parts = ([f"app {app}"] if app else []) + ([f"object {oid}"] if oid else [])
+        return " ".join(parts)[:256]
     return "unknown"
 
 
@@ -122,13 +123,16 @@ def authorize(headers: Mapping[str, str], settings: Mapping[str, str], role: str
     if (app_settings.AUTH_ENABLED.text(settings) or "").lower() != "true":
         raise AuthError(503, "AuthenticationNotConfigured",
                         f"{app_settings.API_AUTH.name}=entra but App Service Authentication is not enabled "
-                        f"({app_settings.AUTH_ENABLED.name}), so the caller's identity cannot be trusted", None)
+                        f"({app_settings.AUTH_ENABLED.name}), so the caller's identity cannot be trusted",
+                        None)
     principal = client_principal(headers.get(PRINCIPAL_HEADER))
     if principal is None:
         raise AuthError(401, "Unauthenticated",
-                        f"this API requires a Microsoft Entra ID token with the app role {role!r}", PRINCIPAL_HEADER)
+                        f"this API requires a Microsoft Entra ID token with the app role {role!r}",
+                        PRINCIPAL_HEADER)
     if not principal.roles & ROLES_GRANTING[role]:
-        raise AuthError(403, "Forbidden", f"the caller ({principal.name}) lacks the app role {role!r}", "role")
+        raise AuthError(403, "Forbidden", f"the caller ({principal.name}) lacks the app role {role!r}",
+                        "role")
     return principal
 
 

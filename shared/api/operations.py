@@ -1114,7 +1114,8 @@ def set_admin_state(state: str) -> Operation:
 
         make_plan = _existing_entry_plan(request, build)
         action = "drain" if state == ADMIN_DOWN else "enable"
-        response, _ = _write(context, pool_id, make_plan, options, _who(context, request), f"{action} address")
+        who = _who(context, request)
+        response, _ = _write(context, pool_id, make_plan, options, who, f"{action} address")
         response.body["addresses"] = [member_json(replace(entry, admin_state=state)) for entry in found]
         if response.body["written"]:
             note_drain(context.runtime, pool_id, [entry.name for entry in found], drained=state == ADMIN_DOWN)
@@ -1295,7 +1296,7 @@ def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
 
 
 def _authorize(request: ApiRequest, settings: Mapping[str, str], role: str) -> None:
-    """The per-operation app role (POOLSYNC_API_AUTH=entra, shared/api/auth.py), then POOLSYNC_REQUIRED_ROLE."""
+    """The operation's app role (POOLSYNC_API_AUTH=entra, shared/api/auth.py), then POOLSYNC_REQUIRED_ROLE."""
     try:
         auth.authorize(request.headers, settings, role)
     except auth.AuthError as error:

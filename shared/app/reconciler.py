@@ -172,7 +172,7 @@ class Reconciler:
         Takes the write lease of every load balancer involved, then reads the inventory once (so the read
         is newer than any write another poolsync writer made), plans each pool against it and writes the
         load balancers in parallel; rebuilds the member index of the pools it saw. `source` (http, events,
-        audit, ...) and `by` (who asked, for an operator's run) are recorded with the outcomes of a real run."""
+        audit, ...) and `by` (who asked, for an operator's run) are recorded with a real run's outcomes."""
         requested = self._managed.values() if pool_ids is None else pool_ids
         targets = list(dict.fromkeys(self.require_managed(pool_id) for pool_id in requested))
         if not targets:

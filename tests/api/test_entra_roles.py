@@ -86,7 +86,9 @@ def test_a_reader_may_not_change_anything(
 
 
 @pytest.mark.parametrize("call", READS.values(), ids=list(READS))
-def test_a_reader_may_read_and_plan(world: Emulator, configure: Configure, call: tuple[str, str, Any]) -> None:
+def test_a_reader_may_read_and_plan(
+    world: Emulator, configure: Configure, call: tuple[str, str, Any]
+) -> None:
     configure(**ENTRA)
     method, path, body = call
 
@@ -158,7 +160,8 @@ def test_poolsyncs_own_reconcile_records_no_caller(world: Emulator, configure: C
 
     runtime.reconciler.reconcile([ids.pool()], source="timer")
 
-    record = {p["id"]: p for p in as_caller([auth.READER]).call("GET", "/api/pools").body["pools"]}[ids.pool()]
+    pools = as_caller([auth.READER]).call("GET", "/api/pools").body["pools"]
+    record = {p["id"]: p for p in pools}[ids.pool()]
     assert (record["lastReconcile"]["source"], record["lastReconcile"]["by"]) == ("timer", None)
 
 

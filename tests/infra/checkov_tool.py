@@ -60,8 +60,8 @@ def ensure_checkov() -> Path:
 
 
 def extension_files(directory: Path = INFRA_DIR) -> list[Path]:
-    """Bicep files that declare an `extension` (Microsoft Graph): checkov's Bicep parser predates the keyword and
-    fails on them, and it has no checks for Microsoft.Graph types, so they are left out of the scan by name."""
+    """Bicep files that declare an `extension` (Microsoft Graph): checkov's Bicep parser predates the keyword
+    and fails on them, and it has no checks for Microsoft.Graph types, so they are left out of the scan."""
     return sorted(p for p in directory.rglob("*.bicep")
                   if any(line.startswith("extension ") for line in p.read_text().splitlines()))
 

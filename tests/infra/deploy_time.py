@@ -18,7 +18,7 @@ from tests.infra.bicep_tree import body, parse
 
 # Resource properties Resource Manager computes from the declaration alone.
 START_TIME_PROPERTIES = frozenset({"id", "name", "type", "apiVersion"})
-# What identifies a declaration: `name`, or for Microsoft Graph resources their client-provided key `uniqueName`.
+# What identifies a declaration: `name`, or for a Microsoft Graph resource its client-provided `uniqueName`.
 NAME_KEYS = ("name", "uniqueName")
 RUNTIME_FUNCTIONS = frozenset({"reference", "list_func"})  # pycep's names for reference() and list*(...)
 
@@ -107,16 +107,16 @@ def _all_resource_symbols(declarations: dict[str, Any]) -> Iterator[str]:
 
 
 def _segments(node: Any) -> list[Any]:
-    """`a.b[0].c` as ['a', 'b', '[]', 'c']; a function head stays a tree; `x.listKeys()` ends in 'listKeys()'."""
+    """`a.b[0].c` as ['a', 'b', '[]', 'c']; a function head stays a tree; `x.listKeys()` ends 'listKeys()'."""
     if isinstance(node, dict) and isinstance(node.get("operator"), dict):
         operator = node["operator"]
         operands = operator.get("operands", {})
         if operator.get("type") == "property_accessor":
             return _segments(operands["operand_1"]) + _segments(operands["operand_2"])
         if operator.get("type") == "index_accessor":
-            return _segments(operands["operand_1"]) + ["[]"]
+            return [*_segments(operands["operand_1"]), "[]"]
         if operator.get("type") == "function_accessor":
-            return _segments(operands["operand_1"]) + [f"{operands['func_name']}()"]
+            return [*_segments(operands["operand_1"]), f"{operands['func_name']}()"]
     return [node]
 
 

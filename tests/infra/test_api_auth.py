@@ -50,7 +50,8 @@ def test_only_assigned_principals_get_tokens_and_the_azure_cli_may_ask_for_one()
     assert api["requestedAccessTokenVersion"] == 2
     (pre_authorized,) = api["preAuthorizedApplications"]
     assert resolve(tree, pre_authorized["appId"]) == "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # Azure CLI
-    assert body(one_resource(REGISTRATION, "Microsoft.Graph/applications"))["signInAudience"] == "AzureADMyOrg"
+    app = body(one_resource(REGISTRATION, "Microsoft.Graph/applications"))
+    assert app["signInAudience"] == "AzureADMyOrg"
     assert tree["variables"]["identifierUri"]["value"].startswith("api://${tenant().tenantId}/")
 
 

@@ -17,7 +17,8 @@ def bicep_default() -> str:
 
 def azd_default() -> str:
     """`${POOLSYNC_AUDIT_SCHEDULE=<default>}` in main.parameters.json: what `azd up` deploys when unset."""
-    value = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]["auditSchedule"]["value"]
+    parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
+    value = parameters["auditSchedule"]["value"]
     found = re.fullmatch(r"\$\{POOLSYNC_AUDIT_SCHEDULE=(.+)\}", value)
     assert found, value
     return found[1]
@@ -73,7 +74,8 @@ def test_audit_reports_expire_after_the_retention_parameter() -> None:
         "daysAfterModificationGreaterThan": "auditReportRetentionDays"
     }
     main = parse(MAIN_BICEP)
-    assert body(main["modules"]["storage"])["params"]["auditReportRetentionDays"] == "auditReportRetentionDays"
+    passed = body(main["modules"]["storage"])["params"]
+    assert passed["auditReportRetentionDays"] == "auditReportRetentionDays"
     assert main["parameters"]["auditReportRetentionDays"]["default"] == 90
     parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
     assert parameters["auditReportRetentionDays"]["value"] == "${POOLSYNC_AUDIT_REPORT_RETENTION_DAYS=90}"

@@ -42,6 +42,10 @@ var roles = [
 """
 
 
+def named(expression: str) -> str:
+    return f"resource a 'T/x@2020-01-01' = {{\n  name: {expression}\n}}\n"
+
+
 def names_of(tmp_path: Path, declaration: str) -> list[str]:
     path = tmp_path / f"snippet{abs(hash(declaration))}.bicep"
     path.write_text(SNIPPET_HEADER + declaration)
@@ -50,8 +54,10 @@ def names_of(tmp_path: Path, declaration: str) -> list[str]:
 
 
 # What main.bicep declared before the role assignments moved into modules/subscription-role-assignment.bicep.
-OLD_MAIN_ASSIGNMENT = """
-resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (empty(watched)) {
+OLD_MAIN_ASSIGNMENT = (
+    "\nresource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01'"
+    " = if (empty(watched)) {"
+) + """
   name: guid(subscription().id, identity.outputs.principalId, role.id)
   properties: {
     principalId: identity.outputs.principalId
@@ -62,19 +68,19 @@ resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@
 
 REJECTED = {
     "module output (the old main.bicep)": OLD_MAIN_ASSIGNMENT,
-    "module output in an interpolation": "resource a 'T/x@2020-01-01' = {\n  name: 'ra-${identity.outputs.clientId}'\n}\n",
-    "module output through a variable": "resource a 'T/x@2020-01-01' = {\n  name: guid(fromModule)\n}\n",
+    "module output in an interpolation": named("'ra-${identity.outputs.clientId}'"),
+    "module output through a variable": named("guid(fromModule)"),
     "module output through a loop item": (
         "resource a 'T/x@2020-01-01' = [for r in roles: {\n  name: guid(r.id, r.principal)\n}]\n"
     ),
-    "reference()": "resource a 'T/x@2020-01-01' = {\n  name: guid(reference(account.id).primaryEndpoints.blob)\n}\n",
-    "listKeys() on a resource": "resource a 'T/x@2020-01-01' = {\n  name: guid(account.listKeys().keys[0].value)\n}\n",
+    "reference()": named("guid(reference(account.id).primaryEndpoints.blob)"),
+    "listKeys() on a resource": named("guid(account.listKeys().keys[0].value)"),
     "listKeys() as a function": (
-        "resource a 'T/x@2020-01-01' = {\n  name: guid(listKeys(account.id, '2025-01-01').keys[0].value)\n}\n"
+        named("guid(listKeys(account.id, '2025-01-01').keys[0].value)")
     ),
-    "a runtime property": "resource a 'T/x@2020-01-01' = {\n  name: guid(account.properties.primaryEndpoints.blob)\n}\n",
+    "a runtime property": named("guid(account.properties.primaryEndpoints.blob)"),
     "a runtime property in an interpolation": (
-        "resource a 'T/x@2020-01-01' = {\n  name: 'x-${account.properties.creationTime}'\n}\n"
+        named("'x-${account.properties.creationTime}'")
     ),
     "a module named from a module output": (
         "module other 'modules/identity.bicep' = {\n  name: 'other-${identity.outputs.name}'\n}\n"
@@ -90,12 +96,12 @@ def test_names_computed_from_deployed_values_are_rejected(tmp_path: Path, declar
 
 ACCEPTED = {
     "parameters, variables and deployment functions": (
-        "resource a 'T/x@2020-01-01' = {\n  name: guid(subscription().id, principalIdParam, token)\n}\n"
+        named("guid(subscription().id, principalIdParam, token)")
     ),
     "id, name and type of a resource": (
-        "resource a 'T/x@2020-01-01' = {\n  name: guid(account.id, account.name, role.type, role.id)\n}\n"
+        named("guid(account.id, account.name, role.type, role.id)")
     ),
-    "an interpolation of parameters": "resource a 'T/x@2020-01-01' = {\n  name: 'x-${environmentName}-${token}'\n}\n",
+    "an interpolation of parameters": named("'x-${environmentName}-${token}'"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Flex Consumption sizing is set on purpose: HTTP concurrency above Python's default of 1, a bounded fan-out."""
+"""Flex Consumption sizing set on purpose: HTTP concurrency above Python's default of 1, bounded fan-out."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ def test_azd_deployment_puts_nothing_into_any_resource_group_but_the_apps_own() 
         if "scope" not in body(module):  # deployed at main's own (subscription) scope: role assignments only
             target = parse(MAIN_BICEP.parent / module["detail"]["path"])
             assert target["globals"]["scope"]["value"] == "subscription", symbol
-            assert {d["type"] for _, d in resources(target)} == {"Microsoft.Authorization/roleAssignments"}, symbol
+            types = {d["type"] for _, d in resources(target)}
+            assert types == {"Microsoft.Authorization/roleAssignments"}, symbol
             continue
         assert body(module)["scope"] == "appResourceGroup", f"main.bicep module {symbol} leaves the app group"
     for symbol, declaration in tree["resources"].items():
