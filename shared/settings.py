@@ -23,6 +23,13 @@ def app_settings(env: Env | None = None) -> Env:
     return os.environ if env is None else env
 
 
+def default_library_settings(values: Mapping[str, str]) -> None:
+    """Give settings a library reads from the process environment itself (and nowhere else) a default,
+    leaving any value the deployment set alone."""
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+
+
 @dataclass(frozen=True)
 class Setting(Generic[T]):
     name: str
@@ -106,6 +113,8 @@ DRAIN_MAX_AGE = Setting("POOLSYNC_DRAIN_MAX_AGE", "duration", timedelta(days=7),
 # --- HTTP API -----------------------------------------------------------------------------------------
 HEALTH_CACHE_SECONDS = Setting("POOLSYNC_HEALTH_CACHE_SECONDS", "seconds (1-3600)", 60.0,
                                "anonymous GET /api/health checks ARM at most once per this many seconds")
+API_AUTH = Setting("POOLSYNC_API_AUTH", "key/entra", "key",
+                    "who may call the HTTP API: function keys, or Entra ID app roles per operation")
 REQUIRED_ROLE = Setting[str | None]("POOLSYNC_REQUIRED_ROLE", "app role", None,
                                     "Entra ID app role the HTTP API requires")
 AUTH_ENABLED = Setting[str | None]("WEBSITE_AUTH_ENABLED", "True/False", None,

@@ -32,6 +32,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoun
 from azure.core.rest import HttpRequest
 
 from shared import settings as app_settings
+from shared.api import auth
 from shared.app.health import SingleFlightCache, health_cache_seconds
 from shared.app.runtime import Runtime, get_runtime
 from shared.audit.collect import AuditSettings, run_audit
@@ -55,11 +56,10 @@ MAX_ADDRESSES_PER_REQUEST = 1000
 MANUAL_POOLS_ENV = app_settings.MANUAL_POOLS.name
 REQUIRED_ROLE_ENV = app_settings.REQUIRED_ROLE.name
 VERSION_ENV = app_settings.VERSION.name
-PRINCIPAL_HEADER = "x-ms-client-principal"
+PRINCIPAL_HEADER = auth.PRINCIPAL_HEADER
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 DEFAULT_RETRY_AFTER = 30  # seconds, when Azure throttled us without saying for how long
 POOL_ROUTE_PARAMS = ("subscriptionId", "resourceGroup", "loadBalancer", "pool")
-ROLE_CLAIM_TYPES = frozenset({"roles", "role", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
 
 JSON = Any
 
@@ -289,46 +289,16 @@ def default_address_name(address: IpAddress) -> str:
 # --- the caller ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    roles: frozenset[str]
+Principal = auth.Principal
 
 
 def client_principal(request: ApiRequest) -> Principal | None:
-    """The caller App Service Authentication vouches for (base64 JSON in x-ms-client-principal).
+    """The caller App Service Authentication vouches for (x-ms-client-principal); see shared/api/auth.py.
 
     Only meaningful when App Service Authentication is enabled: it strips this header from incoming
     requests and sets its own, so callers cannot forge it.
     """
-    raw = request.header(PRINCIPAL_HEADER)
-    if not raw:
-        return None
-    try:
-        padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
-        document = json.loads(base64.b64decode(padded, validate=True))
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
-        return None
-    role_types = set(ROLE_CLAIM_TYPES)
-    if isinstance(document.get("role_typ"), str):
-        role_types.add(document["role_typ"])
-    name_types = {"name", "preferred_username"}
-    if isinstance(document.get("name_typ"), str):
-        name_types.add(document["name_typ"])
-    roles: set[str] = set()
-    name = "unknown"
-    for claim in document["claims"]:
-        if not isinstance(claim, dict) or not isinstance(claim.get("val"), str) or not isinstance(
-            claim.get("typ"), str
-        ):
-            continue
-        if claim.get("typ") in role_types:
-            roles.add(claim["val"])
-        elif claim.get("typ") in name_types and name == "unknown" and claim["val"].isprintable():
-            name = claim["val"]  # logged with every change: no control characters (cf. _force_reason)
-    return Principal(name, frozenset(roles))
+    return auth.client_principal(request.header(PRINCIPAL_HEADER))
 
 
 def authorize(request: ApiRequest, required_role: str | None) -> Principal | None:
@@ -696,6 +666,7 @@ def openapi_document() -> dict[str, JSON]:
     return json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 
 
+@auth.requires(auth.READER)
 def get_openapi(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, openapi_document())
 
@@ -713,6 +684,7 @@ def _pool_in_lb(lb: Mapping[str, JSON] | None, pool_id: str) -> dict[str, JSON] 
     return None
 
 
+@auth.requires(auth.READER)
 def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
     last = context.runtime.reconciler.journal.last()
     lbs: dict[str, dict[str, JSON] | None] = {}
@@ -805,6 +777,7 @@ def _lb_and_pool(context: ApiContext, pool_id: str) -> tuple[dict[str, JSON], di
     return lb, raw
 
 
+@auth.requires(auth.READER)
 def get_pool(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, source = context.pool_from_route(request)
     lb, raw = _lb_and_pool(context, pool_id)
@@ -1032,6 +1005,7 @@ def _write(
     return ApiResponse(200, body), result.plan
 
 
+@auth.requires(auth.OPERATOR)
 def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, _ = context.pool_from_route(request)
     options = WriteOptions.from_query(request)
@@ -1083,14 +1057,13 @@ def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
             return PoolPlan(pool_id=snapshot.id)
         return planned
 
-    response, _ = _write(context, pool_id, make_plan, options, _who(request), "add addresses")
+    response, _ = _write(context, pool_id, make_plan, options, _who(context, request), "add addresses")
     response.body["addresses"] = [member_json(a) for a in additions]
     return response
 
 
-def _who(request: ApiRequest) -> str:
-    principal = client_principal(request)
-    return principal.name if principal else "function key"
+def _who(context: ApiContext, request: ApiRequest) -> str:
+    return auth.caller_name(request.headers, context.runtime.settings)
 
 
 def _existing_entry_plan(
@@ -1123,13 +1096,14 @@ def note_drain(runtime: Runtime, pool_id: str, names: Iterable[str], *, drained:
         log.warning("could not update the drain ledger for %s: %s", pool_id, error)
 
 
+@auth.requires(auth.OPERATOR)
 def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, _ = context.pool_from_route(request)
     options = WriteOptions.from_query(request)
     make_plan = _existing_entry_plan(
         request, lambda snapshot, entry: plan_manual(snapshot, remove=[entry.name])
     )
-    response, plan = _write(context, pool_id, make_plan, options, _who(request), "remove address")
+    response, plan = _write(context, pool_id, make_plan, options, _who(context, request), "remove address")
     removed = [member_json(entry) for entry in plan.removes]
     if response.body["written"]:  # a managed entry's drain stays: a reconcile re-adds it Down (pool_memory)
         unmanaged = [entry.name for entry in plan.removes if not is_managed_name(entry.name)]
@@ -1157,7 +1131,8 @@ def set_admin_state(state: str) -> Operation:
 
         make_plan = _existing_entry_plan(request, build)
         action = "drain" if state == ADMIN_DOWN else "enable"
-        response, _ = _write(context, pool_id, make_plan, options, _who(request), f"{action} address")
+        who = _who(context, request)
+        response, _ = _write(context, pool_id, make_plan, options, who, f"{action} address")
         response.body["addresses"] = [member_json(replace(entry, admin_state=state)) for entry in found]
         if response.body["written"]:
             note_drain(context.runtime, pool_id, [entry.name for entry in found], drained=state == ADMIN_DOWN)
@@ -1166,8 +1141,8 @@ def set_admin_state(state: str) -> Operation:
     return operation
 
 
-drain_address = set_admin_state(ADMIN_DOWN)
-enable_address = set_admin_state(ADMIN_NONE)
+drain_address = auth.requires(auth.OPERATOR)(set_admin_state(ADMIN_DOWN))
+enable_address = auth.requires(auth.OPERATOR)(set_admin_state(ADMIN_NONE))
 
 
 # -- reconcile and audit --
@@ -1195,6 +1170,7 @@ def _reconcile_targets(context: ApiContext, value: JSON) -> list[str] | None:
     return list(targets.values())
 
 
+@auth.requires(auth.READER)
 def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     document = parse_json_body(request, required=True)
     if not isinstance(document, dict):
@@ -1207,11 +1183,13 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     force = _bool_field(document, "force", False)
     reason = _force_reason(force, document.get("reason"))
     wait = _bool_field(document, "wait", query_bool(request, "wait", True))
-    who = _who(request)
+    if not dry_run:  # a dry run is a plan (reader); applying it is a change
+        _authorize(request, context.runtime.settings, auth.OPERATOR)
+    who = _who(context, request)
     if force:
         log.warning("reconcile by %s with force: %s", who, reason)
     outcomes = context.runtime.reconciler.reconcile(
-        targets, dry_run=dry_run, force=force, force_reason=reason, wait=wait, source="http"
+        targets, dry_run=dry_run, force=force, force_reason=reason, wait=wait, source="http", by=who
     )
     endpoint = context.runtime.clients.settings.endpoint
     pools = []
@@ -1248,6 +1226,7 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(202 if pending else 200, body)
 
 
+@auth.requires(auth.OPERATOR)
 def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
     """Queue the audit the timer runs (remediating only when POOLSYNC_AUDIT_REMEDIATE is on): 202 and
     where to follow it. It runs in the `audit_requests` queue trigger, which outlives any HTTP timeout."""
@@ -1260,11 +1239,12 @@ def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
         log.error("could not queue an audit: %s", error)
         raise ApiError(503, "StorageUnavailable", "the audit request could not be queued; try again later",
                        None, headers={"Retry-After": str(DEFAULT_RETRY_AFTER)}) from None
-    log.info("audit %s queued by %s", job["id"], _who(request))
+    log.info("audit %s queued by %s", job["id"], _who(context, request))
     href = f"/api/audits/{job['id']}"
     return ApiResponse(202, {"id": job["id"], "status": job["status"], "href": href}, {"Location": href})
 
 
+@auth.requires(auth.READER)
 def audit_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     job_id = request.route_params.get("auditId") or ""
     if not is_job_id(job_id):
@@ -1280,6 +1260,7 @@ def audit_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, {**job, "href": f"/api/audits/{job_id}"})
 
 
+@auth.requires(auth.OPERATOR)
 def run_audit_now(context: ApiContext, request: ApiRequest) -> ApiResponse:
     """The audit, run in this process until done (the CLI; the queue trigger for HTTP callers)."""
     try:
@@ -1291,6 +1272,7 @@ def run_audit_now(context: ApiContext, request: ApiRequest) -> ApiResponse:
         raise mapped from None
 
 
+@auth.requires(auth.READER)
 def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     token = request.route_params.get("operationId") or ""
     path, subscription = operation_path(token)
@@ -1334,6 +1316,15 @@ def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
 # --- dispatch ------------------------------------------------------------------------------------
 
 
+def _authorize(request: ApiRequest, settings: Mapping[str, str], role: str) -> None:
+    """The operation's app role (POOLSYNC_API_AUTH=entra, shared/api/auth.py), then POOLSYNC_REQUIRED_ROLE."""
+    try:
+        auth.authorize(request.headers, settings, role)
+    except auth.AuthError as error:
+        raise ApiError(error.status, error.code, error.message, error.target) from None
+    authorize(request, enforced_role(settings))
+
+
 def handle(
     operation: Operation, request: ApiRequest, runtime_provider: Callable[[], Runtime] = get_runtime
 ) -> ApiResponse:
@@ -1341,14 +1332,15 @@ def handle(
     try:
         if len(request.body) > MAX_BODY_BYTES:
             raise ApiError(413, "PayloadTooLarge", f"the body exceeds {MAX_BODY_BYTES} bytes", "body")
+        role = auth.required_role_of(operation)
         try:
             runtime = runtime_provider()
         except (RulesError, ValueError) as error:
-            authorize(request, enforced_role(app_settings.app_settings()))
+            _authorize(request, app_settings.app_settings(), role)
             log.error("configuration does not load: %s", error)
             raise ApiError(503, "ConfigurationError", f"poolsync's configuration does not load: {error}",
                            None) from None
-        authorize(request, enforced_role(runtime.settings))  # before anything else reads the settings
+        _authorize(request, runtime.settings, role)  # before anything else reads the settings
         return operation(ApiContext(runtime), request)
     except ApiError as error:
         return error.response()

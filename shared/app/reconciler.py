@@ -137,13 +137,13 @@ class OwnerRound:
 class Journal(Protocol):
     """Where outcomes of real (not dry-run) reconciles are recorded, e.g. shared.storage.reconcile_log."""
 
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None: ...
+    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None: ...
 
     def last(self) -> dict[str, dict[str, Any]]: ...
 
 
 class NoJournal:
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
+    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None:
         pass
 
     def last(self) -> dict[str, dict[str, Any]]:
@@ -214,13 +214,14 @@ class Reconciler:
         wait: bool = True,
         source: str = "reconcile",
         deadline: float | None = None,
+        by: str | None = None,
     ) -> list[PoolOutcome]:
         """Full reconcile of the given managed pools (all by default): the anti-entropy path.
 
         Takes the write lease of every load balancer involved, then reads the inventory once (so the read
         is newer than any write another poolsync writer made), plans each pool against it and writes the
         load balancers in parallel; rebuilds the member index of the pools it saw. `source` (http, events,
-        audit, ...) is recorded with the outcomes of a real run."""
+        audit, ...) and `by` (who asked, for an operator's run) are recorded with a real run's outcomes."""
         requested = self._managed.values() if pool_ids is None else pool_ids
         targets = list(dict.fromkeys(self.require_managed(pool_id) for pool_id in requested))
         if not targets:
@@ -271,7 +272,7 @@ class Reconciler:
                 for pool_id in failed:
                     telemetry.emit("index_pool_unbuilt", logging.WARNING, pool=pool_id,
                                    reason="full reconcile failed; retried with a back-off")
-            self.journal.record(outcomes, source)
+            self.journal.record(outcomes, source, by)
         return outcomes
 
     def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:

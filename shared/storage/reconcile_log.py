@@ -59,7 +59,8 @@ class ReconcileLog:
     def from_env(cls, storage: StorageSettings, env: Mapping[str, str]) -> ReconcileLog:
         return cls(storage, settings.RECONCILE_TABLE.or_default(env))
 
-    def record(self, outcomes: Iterable[ReconciledPool], source: str) -> None:
+    def record(self, outcomes: Iterable[ReconciledPool], source: str, by: str | None = None) -> None:
+        """One row per pool; `by` names who asked (an operator's reconcile), None for poolsync's own runs."""
         try:
             table = self.storage.table_service().create_table_if_not_exists(self.table_name)
             for outcome in outcomes:
@@ -71,6 +72,7 @@ class ReconcileLog:
                         "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                         "status": outcome.status,
                         "source": source,
+                        "by": by or "",  # written every time: upsert merges, an old name must not stay
                         "summary": json.dumps(outcome.plan.summary() if outcome.plan else None),
                         "detail": (outcome.detail or "")[:2000],
                     }
@@ -79,7 +81,7 @@ class ReconcileLog:
             log.warning("could not record reconcile outcome: %s", error)
 
     def last(self) -> dict[str, dict[str, JSON]]:
-        """Pool key -> {at, status, source, summary}."""
+        """Pool key -> {at, status, source, by, summary}."""
         try:
             table = self.storage.table_service().get_table_client(self.table_name)
             rows = list(table.query_entities(f"PartitionKey eq '{_RECONCILE_PARTITION}'"))
@@ -93,6 +95,7 @@ class ReconcileLog:
                 "at": row.get("at"),
                 "status": row.get("status"),
                 "source": row.get("source"),
+                "by": row.get("by") or None,
                 "summary": json.loads(row["summary"]) if row.get("summary") else None,
                 "detail": row.get("detail") or "",
             }

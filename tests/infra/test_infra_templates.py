@@ -39,6 +39,12 @@ UNTAGGABLE_TYPES = {
     "microsoft.storage/storageaccounts/queueservices/queues",
     "microsoft.web/sites/basicpublishingcredentialspolicies",
     "microsoft.eventgrid/systemtopics/eventsubscriptions",
+    "microsoft.storage/storageaccounts/managementpolicies",
+    "microsoft.web/sites/config",
+    # Microsoft Graph (Entra ID) objects are not Azure resources; their `tags` are plain strings.
+    "microsoft.graph/applications",
+    "microsoft.graph/serviceprincipals",
+    "microsoft.graph/approleassignedto",
 }
 
 # Newest API version of these types is still a preview one.
