@@ -1,0 +1,162 @@
+"""Safety invariants under orders, faults and mixes the other event tests do not try, end to end through
+the trigger functions: several owners in one round with a conflict pulling in a blocker while another
+owner's removal is held, a NIC moved between VMs, reads refused inside a big (list-read) round, a VM
+re-created under the same names. Each ends with the pools holding what Azure says for every owner whose
+intent was consumed - or the intent still pending."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from emulator import Emulator
+from shared.app.runtime import set_runtime
+from shared.core.events import parse_event
+from tests.app.events.conftest import ALL_POOL, Stack, create_vm, pool_key
+from tests.app.events.helpers import DELETE, WRITE, eventgrid_event, runtime_env
+from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _record_and_sweep(stack: Stack, events: list[dict]) -> None:
+    """The events recorded together and applied in one round (a coalesced burst, or redeliveries)."""
+    for event in events:
+        stack.service.intents.record(parse_event(event))
+    stack.service.sweep()
+
+
+def _static_vm(network, compute, name: str, ip: str | None, tags: dict[str, str], *,
+               delete_option: str = "Delete", nic: str | None = None) -> None:
+    """A VM on a NIC of its own (created here unless `nic` names an existing one)."""
+    if nic is None:
+        allocation = {"privateIPAllocationMethod": "Static", "privateIPAddress": ip} if ip else \
+            {"privateIPAllocationMethod": "Dynamic"}
+        nic_id = network.network_interfaces.begin_create_or_update(RESOURCE_GROUP, f"{name}-nic", {
+            "location": LOCATION,
+            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+                "subnet": {"id": ids.subnet(VNET, SUBNET)}, **allocation}}]},
+        }).result().id
+    else:
+        nic_id = ids.nic(nic)
+    compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, name, {
+        "location": LOCATION, "tags": tags,
+        "properties": {"hardwareProfile": {"vmSize": "Standard_B1s"}, "networkProfile": {
+            "networkInterfaces": [{"id": nic_id,
+                                   "properties": {"primary": True, "deleteOption": delete_option}}]}},
+    }).result()
+
+
+def _set_tags(compute, vm: str, tags: dict[str, str]) -> None:
+    current = compute.virtual_machines.get(RESOURCE_GROUP, vm)
+    current.tags = tags
+    compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, vm, current).result()
+
+
+# -- a conflict pulls in its blocker while another owner's removal is held -----------------------------
+
+BOTH = {"poolsync": "true", "all": "true"}
+# pool-app: VMs tagged poolsync=true; pool-all: VMs tagged all=true (two pools of one load balancer)
+TWO_TAGS = [
+    {"name": "tagged", "pool": ids.pool(POOL), "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.0.0/24"],
+     "tags": {"poolsync": "true"}},
+    {"name": "all-tag", "pool": ids.pool(ALL_POOL), "virtualNetwork": ids.vnet(VNET),
+     "cidrs": ["10.0.0.0/24"], "tags": {"all": "true"}},
+]
+
+
+@pytest.fixture
+def two_tags(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    """web-1..3 in both pools, solo-1..3 in pool-all only; the guard lets no unconfirmed removal through."""
+    arm.reset(topology(
+        [{"count": 3, "name": "web-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": BOTH, "delete_option": "Delete"},
+         {"count": 3, "name": "solo-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": {"all": "true"},
+          "delete_option": "Delete"}],
+        lbs=[{"name": LB, "sku": "Standard", "pools": [{"name": POOL}, {"name": ALL_POOL}]}],
+    ))
+    env = runtime_env(arm.url, arm.ca_path, storage_connection_string, TWO_TAGS,
+                      POOLSYNC_MAX_REMOVE_FRACTION="0.1")
+    stack = Stack(arm, env)
+    assert [o.status for o in stack.runtime.reconciler.reconcile()] == ["written", "written"]
+    stack.emitted()
+    yield stack
+    set_runtime(None)
+
+
+def test_a_held_removal_keeps_its_intent_when_a_conflict_in_another_pool_pulls_in_a_blocker(
+        two_tags: Stack, network, compute):
+    stack = two_tags
+    ip = stack.nic_ip("web-2-nic")
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-2").result()
+    stack.emitted()  # the delete's events are late (never delivered here)
+    _static_vm(network, compute, "web-9", ip, {"poolsync": "true"})  # pool-app only, on web-2's IP
+    _set_tags(compute, "solo-1", {})  # leaves pool-all: an unconfirmed removal the guard holds
+    events = stack.emitted()
+
+    _record_and_sweep(stack, events)
+
+    assert stack.pool(POOL)[pool_key("web-9-nic")] == ip  # the conflict was resolved by pulling web-2 in
+    assert pool_key("web-2-nic") not in stack.pool(ALL_POOL)
+    assert pool_key("solo-1-nic") in stack.pool(ALL_POOL)  # held by the guard...
+    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
+    assert waiting == {ids.vm("solo-1").lower()}  # ...so its intent waits: the pool is not what Azure says
+
+
+# -- a NIC moved between VMs ---------------------------------------------------------------------------
+
+
+def test_a_nic_moved_to_another_vm_leaves_the_pools_when_that_vm_is_deleted(stack: Stack, network, compute):
+    _static_vm(network, compute, "old-host", None, {"poolsync": "true"}, delete_option="Detach")
+    stack.deliver(*stack.emitted())
+    assert pool_key("old-host-nic") in stack.pool(POOL)
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "old-host").result()  # the NIC is detached...
+    _static_vm(network, compute, "new-host", None, {"poolsync": "true"}, nic="old-host-nic")  # ...and reused
+    moved = stack.emitted()
+    stack.deliver(*moved)  # delivered late, after the move was complete: the entry stays as it is
+    assert pool_key("old-host-nic") in stack.pool(POOL)
+    assert stack.pending_intents() == 0
+
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "new-host").result()  # its NIC goes with it
+    deleted = stack.emitted()
+    (vm_deleted,) = [e for e in deleted if e["subject"] == ids.vm("new-host")]
+    stack.deliver(vm_deleted)  # the NIC's own delete event is late
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("old-host-nic") not in stack.pool(pool), f"deleted VM's NIC still in {pool}"
+
+
+def test_a_nic_moved_to_an_untagged_vm_leaves_the_tagged_pool_on_that_vms_event(stack: Stack, network,
+                                                                              compute):
+    _static_vm(network, compute, "old-host", None, {"poolsync": "true"}, delete_option="Detach")
+    stack.deliver(*stack.emitted())
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "old-host").result()
+    _static_vm(network, compute, "new-host", None, {"poolsync": "true"}, nic="old-host-nic")
+    stack.deliver(*stack.emitted())
+    assert pool_key("old-host-nic") in stack.pool(POOL)
+
+    _set_tags(compute, "new-host", {})  # a VM update only: the NIC is not written, no event of its own
+    stack.deliver(*stack.emitted())
+
+    assert pool_key("old-host-nic") not in stack.pool(POOL)
+    assert pool_key("old-host-nic") in stack.pool(ALL_POOL)  # pool-all takes every VM of the VNet
+
+
+# -- reads refused inside a big round (one list read instead of GETs) ----------------------------------
+
+
+def test_a_member_hidden_from_the_list_read_of_a_big_round_keeps_its_entry(stack: Stack, network):
+    readable = [ids.vnet(VNET), ids.lb(LB), ids.vm("kept-1"), ids.nic("kept-1-nic")]
+    readable += [ids.vm(f"web-{i}") for i in (2, 3)] + [ids.nic(f"web-{i}-nic") for i in (2, 3)]
+    stack.arm.configure_rbac({"devstack": {"read": readable, "write": [ids.lb(LB)]},
+                              "x": {"write": [f"/subscriptions/{SUBSCRIPTION}"]}})
+    # web-1's own event, with the deletes of VMs poolsync never knew (other teams' churn): a big round
+    ghosts = [eventgrid_event(DELETE, ids.vm(f"ghost-{uuid.uuid4().hex[:6]}")) for _ in range(15)]
+
+    _record_and_sweep(stack, [eventgrid_event(WRITE, ids.nic("web-1-nic")), *ghosts])
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("web-1-nic") in stack.pool(pool)  # never removed on a read it may not make
+    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
+    assert waiting == {ids.nic("web-1-nic").lower()}
