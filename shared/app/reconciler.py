@@ -109,29 +109,35 @@ class OwnerRound:
     nothing could be decided for (their reads were refused)."""
 
     outcomes: list[PoolOutcome] = field(default_factory=list)
-    pools_by_owner: dict[str, set[str]] = field(default_factory=dict)
+    # owner key -> the pools it touches that were not done, as of the last pass that planned this owner.
+    # Per owner, not per pool: a later pass plans a pool again for some owners only (the conflict's and
+    # the pulled-in blocker's), so its "done" says nothing about the owners it left out.
+    not_done_by_owner: dict[str, set[str]] = field(default_factory=dict)
     undecided: dict[str, str] = field(default_factory=dict)  # owner key -> why
     waiting: set[str] = field(default_factory=set)  # undecided owners that have entries: their intents wait
 
     def add(self, changes: ChangeSet, outcomes: list[PoolOutcome]) -> None:
-        """Merge one pass: a pool's latest outcome wins, but a write earlier in the round stays a write."""
+        """Merge one pass: a pool's latest outcome wins, but a write earlier in the round stays a write and
+        a pool left not done (other than by a conflict, which is what later passes resolve) stays so."""
         by_pool = {id_key(o.pool_id): o for o in self.outcomes}
         for outcome in outcomes:
             earlier = by_pool.get(id_key(outcome.pool_id))
+            if earlier is not None and earlier.status not in (*DONE, "conflict") and outcome.status in DONE:
+                continue
             if earlier is not None and earlier.status == "written" and outcome.status == "unchanged":
                 outcome = replace(outcome, status="written", plan=earlier.plan)
             by_pool[id_key(outcome.pool_id)] = outcome
         self.outcomes = list(by_pool.values())
+        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
         for owner_key, pools in changes.pools_by_owner.items():
-            self.pools_by_owner.setdefault(owner_key, set()).update(pools)
+            self.not_done_by_owner[owner_key] = pools & not_done
         self.undecided.update(changes.undecided)
         self.waiting |= changes.undecided_with_entries
 
     def owners_waiting(self) -> set[str]:
         """Owner keys whose intents must stay pending: a pool they touch is not done, or a read was refused
         for an owner with entries."""
-        not_done = {id_key(o.pool_id) for o in self.outcomes if o.status not in DONE}
-        return {key for key, pools in self.pools_by_owner.items() if pools & not_done} | self.waiting
+        return {key for key, pools in self.not_done_by_owner.items() if pools} | self.waiting
 
 
 class Journal(Protocol):
