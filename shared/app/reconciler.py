@@ -416,6 +416,8 @@ class Reconciler:
         if outcome.status in ("written", "refused", "rejected") and outcome.result is not None \
                 and outcome.result.written:
             self._forget_removed(work, outcome.plan)
+        if not full and not dry_run and outcome.status != "failed":
+            self._follow_moved_nics(work, outcome.plan)
         if not full and outcome.status in DONE and outcome.plan is not None and outcome.plan.conflicts:
             detail = "; ".join(f"{c.name}: {c.reason}" for c in outcome.plan.conflicts)
             telemetry.emit("pool_conflict", logging.WARNING, pool=work.pool_id, detail=detail[:500],
@@ -468,6 +470,17 @@ class Reconciler:
         gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
         if gone:
             self.index.forget(gone)
+
+    def _follow_moved_nics(self, work: PoolWork, planned: PoolPlan | None) -> None:
+        """An entry left as it is may now belong to another VM (its NIC was moved while its events were
+        late): record the VM it belongs to, or that VM's delete event would find nothing to remove."""
+        if self.index is None or planned is None or not planned.unchanged:
+            return
+        stale = [record for record in records_for(work.pool_id, work.wanted, planned.unchanged)
+                 if (known := work.records.get(record.name.lower())) is None
+                 or id_key(known.vm_id) != id_key(record.vm_id)]
+        if stale:
+            self.index.remember(stale)
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord]) -> None:
