@@ -61,6 +61,13 @@ def _refused_by_azure(error: AzureError | None) -> bool:
     return isinstance(error, HttpResponseError) and error.status_code == 400
 
 
+def _blocked(outcome: PoolOutcome) -> bool:
+    """Another managed entry holding the IP blocked an add or move in this pool. Also when the guard held
+    a removal in the same plan (`refused`): the hold must not keep a replacement out."""
+    return outcome.status in ("conflict", "refused") and outcome.plan is not None \
+        and bool(outcome.plan.ip_blockers())
+
+
 def _lb_of(pool_id: str) -> str:
     return str(ResourceId.parse(pool_id).parent)
 
@@ -309,7 +316,7 @@ class Reconciler:
         for _ in range(1 + MAX_PULLS):
             changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence)
             result.add(changes, outcomes)
-            blocked_pools = {id_key(o.pool_id) for o in outcomes if o.status == "conflict"}
+            blocked_pools = {id_key(o.pool_id) for o in outcomes if _blocked(o)}
             pulled = [owner for owner in self._blocking_owners(outcomes) if owner.key not in known]
             if not pulled:
                 break
@@ -345,7 +352,7 @@ class Reconciler:
             return []
         owners: dict[str, Owner] = {}
         for outcome in outcomes:
-            if outcome.status != "conflict" or outcome.plan is None:
+            if not _blocked(outcome) or outcome.plan is None:
                 continue
             for record in self.index.records_named(outcome.pool_id, outcome.plan.ip_blockers()):
                 owners.setdefault(id_key(record.nic_id), Owner(KIND_NIC, record.nic_id))
