@@ -14,7 +14,7 @@ import pytest
 from emulator import Emulator
 from shared.app.runtime import set_runtime
 from shared.core.events import parse_event
-from tests.app.events.conftest import ALL_POOL, Stack, create_vm, pool_key
+from tests.app.events.conftest import ALL_POOL, Stack, facts, pool_key
 from tests.app.events.helpers import DELETE, WRITE, eventgrid_event, runtime_env
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
 
@@ -185,6 +185,51 @@ def test_a_held_removal_in_the_same_pool_does_not_keep_a_replacement_on_the_same
     waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
     assert ids.vm("solo-1").lower() in waiting
 
+
+
+def test_a_static_ip_handed_from_a_drained_deleted_vm_to_a_new_one_does_not_carry_the_drain(
+        stack: Stack, network, compute):
+    from tests.api.helpers import ApiClient  # noqa: PLC0415
+    from tests.app.events.test_guard_memory import _drain  # noqa: PLC0415 - one helper, same suite
+
+    ip = stack.nic_ip("web-2-nic")
+    _drain(ApiClient(), stack, "web-2-nic")
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-2").result()
+    deleted = stack.emitted()
+    _static_vm(network, compute, "web-9", ip, {"poolsync": "true"})
+    created = stack.emitted()
+
+    stack.deliver(*created[::-1], *deleted, created[0])  # new VM first, in reverse, then a replay
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("web-2-nic") not in stack.pool(pool)
+        assert stack.pool(pool)[pool_key("web-9-nic")] == ip
+    (entry,) = [a for a in stack.arm.world.get_pool(ids.pool(POOL))["properties"]
+                ["loadBalancerBackendAddresses"] if a["name"].startswith(pool_key("web-9-nic"))]
+    assert entry["properties"].get("adminState") in (None, "None")  # the drain was web-2's
+    assert stack.pending_intents() == 0
+
+
+def test_a_pool_azure_refuses_while_a_removal_is_held_still_loses_its_deleted_vm(
+        two_tags: Stack, network, compute, caplog):
+    stack = two_tags
+    stack.arm.set_profile("default", strict_resources=True, max_addresses_per_pool=6)  # pool-all is full
+    stack.arm.operation_seconds, stack.arm.lro_retry_after = 0.05, 0
+    _set_tags(compute, "solo-1", {})  # an unconfirmed removal the guard holds
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-3").result()  # a confirmed one
+    for name in ("solo-8", "solo-9"):  # two joiners: one more than the room web-3 leaves
+        _static_vm(network, compute, name, None, {"all": "true"})
+    events = stack.emitted()
+
+    with caplog.at_level("INFO", logger="poolsync"):
+        _record_and_sweep(stack, events)
+
+    pool = stack.pool(ALL_POOL)
+    assert pool_key("web-3-nic") not in pool  # the deleted VM left although Azure refused the plan
+    assert pool_key("solo-1-nic") in pool  # the hold stands
+    assert facts(caplog, "pool_write_refused") and facts(caplog, "guard_refused")
+    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
+    assert {ids.vm(n).lower() for n in ("solo-1", "solo-8", "solo-9")} <= waiting
 
 # -- a VM re-created under the same names ---------------------------------------------------------------
 
