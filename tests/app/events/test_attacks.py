@@ -14,6 +14,7 @@ import pytest
 from emulator import Emulator
 from shared.app.runtime import set_runtime
 from shared.core.events import parse_event
+from tests.api.helpers import ApiClient, pool_path
 from tests.app.events.conftest import ALL_POOL, Stack, facts, pool_key
 from tests.app.events.helpers import DELETE, WRITE, eventgrid_event, runtime_env
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
@@ -49,6 +50,11 @@ def _static_vm(network, compute, name: str, ip: str | None, tags: dict[str, str]
     }).result()
 
 
+def _drain(stack: Stack, nic: str) -> None:
+    answer = ApiClient().call("POST", f"{pool_path()}/addresses/{stack.nic_ip(nic)}/drain")
+    assert answer.status == 200, answer.body
+
+
 def _set_tags(compute, vm: str, tags: dict[str, str]) -> None:
     current = compute.virtual_machines.get(RESOURCE_GROUP, vm)
     current.tags = tags
@@ -71,7 +77,8 @@ TWO_TAGS = [
 def two_tags(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
     """web-1..3 in both pools, solo-1..3 in pool-all only; the guard lets no unconfirmed removal through."""
     arm.reset(topology(
-        [{"count": 3, "name": "web-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": BOTH, "delete_option": "Delete"},
+        [{"count": 3, "name": "web-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": BOTH,
+          "delete_option": "Delete"},
          {"count": 3, "name": "solo-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": {"all": "true"},
           "delete_option": "Delete"}],
         lbs=[{"name": LB, "sku": "Standard", "pools": [{"name": POOL}, {"name": ALL_POOL}]}],
@@ -85,23 +92,32 @@ def two_tags(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
     set_runtime(None)
 
 
+def _replace_web2_and_untag_solo1(stack: Stack, network, compute, web9_tags: dict[str, str]) -> str:
+    """web-2 deleted (its events late, never delivered here), web-9 created on its static IP, and solo-1
+    untagged out of pool-all (an unconfirmed removal the guard holds): all applied in one round."""
+    ip = stack.nic_ip("web-2-nic")
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-2").result()
+    stack.emitted()
+    _static_vm(network, compute, "web-9", ip, web9_tags)
+    _set_tags(compute, "solo-1", {})
+    _record_and_sweep(stack, stack.emitted())
+    return ip
+
+
+def _waiting(stack: Stack) -> set[str]:
+    """Lower-cased subjects of the intents still pending (due or deferred)."""
+    return {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
+
+
 def test_a_held_removal_keeps_its_intent_when_a_conflict_in_another_pool_pulls_in_a_blocker(
         two_tags: Stack, network, compute):
     stack = two_tags
-    ip = stack.nic_ip("web-2-nic")
-    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-2").result()
-    stack.emitted()  # the delete's events are late (never delivered here)
-    _static_vm(network, compute, "web-9", ip, {"poolsync": "true"})  # pool-app only, on web-2's IP
-    _set_tags(compute, "solo-1", {})  # leaves pool-all: an unconfirmed removal the guard holds
-    events = stack.emitted()
-
-    _record_and_sweep(stack, events)
+    ip = _replace_web2_and_untag_solo1(stack, network, compute, {"poolsync": "true"})  # web-9: pool-app only
 
     assert stack.pool(POOL)[pool_key("web-9-nic")] == ip  # the conflict was resolved by pulling web-2 in
     assert pool_key("web-2-nic") not in stack.pool(ALL_POOL)
     assert pool_key("solo-1-nic") in stack.pool(ALL_POOL)  # held by the guard...
-    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
-    assert waiting == {ids.vm("solo-1").lower()}  # ...so its intent waits: the pool is not what Azure says
+    assert _waiting(stack) == {ids.vm("solo-1").lower()}  # ...so its intent waits
 
 
 # -- a NIC moved between VMs ---------------------------------------------------------------------------
@@ -162,38 +178,26 @@ def test_a_member_hidden_from_the_list_read_of_a_big_round_keeps_its_entry(stack
 
     for pool in (POOL, ALL_POOL):
         assert pool_key("web-1-nic") in stack.pool(pool)  # never removed on a read it may not make
-    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
-    assert waiting == {ids.nic("web-1-nic").lower()}
+    assert _waiting(stack) == {ids.nic("web-1-nic").lower()}
 
 
 def test_a_held_removal_in_the_same_pool_does_not_keep_a_replacement_on_the_same_ip_out(
         two_tags: Stack, network, compute):
     stack = two_tags
-    ip = stack.nic_ip("web-2-nic")
-    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-2").result()
-    stack.emitted()  # the delete's events are late (never delivered here)
-    _static_vm(network, compute, "web-9", ip, {"all": "true"})  # pool-all only, on web-2's IP
-    _set_tags(compute, "solo-1", {})  # leaves pool-all too: an unconfirmed removal the guard holds
-    events = stack.emitted()
-
-    _record_and_sweep(stack, events)
+    ip = _replace_web2_and_untag_solo1(stack, network, compute, {"all": "true"})  # web-9: pool-all only
 
     pool = stack.pool(ALL_POOL)
     assert pool.get(pool_key("web-9-nic")) == ip  # the hold blocks removals, never the replacement
     assert pool_key("web-2-nic") not in pool
     assert pool_key("solo-1-nic") in pool
-    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
-    assert ids.vm("solo-1").lower() in waiting
+    assert ids.vm("solo-1").lower() in _waiting(stack)
 
 
 
 def test_a_static_ip_handed_from_a_drained_deleted_vm_to_a_new_one_does_not_carry_the_drain(
         stack: Stack, network, compute):
-    from tests.api.helpers import ApiClient  # noqa: PLC0415
-    from tests.app.events.test_guard_memory import _drain  # noqa: PLC0415 - one helper, same suite
-
     ip = stack.nic_ip("web-2-nic")
-    _drain(ApiClient(), stack, "web-2-nic")
+    _drain(stack, "web-2-nic")
     compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-2").result()
     deleted = stack.emitted()
     _static_vm(network, compute, "web-9", ip, {"poolsync": "true"})
@@ -228,8 +232,7 @@ def test_a_pool_azure_refuses_while_a_removal_is_held_still_loses_its_deleted_vm
     assert pool_key("web-3-nic") not in pool  # the deleted VM left although Azure refused the plan
     assert pool_key("solo-1-nic") in pool  # the hold stands
     assert facts(caplog, "pool_write_refused") and facts(caplog, "guard_refused")
-    waiting = {i.subject.lower() for i in stack.service.intents.pending(SUBSCRIPTION, due_only=False)}
-    assert {ids.vm(n).lower() for n in ("solo-1", "solo-8", "solo-9")} <= waiting
+    assert {ids.vm(n).lower() for n in ("solo-1", "solo-8", "solo-9")} <= _waiting(stack)
 
 # -- a VM re-created under the same names ---------------------------------------------------------------
 
@@ -237,10 +240,7 @@ def test_a_pool_azure_refuses_while_a_removal_is_held_still_loses_its_deleted_vm
 @pytest.mark.parametrize("order", ["creates-first", "deletes-first", "interleaved-with-replays"])
 def test_a_vm_recreated_under_the_same_names_ends_with_one_entry_for_the_new_nic(
         stack: Stack, network, compute, order: str):
-    from tests.app.events.test_guard_memory import _drain  # noqa: PLC0415 - one helper, same suite
-    from tests.api.helpers import ApiClient  # noqa: PLC0415
-
-    _drain(ApiClient(), stack, "web-1-nic")  # the old incarnation is drained
+    _drain(stack, "web-1-nic")  # the old incarnation is drained
     old_name = {a["name"] for a in stack.arm.world.get_pool(ids.pool(POOL))["properties"]
                 ["loadBalancerBackendAddresses"] if a["name"].startswith(pool_key("web-1-nic"))}
     compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-1").result()  # its NIC goes with it
