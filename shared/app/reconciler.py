@@ -61,6 +61,13 @@ def _refused_by_azure(error: AzureError | None) -> bool:
     return isinstance(error, HttpResponseError) and error.status_code == 400
 
 
+def _blocked(outcome: PoolOutcome) -> bool:
+    """Another managed entry holding the IP blocked an add or move in this pool. Also when the guard held
+    a removal in the same plan (`refused`): the hold must not keep a replacement out."""
+    return outcome.status in ("conflict", "refused") and outcome.plan is not None \
+        and bool(outcome.plan.ip_blockers())
+
+
 def _lb_of(pool_id: str) -> str:
     return str(ResourceId.parse(pool_id).parent)
 
@@ -109,29 +116,35 @@ class OwnerRound:
     nothing could be decided for (their reads were refused)."""
 
     outcomes: list[PoolOutcome] = field(default_factory=list)
-    pools_by_owner: dict[str, set[str]] = field(default_factory=dict)
+    # owner key -> the pools it touches that were not done, as of the last pass that planned this owner.
+    # Per owner, not per pool: a later pass plans a pool again for some owners only (the conflict's and
+    # the pulled-in blocker's), so its "done" says nothing about the owners it left out.
+    not_done_by_owner: dict[str, set[str]] = field(default_factory=dict)
     undecided: dict[str, str] = field(default_factory=dict)  # owner key -> why
     waiting: set[str] = field(default_factory=set)  # undecided owners that have entries: their intents wait
 
     def add(self, changes: ChangeSet, outcomes: list[PoolOutcome]) -> None:
-        """Merge one pass: a pool's latest outcome wins, but a write earlier in the round stays a write."""
+        """Merge one pass: a pool's latest outcome wins, but a write earlier in the round stays a write and
+        a pool left not done (other than by a conflict, which is what later passes resolve) stays so."""
         by_pool = {id_key(o.pool_id): o for o in self.outcomes}
         for outcome in outcomes:
             earlier = by_pool.get(id_key(outcome.pool_id))
+            if earlier is not None and earlier.status not in (*DONE, "conflict") and outcome.status in DONE:
+                continue
             if earlier is not None and earlier.status == "written" and outcome.status == "unchanged":
                 outcome = replace(outcome, status="written", plan=earlier.plan)
             by_pool[id_key(outcome.pool_id)] = outcome
         self.outcomes = list(by_pool.values())
+        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
         for owner_key, pools in changes.pools_by_owner.items():
-            self.pools_by_owner.setdefault(owner_key, set()).update(pools)
+            self.not_done_by_owner[owner_key] = pools & not_done
         self.undecided.update(changes.undecided)
         self.waiting |= changes.undecided_with_entries
 
     def owners_waiting(self) -> set[str]:
         """Owner keys whose intents must stay pending: a pool they touch is not done, or a read was refused
         for an owner with entries."""
-        not_done = {id_key(o.pool_id) for o in self.outcomes if o.status not in DONE}
-        return {key for key, pools in self.pools_by_owner.items() if pools & not_done} | self.waiting
+        return {key for key, pools in self.not_done_by_owner.items() if pools} | self.waiting
 
 
 class Journal(Protocol):
@@ -304,7 +317,7 @@ class Reconciler:
         for _ in range(1 + MAX_PULLS):
             changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence)
             result.add(changes, outcomes)
-            blocked_pools = {id_key(o.pool_id) for o in outcomes if o.status == "conflict"}
+            blocked_pools = {id_key(o.pool_id) for o in outcomes if _blocked(o)}
             pulled = [owner for owner in self._blocking_owners(outcomes) if owner.key not in known]
             if not pulled:
                 break
@@ -340,7 +353,7 @@ class Reconciler:
             return []
         owners: dict[str, Owner] = {}
         for outcome in outcomes:
-            if outcome.status != "conflict" or outcome.plan is None:
+            if not _blocked(outcome) or outcome.plan is None:
                 continue
             for record in self.index.records_named(outcome.pool_id, outcome.plan.ip_blockers()):
                 owners.setdefault(id_key(record.nic_id), Owner(KIND_NIC, record.nic_id))
@@ -411,6 +424,8 @@ class Reconciler:
         if outcome.status in ("written", "refused", "rejected") and outcome.result is not None \
                 and outcome.result.written:
             self._forget_removed(work, outcome.plan)
+        if not full and not dry_run and outcome.status != "failed":
+            self._follow_moved_nics(work, outcome.plan)
         if not full and outcome.status in DONE and outcome.plan is not None and outcome.plan.conflicts:
             detail = "; ".join(f"{c.name}: {c.reason}" for c in outcome.plan.conflicts)
             telemetry.emit("pool_conflict", logging.WARNING, pool=work.pool_id, detail=detail[:500],
@@ -463,6 +478,17 @@ class Reconciler:
         gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
         if gone:
             self.index.forget(gone)
+
+    def _follow_moved_nics(self, work: PoolWork, planned: PoolPlan | None) -> None:
+        """An entry left as it is may now belong to another VM (its NIC was moved while its events were
+        late): record the VM it belongs to, or that VM's delete event would find nothing to remove."""
+        if self.index is None or planned is None or not planned.unchanged:
+            return
+        stale = [record for record in records_for(work.pool_id, work.wanted, planned.unchanged)
+                 if (known := work.records.get(record.name.lower())) is None
+                 or id_key(known.vm_id) != id_key(record.vm_id)]
+        if stale:
+            self.index.remember(stale)
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from shared.app.flusher import DEFERRED, FLUSHED, CoalesceSettings, Flusher, FlushFailed
 from shared.app.reconciler import OwnerRound, PoolOutcome
+from shared.core.changes import ChangeSet
 from shared.storage.intents import Intent
 
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -98,7 +99,10 @@ class Reconciler:
         self.rounds.append((self.clock.now, len(self.intents.rows) if self.intents else 0))
         self.owners_seen.append(len(owners))
         self.clock.sleep(1.0)  # one ARM write; events keep arriving meanwhile
-        return OwnerRound([PoolOutcome(POOL, self.status)], {o.key: {POOL.lower()} for o in owners})
+        result = OwnerRound()
+        result.add(ChangeSet(pools_by_owner={o.key: {POOL.lower()} for o in owners}),
+                   [PoolOutcome(POOL, self.status)])
+        return result
 
     def rebuild_unbuilt(self, *, deadline):
         return []
