@@ -85,6 +85,9 @@ RETRY_MAX_BACKOFF = Setting("POOLSYNC_RETRY_MAX_BACKOFF", "seconds", 20.0,
                             "longest back-off between attempts")
 RETRY_AFTER_CAP = Setting("POOLSYNC_RETRY_AFTER_CAP", "seconds", 30.0,
                           "longest Retry-After poolsync honours before trying again")
+RETRY_UNREACHABLE_ATTEMPTS = Setting("POOLSYNC_RETRY_UNREACHABLE_ATTEMPTS", "integer", 3,
+                                     "attempts of one Azure call while ARM refuses connections or its "
+                                     "name does not resolve (fails in seconds, not after the deadline)")
 
 # --- event path ---------------------------------------------------------------------------------------
 COALESCE_QUIET = Setting("POOLSYNC_COALESCE_QUIET", "seconds", 1.0,
