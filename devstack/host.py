@@ -450,7 +450,7 @@ class LocalFunctionsHost:
         return self
 
     def _run_startup_timers(self) -> None:
-        """Timers declared runOnStartup run once as the host starts, beside it (requests are served meanwhile)."""
+        """Timers declared runOnStartup run once as the host starts, beside it (requests are served)."""
         for function in self.functions():
             if function.trigger == TIMER_TRIGGER and function.binding.get("runOnStartup"):
                 threading.Thread(target=self._run_timer, args=(function,), name=f"startup-{function.name}",
@@ -461,7 +461,8 @@ class LocalFunctionsHost:
             function.call(timer_request())
         except Exception as error:
             log.exception("function %s failed", function.name)
-            self._count(function, Reply.text(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}"[:500]))
+            reply = Reply.text(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}"[:500])
+            self._count(function, reply)
             return
         self._count(function, Reply(HTTPStatus.ACCEPTED))
 

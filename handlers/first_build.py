@@ -17,7 +17,8 @@ bp = func.Blueprint()
 
 
 @bp.function_name("first_build_timer")
-@bp.timer_trigger(arg_name="timer", schedule=settings.FIRST_BUILD_SCHEDULE.or_default(settings.app_settings()),
+@bp.timer_trigger(arg_name="timer",
+                  schedule=settings.FIRST_BUILD_SCHEDULE.or_default(settings.app_settings()),
                   run_on_startup=True, use_monitor=False)
 def first_build_timer(timer: func.TimerRequest) -> None:
     """Cheap once built (a cached flag); before that, one instance runs the full reconcile under a lease."""

@@ -103,8 +103,8 @@ SWEEP_SCHEDULE = Setting("POOLSYNC_SWEEP_SCHEDULE", "NCRONTAB", "*/30 * * * * *"
                          "schedule of the timer that flushes due intents nobody is flushing "
                          "(idle: one Table query; a burst's tail waits at most 30 s)")
 FIRST_BUILD_SCHEDULE = Setting("POOLSYNC_FIRST_BUILD_SCHEDULE", "NCRONTAB", "0 */5 * * * *",
-                               "schedule of the timer that runs the first full reconcile while the member index "
-                               "was never built (also at host start; a cached flag once built)")
+                               "schedule of the timer that runs the first full reconcile while the member "
+                               "index was never built (also at host start; a cached flag once built)")
 FULL_RECONCILE_SCHEDULE = Setting("POOLSYNC_FULL_RECONCILE_SCHEDULE", "NCRONTAB", "0 17 * * * *",
                                   "schedule of the anti-entropy full reconcile "
                                   "(hourly, off the other timers' minutes)")

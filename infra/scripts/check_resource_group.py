@@ -73,7 +73,8 @@ def verdict(env: Mapping[str, str], name: str, group: dict[str, Any] | None) -> 
     if env.get(OVERRIDE, "").lower() == "true":
         return True, f"WARNING: {hazard} Continuing because {OVERRIDE}=true."
     return False, (
-        f"{hazard} Leave AZURE_RESOURCE_GROUP unset (poolsync gets rg-poolsync-{env_name}) or name a new group; "
+        f"{hazard} Leave AZURE_RESOURCE_GROUP unset (poolsync gets rg-poolsync-{env_name}) "
+        f"or name a new group; "
         f"if this group is poolsync's alone and may be deleted with it, run "
         f"`azd env set {OVERRIDE} true`."
     )

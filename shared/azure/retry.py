@@ -147,7 +147,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         inner = getattr(current, "inner_exception", None)
-        current = (inner if isinstance(inner, BaseException) else None) or current.__cause__ or current.__context__
+        wrapped = inner if isinstance(inner, BaseException) else None
+        current = wrapped or current.__cause__ or current.__context__
     return chain
 
 
@@ -224,6 +225,19 @@ class _Wait(tenacity.wait.wait_base):
         return max(0.0, min(wait, remaining))
 
 
+class _StopWhileUnreachable(tenacity.stop.stop_base):
+    """Stop after `attempts` when the last one could not even connect (refused, or no such host)."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        exc = _failure(retry_state)
+        if exc is None or retry_state.attempt_number < self.attempts:
+            return False
+        return unreachable(exc) is not None
+
+
 def retrying(
     settings: RetrySettings | None = None,
     stats: RetryStats | None = None,
@@ -257,17 +271,12 @@ def retrying(
         if exc is not None:
             raise exc
 
-    def unreachable_for_long(retry_state: tenacity.RetryCallState) -> bool:
-        exc = _failure(retry_state)
-        return (exc is not None and retry_state.attempt_number >= settings.unreachable_attempts
-                and unreachable(exc) is not None)
-
     return tenacity.Retrying(
         retry=should_retry,
         wait=_Wait(settings, rng or random.Random()),
         stop=tenacity.stop_after_delay(settings.deadline_seconds)
         | tenacity.stop_after_attempt(settings.max_attempts)
-        | unreachable_for_long,
+        | _StopWhileUnreachable(settings.unreachable_attempts),
         before_sleep=before_sleep,
         retry_error_callback=give_up,
         reraise=True,

@@ -23,7 +23,8 @@ def get_vnet(endpoint: str, retry: RetrySettings, stats: RetryStats, timeout: fl
     clients = AzureClients(ArmSettings(endpoint=endpoint, static_token=STATIC_TOKEN, timeout=timeout))
     operations = clients.network(SUBSCRIPTION).virtual_networks
     with pytest.raises(AzureError) as failed:
-        call_with_retry(lambda: operations.get("rg", "vnet"), settings=retry, stats=stats, operation="GET VNet")
+        call_with_retry(lambda: operations.get("rg", "vnet"), settings=retry, stats=stats,
+                        operation="GET VNet")
     return failed.value
 
 
@@ -33,7 +34,8 @@ def test_a_refused_connection_ends_after_three_attempts_naming_the_endpoint() ->
     error = get_vnet(f"https://127.0.0.1:{port}", FAST, stats)
     down = unreachable(error)
     assert down is not None
-    assert down.message() == f"Azure Resource Manager unreachable at https://127.0.0.1:{port}: connection refused"
+    assert down.message() == (
+        f"Azure Resource Manager unreachable at https://127.0.0.1:{port}: connection refused")
     assert classify(error).reason == "unreachable:refused"
     assert stats.snapshot()["retries"] == {"unreachable": 2}
     assert stats.snapshot()["gave_up"] == {"unreachable": 1}
@@ -41,11 +43,12 @@ def test_a_refused_connection_ends_after_three_attempts_naming_the_endpoint() ->
 
 def test_an_unresolvable_name_ends_the_same_way() -> None:
     stats = RetryStats()
-    error = get_vnet("https://arm.poolsync.invalid", RetrySettings(**{**FAST.__dict__, "unreachable_attempts": 2}),
-                     stats)
+    two_attempts = RetrySettings(**{**FAST.__dict__, "unreachable_attempts": 2})
+    error = get_vnet("https://arm.poolsync.invalid", two_attempts, stats)
     down = unreachable(error)
     assert down is not None
-    assert down.message() == "Azure Resource Manager unreachable at https://arm.poolsync.invalid:443: name not resolved"
+    assert down.message() == (
+        "Azure Resource Manager unreachable at https://arm.poolsync.invalid:443: name not resolved")
     assert stats.snapshot()["retries"] == {"unreachable": 1}
 
 

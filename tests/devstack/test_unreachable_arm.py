@@ -112,7 +112,8 @@ def test_the_cli_names_a_refused_connection(tmp_path: Path) -> None:
 
 
 def test_health_answers_while_arm_hangs(tmp_path: Path, silent_arm: str) -> None:
-    with LocalStack(state_dir=tmp_path / "state", extra_settings={"POOLSYNC_ARM_ENDPOINT": silent_arm}) as stack:
+    hanging = {"POOLSYNC_ARM_ENDPOINT": silent_arm}
+    with LocalStack(state_dir=tmp_path / "state", extra_settings=hanging) as stack:
         status, health, first = call(stack, "health", key=False)
         assert status == 503
         assert (health["azureReachable"], health["detail"]) == (False, "azure:timeout")

@@ -222,7 +222,8 @@ def fake_az_groups(tmp_path: Path) -> tuple[dict[str, str], Path]:
 
 
 def group(name: str, tags: dict[str, str]) -> dict[str, object]:
-    return {"id": f"/subscriptions/s/resourceGroups/{name}", "name": name, "location": "westeurope", "tags": tags}
+    return {"id": f"/subscriptions/s/resourceGroups/{name}", "name": name, "location": "westeurope",
+            "tags": tags}
 
 
 def check_group(fake: tuple[dict[str, str], Path], groups: dict[str, object], **env: str):
@@ -254,7 +255,11 @@ def test_a_group_of_another_azd_environment_stops_the_provision(fake_az_groups) 
     [
         ({}, {"AZURE_RESOURCE_GROUP": "rg-new"}, "rg-new does not exist yet"),
         ({}, {}, "rg-poolsync-prod does not exist yet"),
-        ({"rg-poolsync-prod": group("rg-poolsync-prod", {"azd-env-name": "prod"})}, {}, "created by azd environment prod"),
+        (
+            {"rg-poolsync-prod": group("rg-poolsync-prod", {"azd-env-name": "prod"})},
+            {},
+            "created by azd environment prod",
+        ),
         (
             {"rg-mine": group("rg-mine", {"azd-env-name": "prod", "app": "poolsync"})},
             {"AZURE_RESOURCE_GROUP": "rg-mine"},
@@ -285,7 +290,8 @@ def test_a_group_that_cannot_be_checked_stops_the_provision(fake_az_groups) -> N
 
 def test_the_hook_uses_the_template_default_group_name() -> None:
     # The hook must look at the group main.bicep deploys into when AZURE_RESOURCE_GROUP is empty.
-    assert "empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName" in MAIN_BICEP.read_text()
+    default = "empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName"
+    assert default in MAIN_BICEP.read_text()
     parameters = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
     assert parameters["resourceGroupName"]["value"] == "${AZURE_RESOURCE_GROUP}"
 

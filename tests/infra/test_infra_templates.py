@@ -11,7 +11,6 @@ import yaml
 
 from shared.core.arm_json import address_to_json
 from shared.core.models import PoolAddress
-
 from tests.infra.bicep_tree import (
     ACCESS_BICEP,
     INFRA_DIR,
@@ -157,7 +156,8 @@ def test_pool_writer_role_covers_every_network_reference_poolsync_writes():
         address_to_json(PoolAddress("by-vnet", "10.0.1.4", vnet)),
         address_to_json(PoolAddress("by-subnet", "10.0.1.5", None, vnet + "/subnets/app")),
     ]
-    references_written = {key for entry in written for key in entry["properties"] if key in {"virtualNetwork", "subnet"}}
+    references_written = {key for entry in written for key in entry["properties"]
+                          if key in {"virtualNetwork", "subnet"}}
     assert references_written == set(JOIN_ACTION_PER_REFERENCE)
     actions = role_actions("poolWriterRole")
     for reference in references_written:
