@@ -112,23 +112,26 @@ def test_funcignore_matching_follows_gitignore_rules() -> None:
 # --- postprovision: the access deployment -----------------------------------------------------------
 
 
+def az_on_path(tmp_path: Path, body: str) -> dict[str, str]:
+    """The environment of a hook whose `az` is a Python script: `args` holds its arguments, then `body`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "az"
+    script.write_text(f"#!{sys.executable}\nimport json, os, sys\nargs = sys.argv[1:]\n{body}")
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
 @pytest.fixture
 def fake_az(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """An `az` that records its arguments and the parameters file it was given; fails when told to."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     record = tmp_path / "az-calls.json"
-    script = bin_dir / "az"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "args = sys.argv[1:]\n"
+    return az_on_path(
+        tmp_path,
         "params = args[args.index('--parameters') + 1].lstrip('@')\n"
         f"json.dump({{'args': args, 'parameters': json.load(open(params))}}, open({str(record)!r}, 'w'))\n"
-        "sys.exit(int(os.environ.get('FAKE_AZ_EXIT', '0')))\n"
-    )
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, record
+        "sys.exit(int(os.environ.get('FAKE_AZ_EXIT', '0')))\n",
+    ), record
 
 
 ACCESS_PARAMETERS = {
@@ -195,14 +198,9 @@ def test_a_failed_access_deployment_fails_the_hook(fake_az: tuple[dict[str, str]
 def fake_az_groups(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """An `az` answering `group exists` / `group show` from FAKE_AZ_GROUPS (name -> group JSON), or failing
     with FAKE_AZ_EXIT; it logs every call."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     log = tmp_path / "az-calls.jsonl"
-    script = bin_dir / "az"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "args = sys.argv[1:]\n"
+    return az_on_path(
+        tmp_path,
         f"open({str(log)!r}, 'a').write(json.dumps(args) + '\\n')\n"
         "if os.environ.get('FAKE_AZ_EXIT'):\n"
         "    print('ERROR: AADSTS700082: the refresh token has expired', file=sys.stderr)\n"
@@ -215,10 +213,8 @@ def fake_az_groups(tmp_path: Path) -> tuple[dict[str, str], Path]:
         "    print(json.dumps(groups[name]))\n"
         "else:\n"
         "    print(f'ERROR: (ResourceGroupNotFound) {name}', file=sys.stderr)\n"
-        "    sys.exit(3)\n"
-    )
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, log
+        "    sys.exit(3)\n",
+    ), log
 
 
 def group(name: str, tags: dict[str, str]) -> dict[str, object]:
