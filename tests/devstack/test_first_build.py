@@ -26,13 +26,16 @@ def pools(stack: LocalStack) -> dict[str, dict[str, Any]]:
 def test_pools_hold_the_tagged_vms_right_after_start(tmp_path: Path) -> None:
     with LocalStack(state_dir=tmp_path / "state") as stack:
         assert stack.emulator is not None and stack.host is not None
+        started = time.monotonic()
         first = pools(stack)  # answered while the start-up build may still run: start-up is not blocked
+        first_seconds = time.monotonic() - started
         assert set(first) == {"pool-web", "pool-api"}
         deadline = time.monotonic() + 90
         seen = first
         while time.monotonic() < deadline and not all(p["lastReconcile"] for p in seen.values()):
             time.sleep(0.2)
             seen = pools(stack)
+        filled_seconds = time.monotonic() - started
         assert {name: p["managedCount"] for name, p in seen.items()} == {"pool-web": 3, "pool-api": 2}
         assert seen["pool-web"]["lastReconcile"]["source"] == "first-build"
         # Nobody asked: no event was delivered and no function but the start-up timer ran.
@@ -44,6 +47,7 @@ def test_pools_hold_the_tagged_vms_right_after_start(tmp_path: Path) -> None:
         runtime = get_runtime()
         again = build_member_index_once(runtime.reconciler, runtime.writer.locks)
         assert (again.ran, again.reason) == (False, "built already")
+    print(f"\nfirst /api/pools {first_seconds:.2f} s after the host started; members {filled_seconds:.2f} s")
 
 
 def test_only_one_instance_runs_the_first_build(tmp_path: Path) -> None:
