@@ -135,6 +135,9 @@ var poolWriterActions = [
   'Microsoft.Network/loadBalancers/backendAddressPools/write'
   // Linked check on the virtual network each IP-based backend address names (evaluated at the VNet scope).
   'Microsoft.Network/virtualNetworks/joinLoadBalancer/action'
+  // The same linked check when an address names a subnet instead (the add API accepts `subnet` references and
+  // a written pool echoes existing ones): evaluated at the subnet, which inherits the assignment on its VNet.
+  'Microsoft.Network/virtualNetworks/subnets/joinLoadBalancer/action'
   // GET the virtual network: address space to validate rule CIDRs against.
   'Microsoft.Network/virtualNetworks/read'
 ]

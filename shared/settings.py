@@ -85,6 +85,9 @@ RETRY_MAX_BACKOFF = Setting("POOLSYNC_RETRY_MAX_BACKOFF", "seconds", 20.0,
                             "longest back-off between attempts")
 RETRY_AFTER_CAP = Setting("POOLSYNC_RETRY_AFTER_CAP", "seconds", 30.0,
                           "longest Retry-After poolsync honours before trying again")
+RETRY_UNREACHABLE_ATTEMPTS = Setting("POOLSYNC_RETRY_UNREACHABLE_ATTEMPTS", "integer", 3,
+                                     "attempts of one Azure call while ARM refuses connections or its "
+                                     "name does not resolve (fails in seconds, not after the deadline)")
 
 # --- event path ---------------------------------------------------------------------------------------
 COALESCE_QUIET = Setting("POOLSYNC_COALESCE_QUIET", "seconds", 1.0,
@@ -99,6 +102,9 @@ FLUSH_LEASE_SECONDS = Setting("POOLSYNC_FLUSH_LEASE_SECONDS", "seconds (15-60)",
 SWEEP_SCHEDULE = Setting("POOLSYNC_SWEEP_SCHEDULE", "NCRONTAB", "*/30 * * * * *",
                          "schedule of the timer that flushes due intents nobody is flushing "
                          "(idle: one Table query; a burst's tail waits at most 30 s)")
+FIRST_BUILD_SCHEDULE = Setting("POOLSYNC_FIRST_BUILD_SCHEDULE", "NCRONTAB", "0 */5 * * * *",
+                               "schedule of the timer that runs the first full reconcile while the member "
+                               "index was never built (also at host start; a cached flag once built)")
 FULL_RECONCILE_SCHEDULE = Setting("POOLSYNC_FULL_RECONCILE_SCHEDULE", "NCRONTAB", "0 17 * * * *",
                                   "schedule of the anti-entropy full reconcile "
                                   "(hourly, off the other timers' minutes)")

@@ -33,11 +33,17 @@ from azure.core.rest import HttpRequest
 
 from shared import settings as app_settings
 from shared.api import auth
-from shared.app.health import SingleFlightCache, health_cache_seconds
+from shared.app.health import (
+    HEALTH_ANSWER_SECONDS,
+    HEALTH_PROBE_TIMEOUTS,
+    BoundedCheck,
+    SingleFlightCache,
+    health_cache_seconds,
+)
 from shared.app.runtime import Runtime, get_runtime
 from shared.audit.collect import AuditSettings, run_audit
 from shared.audit.jobs import audit_store
-from shared.azure.retry import RetrySettings, call_with_retry, classify
+from shared.azure.retry import RetrySettings, call_with_retry, classify, unreachable
 from shared.core.arm_json import pool_from_json
 from shared.core.ids import _GUID, _NAME, _SEGMENT, InvalidResourceId, ResourceId, id_key, vnet_of_subnet
 from shared.core.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot, normal_ip
@@ -512,6 +518,9 @@ def operation_link(token: str | None) -> dict[str, JSON] | None:
 
 def azure_error(error: AzureError, target: str | None = None) -> ApiError:
     """What an Azure failure (after the retry policy gave up) means for the API's caller."""
+    if (down := unreachable(error)) is not None:
+        return ApiError(503, "AzureUnreachable", down.message(), target,
+                        headers={"Retry-After": str(DEFAULT_RETRY_AFTER)})
     decision = classify(error)
     status = getattr(error, "status_code", None)
     code = getattr(getattr(error, "error", None), "code", None) or type(error).__name__
@@ -600,6 +609,7 @@ def app_version() -> str:
 
 
 HEALTH_CACHE: SingleFlightCache[ApiResponse] = SingleFlightCache()
+HEALTH_BOUND: BoundedCheck[ApiResponse] = BoundedCheck(HEALTH_ANSWER_SECONDS)
 
 
 def health(
@@ -615,7 +625,7 @@ def health(
     except ValueError as error:
         log.error("configuration does not load: %s", error)
         return ApiResponse(503, {**_health_body(), "status": "unhealthy", "detail": "configuration"})
-    checked = cache.get(lambda: _check_health(runtime_provider), ttl)
+    checked = cache.get(lambda: HEALTH_BOUND.run(lambda: _check_health(runtime_provider), _health_late), ttl)
     body = {**checked.value.body, "checkAgeSeconds": round(checked.age_seconds, 1), "cacheSeconds": ttl}
     return ApiResponse(checked.value.status, body)
 
@@ -623,6 +633,11 @@ def health(
 def _health_body() -> dict[str, JSON]:
     return {"status": "ok", "version": app_version(), "configLoaded": False, "azureReachable": False,
             "managedPools": 0}
+
+
+def _health_late() -> ApiResponse:
+    """The answer when the check (start-up or the ARM read) is still running after HEALTH_ANSWER_SECONDS."""
+    return ApiResponse(503, {**_health_body(), "status": "unhealthy", "detail": "azure:timeout"})
 
 
 def _check_health(runtime_provider: Callable[[], Runtime]) -> ApiResponse:
@@ -646,7 +661,7 @@ def _check_health(runtime_provider: Callable[[], Runtime]) -> ApiResponse:
         operations = runtime.clients.network(rid.subscription).load_balancers
         try:
             call_with_retry(
-                lambda: operations.get(rid.resource_group, rid.name),
+                lambda: operations.get(rid.resource_group, rid.name, **HEALTH_PROBE_TIMEOUTS),
                 settings=RetrySettings(deadline_seconds=10, max_attempts=1),
                 stats=runtime.retry_stats,
                 operation="health check",

@@ -19,7 +19,7 @@ from shared.app.reconciler import Reconciler
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.inventory import InventoryReader
 from shared.azure.pool_writer import PoolWriter
-from shared.azure.retry import RETRY_STATS, RetrySettings, RetryStats
+from shared.azure.retry import RETRY_STATS, RetrySettings, RetryStats, unreachable
 from shared.core.plan import GuardSettings
 from shared.core.rules import ERROR, RuleProblem, RulesError, RuleSet, load_rules
 from shared.storage.account import StorageSettings
@@ -79,7 +79,9 @@ class Runtime:
         try:
             problems = self.reconciler.validate_against_azure()
         except AzureError as error:
-            log.warning("rules not checked against Azure (unreachable): %s", str(error).splitlines()[0])
+            down = unreachable(error)
+            log.warning("rules not checked against Azure (unreachable): %s",
+                        down.message() if down is not None else str(error).splitlines()[0])
             return []
         errors = [problem for problem in problems if problem.severity == ERROR]
         for problem in problems:

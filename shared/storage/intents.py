@@ -417,6 +417,10 @@ class FlushLocks:
     def try_acquire_scope(self, scope: str) -> HeldLease | None:
         return self._try_acquire(scope_partition_key(scope), scope)
 
+    def try_acquire_named(self, name: str) -> HeldLease | None:
+        """A lease of poolsync's own (one job across instances, e.g. the first full reconcile)."""
+        return self._try_acquire(name, name)
+
     def try_acquire_lb(self, lb_id: str) -> HeldLease | None:
         """The write lease of a load balancer, with what earlier holders left unfinished (one more read)."""
         return self._try_acquire(lb_partition_key(lb_id), lb_id, records_writes=True)
