@@ -28,7 +28,7 @@ from shared import settings, telemetry
 from shared.app.reconciler import DONE, PoolOutcome, Reconciler
 from shared.app.runtime import Runtime, get_runtime
 from shared.core.changes import KIND_NIC, KIND_VM, Owner
-from shared.core.events import KIND_RESOURCE_GROUP, Ignored, parse_event
+from shared.core.events import ACTION_WRITE, KIND_RESOURCE_GROUP, Ignored, parse_event
 from shared.core.ids import id_key
 from shared.errors import AzureFailure
 from shared.storage.intents import FlushLocks, HeldLease, Intent, IntentStore
@@ -203,7 +203,9 @@ class Flusher:
                   for i in taken if i.kind in (KIND_VM, KIND_NIC)}
         # Read after taking: every change whose intent we took is visible in the reconciler's read.
         # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
-        result = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline, fence=lease)
+        written = {id_key(i.subject) for i in taken if i.action == ACTION_WRITE}
+        result = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline, fence=lease,
+                                                  expect_present=written)
         waiting = result.owners_waiting()
         blocked = {i.row_key for i in taken if id_key(i.subject) in waiting}
         return result.outcomes, blocked

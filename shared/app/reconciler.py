@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -207,14 +207,33 @@ class Reconciler:
     def read_inventory(self) -> Inventory:
         return self.inventory.subscriptions(self.watched_subscriptions())
 
-    def read_owners(self, owners: list[Owner], records: list[MemberRecord]) -> OwnerState:
-        """The owners by GETs when that is cheap, else by one list read of their subscriptions."""
+    def read_owners(self, owners: list[Owner], records: list[MemberRecord],
+                    expect_present: Collection[str] = ()) -> OwnerState:
+        """The owners by GETs when that is cheap, else by one list read of their subscriptions.
+
+        A list read silently leaves out what poolsync may not read, so an owner an event just wrote
+        (`expect_present`, id keys) that the list does not show is read by a GET of its own: a 403 makes it
+        undecided instead of "gone from the list" (an unconfirmed removal the guard would let through)."""
         vm_ids = [o.id for o in owners if o.kind == KIND_VM]
         nic_ids = [o.id for o in owners if o.kind == KIND_NIC] + [r.nic_id for r in records]
         if self.inventory.owner_read_estimate(vm_ids, nic_ids) <= OWNER_READ_LIMIT:
             return self.inventory.read_owners(vm_ids, nic_ids)
         subscriptions = {ResourceId.parse(o.id).subscription.lower() for o in owners}
-        return OwnerState(self.inventory.subscriptions(subscriptions), direct=False)
+        inventory = self.inventory.subscriptions(subscriptions)
+        missing = [o for o in owners if o.key in expect_present
+                   and o.key not in (inventory.vms if o.kind == KIND_VM else inventory.nics)]
+        checked, unchecked = missing[:OWNER_READ_LIMIT], missing[OWNER_READ_LIMIT:]
+        if not checked:
+            return OwnerState(inventory, direct=False)
+        direct = self.inventory.read_owners([o.id for o in checked if o.kind == KIND_VM],
+                                            [o.id for o in checked if o.kind == KIND_NIC])
+        for vm in direct.inventory.vms.values():
+            inventory.add_vm(vm)
+        for nic in direct.inventory.nics.values():
+            inventory.add_nic(nic)
+        # beyond the budget: decide nothing now, the intents wait for a later round
+        unreadable = direct.unreadable | {o.key for o in unchecked}
+        return OwnerState(inventory, gone=direct.gone, direct=False, unreadable=frozenset(unreadable))
 
     # -- acting --------------------------------------------------------------------------------
     def reconcile(
@@ -302,7 +321,7 @@ class Reconciler:
 
     def reconcile_owners(
         self, owners: list[Owner], *, deadline: float | None = None, source: str = "events",
-        fence: HeldLease | None = None,
+        fence: HeldLease | None = None, expect_present: Collection[str] = (),
     ) -> OwnerRound:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
         and plan only those entries.
@@ -310,12 +329,14 @@ class Reconciler:
         When an add or move is blocked by another managed entry holding the IP (a VM replaced on the same
         static IP before its predecessor's delete event came; two VMs that swapped IPs), the blocking
         entry's owner is pulled into the round and those pools are planned again with both read, so a swap
-        or replacement lands in one write instead of being reported "unchanged" and forgotten."""
+        or replacement lands in one write instead of being reported "unchanged" and forgotten.
+        `expect_present`: id keys of owners an event wrote (see `read_owners`)."""
         result = OwnerRound()
         round_owners = list(owners)
         known = {owner.key for owner in owners}
         for _ in range(1 + MAX_PULLS):
-            changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence)
+            changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence,
+                                                 expect_present=expect_present)
             result.add(changes, outcomes)
             blocked_pools = {id_key(o.pool_id) for o in outcomes if _blocked(o)}
             pulled = [owner for owner in self._blocking_owners(outcomes) if owner.key not in known]
@@ -332,12 +353,13 @@ class Reconciler:
         return result
 
     def _owner_pass(self, owners: list[Owner], *, deadline: float | None, source: str,
-                    fence: HeldLease | None) -> tuple[ChangeSet, list[PoolOutcome]]:
+                    fence: HeldLease | None, expect_present: Collection[str] = ()
+                    ) -> tuple[ChangeSet, list[PoolOutcome]]:
         started = time.monotonic()
         records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
                                         [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
         indexed = time.monotonic()
-        state = self.read_owners(owners, records)
+        state = self.read_owners(owners, records, expect_present)
         read = time.monotonic()
         changes = owner_change(self.rules, owners, state, records)
         outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \

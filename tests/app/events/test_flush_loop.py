@@ -95,7 +95,7 @@ class Reconciler:
     def index_ready(self) -> bool:
         return True
 
-    def reconcile_owners(self, owners, *, deadline, fence):
+    def reconcile_owners(self, owners, *, deadline, fence, expect_present=()):
         self.rounds.append((self.clock.now, len(self.intents.rows) if self.intents else 0))
         self.owners_seen.append(len(owners))
         self.clock.sleep(1.0)  # one ARM write; events keep arriving meanwhile
