@@ -60,6 +60,9 @@ class AdminApi:
                 return Reply(200, {"drained": emu.wait_events_delivered(timeout)})
             if route == ("GET", "/events"):
                 return Reply(200, {"events": list(emu.events.published)})
+            if route == ("POST", "/instance-faults"):
+                emu.world.fail_next_instances(str(payload["scale_set"]), int(payload.get("count", 1)))
+                return Reply(204)
             if route == ("POST", "/operations/wait"):
                 timeout = float((payload or {}).get("timeout", 30))
                 return Reply(200, {"idle": emu.wait_operations_done(timeout)})

@@ -61,7 +61,7 @@ class FrontDoor:
                 if fault.kind == fault_kinds.SLOW:
                     time.sleep(fault.delay)
                 elif fault.kind == fault_kinds.LRO_FAILED:
-                    fail_lro = method in ("PUT", "DELETE")
+                    fail_lro = method in ("PUT", "DELETE", "POST")
                 else:
                     raise fault.error()
             route = routing.parse(path)

@@ -1,8 +1,8 @@
 """The emulated ARM world: every resource kind in one store under one lock.
 
-Each kind's behaviour lives in its own module of `emulator.resources` (networks, load
-balancers, interfaces, machines); `World` combines them and adds what spans kinds: paged lists, tags,
-etags, provisioning states and delete refusals by kind.
+Each kind's behaviour lives in its own module of `emulator.resources` (networks, load balancers,
+interfaces, machines, scale sets); `World` combines them and adds what spans kinds: paged lists,
+tags, etags, provisioning states and delete refusals by kind.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from emulator.resources.base import (
     new_etag,
 )
 from emulator.resources.load_balancers import LoadBalancers
-from emulator.resources.machines import Machines
 from emulator.resources.networks import Networks
+from emulator.resources.scale_sets import ScaleSets
 
 __all__ = ["DEFAULT_LOCATION", "DEFAULT_SUBSCRIPTION", "FAILED_STATE", "SUCCEEDED", "World", "missing"]
 
 
-class World(Networks, LoadBalancers, Machines):
+class World(Networks, LoadBalancers, ScaleSets):
     def add_subscription(self, subscription_id: str) -> None:
         with self.lock:
             self.subscriptions[id_key(subscription_id)] = subscription_id
@@ -56,6 +56,7 @@ class World(Networks, LoadBalancers, Machines):
             "nic": (self.nics, self.render_nic),
             "vm": (self.vms, self.render_vm),
             "lb": (self.lbs, self.render_lb),
+            "vmss": (self.scale_sets, self.render_scale_set),
         }[kind]
 
     def set_tags(self, kind: str, resource_id: str, tags: dict[str, str]) -> dict[str, str] | None:
@@ -78,6 +79,9 @@ class World(Networks, LoadBalancers, Machines):
                 "virtualMachines": len(self.vms),
                 "loadBalancers": len(self.lbs),
                 "backendAddressPools": pools,
+                "virtualMachineScaleSets": len(self.scale_sets),
+                "scaleSetInstances": sum(len(i) for i in self.ss_instances.values())
+                + sum(len(m) for m in self._flex_members.values()),
             }
 
     def _top_store(self, resource_type: str) -> dict[str, dict[str, Any]] | None:
@@ -87,7 +91,17 @@ class World(Networks, LoadBalancers, Machines):
             "networkinterfaces": self.nics,
             "loadbalancers": self.lbs,
             "virtualmachines": self.vms,
+            "virtualmachinescalesets": self.scale_sets,
         }.get(resource_type.lower())
+
+    def _child(self, rid: ResourceId) -> dict[str, Any] | None:
+        """The stored child a two-level id names: a pool, a subnet or a Uniform scale-set instance."""
+        kind = rid.type.lower()
+        if kind == "loadbalancers":
+            return self._lb_and_pool(str(rid))[1]
+        if kind == "virtualmachinescalesets":
+            return self.ss_instances.get(rid.parent.key(), {}).get((rid.child_name or "").lower())
+        return self._subnet(str(rid))
 
     def current_etag(self, resource_id: str) -> str | None:
         """Etag of any addressable resource (children report their parent's)."""
@@ -98,13 +112,11 @@ class World(Networks, LoadBalancers, Machines):
             if store is None or parent_key not in store:
                 return None
             if rid.child_type:
-                exists = (
-                    self._lb_and_pool(resource_id)[1] is not None
-                    if rid.type.lower() == "loadbalancers"
-                    else self._subnet(resource_id) is not None
-                )
-                if not exists:
+                child = self._child(rid)
+                if child is None:
                     return None
+                if "etag" in child:  # a scale-set instance has its own
+                    return str(child["etag"])
             return store[parent_key].get("etag")
 
     def check_delete(self, kind: str, resource_id: str) -> None:
@@ -124,10 +136,8 @@ class World(Networks, LoadBalancers, Machines):
         """Used by the LRO engine when an operation ends; False if the resource is gone."""
         with self.lock:
             rid = ResourceId.parse(resource_id)
-            if rid.child_type and rid.type.lower() == "loadbalancers":
-                _, target = self._lb_and_pool(resource_id)
-            elif rid.child_type:
-                target = self._subnet(resource_id)
+            if rid.child_type:
+                target = self._child(rid)
             else:
                 store = self._top_store(rid.type) or {}
                 target = store.get(rid.key())

@@ -86,6 +86,15 @@ class WorldState:
             self._subnet_hint: dict[str, int] = {}
             # pool key -> {ipconfig key: ipconfig id}: NIC-based members
             self._pool_members: dict[str, dict[str, str]] = {}
+            # scale sets; a Uniform set's instances (set key -> {instance id: instance}) and their NICs
+            # (kept apart from `nics`: they are in no subscription or resource-group NIC list)
+            self.scale_sets: dict[str, dict[str, Any]] = {}
+            self.ss_instances: dict[str, dict[str, dict[str, Any]]] = {}
+            self.ss_nics: dict[str, dict[str, Any]] = {}
+            self._next_instance: dict[str, int] = {}
+            # a Flexible set's VMs, in creation order (set key -> {vm key: vm id})
+            self._flex_members: dict[str, dict[str, str]] = {}
+            self._failing_instances: dict[str, int] = {}  # set key -> instances still to fail
 
     def _vnet(self, vnet_id: str) -> dict[str, Any] | None:
         return self.vnets.get(id_key(vnet_id))

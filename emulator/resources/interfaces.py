@@ -73,7 +73,7 @@ class Interfaces(WorldState):
                 "enableAcceleratedNetworking": bool(props.get("enableAcceleratedNetworking", False)),
                 "enableIPForwarding": bool(props.get("enableIPForwarding", False)),
                 "nicType": "Standard",
-                "macAddress": old_props.get("macAddress") or _mac_for(rid.key()),
+                "macAddress": old_props.get("macAddress") or mac_for(rid.key()),
             }
             for kept in ("virtualMachine", "primary", "privateEndpoint"):
                 if kept in old_props:
@@ -240,6 +240,6 @@ class Interfaces(WorldState):
             )
 
 
-def _mac_for(key: str) -> str:
+def mac_for(key: str) -> str:
     digest = uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:10].upper()
     return "00-" + "-".join(digest[i : i + 2] for i in range(0, 10, 2))
