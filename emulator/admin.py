@@ -61,7 +61,8 @@ class AdminApi:
             if route == ("GET", "/events"):
                 return Reply(200, {"events": list(emu.events.published)})
             if route == ("POST", "/instance-faults"):
-                emu.world.fail_next_instances(str(payload["scale_set"]), int(payload.get("count", 1)))
+                spec = dict(payload or {})
+                emu.world.fail_next_instances(str(spec["scale_set"]), int(spec.get("count", 1)))
                 return Reply(204)
             if route == ("POST", "/operations/wait"):
                 timeout = float((payload or {}).get("timeout", 30))
