@@ -68,13 +68,18 @@ class ScaleSetReader:
         with ThreadPoolExecutor(max_workers=min(_PARALLEL_SETS, len(ids))) as executor:
             return list(executor.map(self.read, ids))
 
-    def add_uniform_instances(self, inventory: Inventory, subscription_id: str) -> None:
-        """Every Uniform instance of a subscription and its NICs, into `inventory` (the subscription's VM and
-        NIC lists have none of them; a Flexible set's VMs and NICs are already there)."""
+    def list_all(self, subscription_id: str) -> list[dict[str, Any]]:
+        """Every scale set of a subscription, as JSON."""
         compute = self.clients.compute(subscription_id)
         list_sets = compute_ops.build_virtual_machine_scale_sets_list_all_request(
             subscription_id=subscription_id)
-        for scale_set in self._read(compute, list_sets, f"list scale sets of {subscription_id}"):
+        found: list[dict[str, Any]] = self._read(compute, list_sets, f"list scale sets of {subscription_id}")
+        return found
+
+    def add_uniform_instances(self, inventory: Inventory, subscription_id: str) -> None:
+        """Every Uniform instance of a subscription and its NICs, into `inventory` (the subscription's VM and
+        NIC lists have none of them; a Flexible set's VMs and NICs are already there)."""
+        for scale_set in self.list_all(subscription_id):
             if mode_of(scale_set) != UNIFORM:
                 continue
             instances, nics = self._instances_and_nics(ResourceId.parse(scale_set["id"]), UNIFORM)

@@ -43,6 +43,27 @@ class ScaleSetRead:
         return {id_key(vm.id) for vm in self.instances}
 
 
+@dataclass(frozen=True)
+class ScaleSetProfile:
+    """What the audit needs of a scale set: the pools its network profile puts its instances in."""
+
+    id: str
+    mode: str
+    pool_ids: tuple[str, ...]
+
+
+def profile_from_json(scale_set: Mapping[str, Any]) -> ScaleSetProfile:
+    network = (((scale_set.get("properties") or {}).get("virtualMachineProfile") or {})
+               .get("networkProfile") or {})
+    pools: dict[str, str] = {}
+    for config in network.get("networkInterfaceConfigurations") or []:
+        for ipconfig in (config.get("properties") or {}).get("ipConfigurations") or []:
+            for ref in (ipconfig.get("properties") or {}).get("loadBalancerBackendAddressPools") or []:
+                if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
+                    pools.setdefault(id_key(ref["id"]), ref["id"])
+    return ScaleSetProfile(str(scale_set["id"]), mode_of(scale_set), tuple(pools.values()))
+
+
 def mode_of(scale_set: Mapping[str, Any]) -> str:
     mode = str((scale_set.get("properties") or {}).get("orchestrationMode") or "Uniform")
     return FLEXIBLE if mode.lower() == FLEXIBLE else UNIFORM

@@ -26,10 +26,20 @@ pytestmark = pytest.mark.timeout(240)
 UNIFORM, FLEXIBLE = "web", "flex"
 # pool-app: instances of Uniform sets named web*; pool-all: instances of the Flexible set, by id.
 RULES = [
-    {"name": "uniform", "pool": ids.pool(POOL), "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.0.0/24"],
-     "scaleSets": ["web*"]},
-    {"name": "flexible", "pool": ids.pool(ALL_POOL), "virtualNetwork": ids.vnet(VNET),
-     "cidrs": ["10.0.0.0/24"], "scaleSets": [ids.scale_set(FLEXIBLE)]},
+    {
+        "name": "uniform",
+        "pool": ids.pool(POOL),
+        "virtualNetwork": ids.vnet(VNET),
+        "cidrs": ["10.0.0.0/24"],
+        "scaleSets": ["web*"],
+    },
+    {
+        "name": "flexible",
+        "pool": ids.pool(ALL_POOL),
+        "virtualNetwork": ids.vnet(VNET),
+        "cidrs": ["10.0.0.0/24"],
+        "scaleSets": [ids.scale_set(FLEXIBLE)],
+    },
 ]
 
 
@@ -76,7 +86,8 @@ def ips(stack: Stack, pool: str) -> set[str]:
 
 def scale(compute: ComputeManagementClient, name: str, capacity: int) -> None:
     compute.virtual_machine_scale_sets.begin_update(
-        RESOURCE_GROUP, name, VirtualMachineScaleSetUpdate(sku=Sku(capacity=capacity))).result()
+        RESOURCE_GROUP, name, VirtualMachineScaleSetUpdate(sku=Sku(capacity=capacity))
+    ).result()
 
 
 def test_full_reconcile_puts_the_instances_of_the_named_sets_and_nothing_else(sets: Stack, arm: Emulator):
@@ -115,7 +126,8 @@ def test_a_ninety_percent_scale_in_is_confirmed_by_the_sets_own_list(sets: Stack
 
 def test_uniform_delete_instances_and_instance_delete(sets: Stack, arm: Emulator, compute):
     compute.virtual_machine_scale_sets.begin_delete_instances(
-        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["0"])).result()
+        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["0"])
+    ).result()
     compute.virtual_machine_scale_set_vms.begin_delete(RESOURCE_GROUP, UNIFORM, "2").result()
     events = sets.emitted()
     assert [e["eventType"] for e in events] == [ACTION, DELETE]
@@ -130,7 +142,8 @@ def test_reimage_keeps_the_entry(sets: Stack, arm: Emulator, compute):
     before = sets.arm.world.get_pool(ids.pool(POOL))["properties"]["loadBalancerBackendAddresses"]
     compute.virtual_machine_scale_set_vms.begin_reimage(RESOURCE_GROUP, UNIFORM, "1").result()
     compute.virtual_machine_scale_sets.begin_reimage(
-        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceIDs(instance_ids=["0", "2"])).result()
+        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceIDs(instance_ids=["0", "2"])
+    ).result()
     events = sets.emitted()
     assert [e["eventType"] for e in events] == [ACTION, ACTION]
     arm.stats.reset()
@@ -164,7 +177,8 @@ def test_duplicates_and_reordering_end_in_the_same_pool(sets: Stack, arm: Emulat
     scale(compute, UNIFORM, 6)
     out = sets.emitted()
     compute.virtual_machine_scale_sets.begin_delete_instances(
-        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["4"])).result()
+        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["4"])
+    ).result()
     delete = sets.emitted()
 
     sets.deliver(*delete, *out, *delete, *out)  # late, duplicated, out of order
