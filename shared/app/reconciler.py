@@ -396,7 +396,13 @@ class Reconciler:
             sku = (lb.get("sku") or {}).get("name")
             for pool in (lb.get("properties") or {}).get("backendAddressPools") or []:
                 pools[id_key(pool["id"])] = pool_from_json(pool, lb_sku=sku)
-        return AzureFacts(vnet_address_spaces=spaces, pools=pools)
+        scale_sets: dict[str, tuple[str, ...]] = {}
+        named = {entry for rule in self.rules.rules for entry in rule.scale_sets if entry.startswith("/")}
+        for set_id in named:
+            profile = self.inventory.scale_sets.profile(set_id)
+            if profile is not None:
+                scale_sets[id_key(set_id)] = profile.pool_ids
+        return AzureFacts(vnet_address_spaces=spaces, pools=pools, scale_sets=scale_sets)
 
     def validate_against_azure(self) -> list[RuleProblem]:
         return validate_against_azure(self.rules, self.read_facts())

@@ -19,7 +19,15 @@ from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
 from shared.core.arm_json import nic_from_json
 from shared.core.ids import ResourceId
 from shared.core.models import Inventory
-from shared.core.scale_sets import UNIFORM, ScaleSetRead, mode_of, read_from_json, uniform_instance
+from shared.core.scale_sets import (
+    UNIFORM,
+    ScaleSetProfile,
+    ScaleSetRead,
+    mode_of,
+    profile_from_json,
+    read_from_json,
+    uniform_instance,
+)
 
 _PARALLEL_SETS = 4
 _SET_NICS = network_ops.build_network_interfaces_list_virtual_machine_scale_set_network_interfaces_request
@@ -37,14 +45,23 @@ class ScaleSetReader:
         return call_with_retry(lambda: read(client, request), settings=self.retry, stats=self.stats,
                                operation=operation)
 
+    def _get(self, rid: ResourceId) -> dict[str, Any] | None:
+        get_set = compute_ops.build_virtual_machine_scale_sets_get_request(
+            vm_scale_set_name=rid.name, resource_group_name=rid.resource_group,
+            subscription_id=rid.subscription)
+        found: dict[str, Any] | None = self._read(self.clients.compute(rid.subscription), get_set,
+                                                  f"GET scale set {rid.name}", many=False)
+        return found
+
+    def profile(self, scale_set_id: str) -> ScaleSetProfile | None:
+        """The pools a scale set's network profile references (None: no such set)."""
+        scale_set = self._get(ResourceId.parse(scale_set_id))
+        return profile_from_json(scale_set) if scale_set is not None else None
+
     def read(self, scale_set_id: str) -> ScaleSetRead:
         """The set as its own lists show it now (a set that is gone reads as `exists=False`)."""
         rid = ResourceId.parse(scale_set_id)
-        compute = self.clients.compute(rid.subscription)
-        where = {"resource_group_name": rid.resource_group, "subscription_id": rid.subscription}
-        get_set = compute_ops.build_virtual_machine_scale_sets_get_request(
-            vm_scale_set_name=rid.name, **where)
-        scale_set = self._read(compute, get_set, f"GET scale set {rid.name}", many=False)
+        scale_set = self._get(rid)
         if scale_set is None:
             return ScaleSetRead(scale_set_id, exists=False)
         instances, nics = self._instances_and_nics(rid, mode_of(scale_set))

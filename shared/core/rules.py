@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -568,6 +568,8 @@ class AzureFacts:
 
     vnet_address_spaces: Mapping[str, Sequence[str]]
     pools: Mapping[str, PoolSnapshot]
+    # scale sets the rules name by id -> the pool ids their network profile references (None: not read)
+    scale_sets: Mapping[str, Sequence[str]] | None = None
 
 
 def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProblem]:
@@ -594,6 +596,7 @@ def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProb
                         f"({', '.join(prefixes) or 'empty'})",
                     )
 
+        _check_scale_sets(rule, facts, problem)
         if rule.pool_key in seen_pools:
             continue
         seen_pools.add(rule.pool_key)
@@ -626,3 +629,22 @@ def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProb
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             problem("pool", f"the pool already has addresses in another virtual network: {shown}")
     return problems
+
+
+def _check_scale_sets(rule: Rule, facts: AzureFacts, problem: Callable[[str, str], None]) -> None:
+    """A scale set the rule names by id must exist, and must not put its NICs in the rule's pool itself."""
+    if facts.scale_sets is None:
+        return
+    known = {id_key(key): value for key, value in facts.scale_sets.items()}
+    for position, entry in enumerate(rule.scale_sets):
+        if not entry.startswith("/"):
+            continue
+        pools = known.get(id_key(entry))
+        if pools is None:
+            problem(f"scaleSets[{position}]", "scale set not found (or not readable by poolsync's identity)")
+        elif rule.pool_key in {id_key(p) for p in pools}:
+            problem(
+                f"scaleSets[{position}]",
+                f"the scale set's network profile puts its instances' NICs in {rule.pool_id}; a pool cannot "
+                "mix NIC- and IP-based members: remove the pool from the set's network profile",
+            )

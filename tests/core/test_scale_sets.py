@@ -15,9 +15,9 @@ from shared.core.membership import compute_membership
 from shared.core.models import Inventory, PoolSnapshot, VirtualMachine
 from shared.core.naming import address_name, is_managed_name
 from shared.core.plan import CONFIRM_NIC_DELETED
-from shared.core.rules import RulesError, parse_rules
+from shared.core.rules import AzureFacts, RulesError, parse_rules, validate_against_azure
 from shared.core.scale_sets import profile_from_json, read_from_json, scale_set_round
-from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id
+from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id, vnet_id
 
 RG = "rg-app"
 COMPUTE = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute"
@@ -259,3 +259,22 @@ def test_audit_names_a_scale_set_whose_profile_references_a_managed_pool_and_how
 
     assert [(f.pool, f.evidence["scaleSet"]) for f in found] == [(pool_id(), set_id("web"))]
     assert "network profile" in found[0].fix and found[0].severity == "error"
+
+
+# --- start-up checks against Azure --------------------------------------------------------------------
+
+
+def test_start_up_reports_a_named_scale_set_that_is_missing_or_puts_its_nics_in_the_rules_pool():
+    rules = ruleset(rule_doc(scaleSets=["web-*", set_id("gone"), set_id("coupled"), set_id("fine")]))
+    facts = AzureFacts(
+        vnet_address_spaces={vnet_id().lower(): ["10.0.0.0/16"]},
+        pools={pool_id().lower(): PoolSnapshot(pool_id(), None, (), lb_sku="Standard")},
+        scale_sets={set_id("coupled").lower(): (pool_id(),), set_id("fine").lower(): ()},
+    )
+
+    found = [(p.path, p.message.split(";")[0]) for p in validate_against_azure(rules, facts)]
+
+    assert found == [
+        ("rules[0].scaleSets[1]", "scale set not found (or not readable by poolsync's identity)"),
+        ("rules[0].scaleSets[2]", f"the scale set's network profile puts its instances' NICs in {pool_id()}"),
+    ]
