@@ -13,37 +13,15 @@ from emulator.admin import AdminApi
 from emulator.cloud import Cloud
 from emulator.frontdoor import FrontDoor
 from emulator.server import ArmHttpServer
-from emulator.throttling import BucketSettings
 
 HOST = "127.0.0.1"
 
 
 class Emulator(Cloud):
-    def __init__(
-        self,
-        state_dir: str | Path,
-        port: int = 0,
-        topology: dict[str, Any] | str | Path | None = None,
-        operation_seconds: float | None = None,
-        lro_retry_after: int | None = None,
-        page_size: int = 100,
-        event_webhook: str | None = None,
-        read_limit: BucketSettings | None = None,
-        write_limit: BucketSettings | None = None,
-        profile: str = "default",
-    ) -> None:
-        """`profile`: "default" (lenient) or "azure" (Azure's documented limits and behaviours);
-        explicit `operation_seconds`, `lro_retry_after` and limits override the profile's."""
-        super().__init__(
-            topology=topology,
-            operation_seconds=operation_seconds,
-            lro_retry_after=lro_retry_after,
-            page_size=page_size,
-            event_webhook=event_webhook,
-            read_limit=read_limit,
-            write_limit=write_limit,
-            profile=profile,
-        )
+    def __init__(self, state_dir: str | Path, port: int = 0, **options: Any) -> None:
+        """`options`: those of `Cloud` (topology, operation_seconds, lro_retry_after, page_size,
+        event_webhook, read_limit, write_limit, profile)."""
+        super().__init__(**options)
         self.state_dir = Path(state_dir)
         self.port = port
         self.admin = AdminApi(self)
