@@ -22,6 +22,7 @@ from shared.core.arm_json import as_json, nic_from_json, vm_from_json
 from shared.core.changes import OwnerState
 from shared.core.ids import ResourceId, id_key
 from shared.core.models import Inventory
+from shared.core.scale_sets import UniformNicId
 
 
 class InventoryReader:
@@ -73,10 +74,18 @@ class InventoryReader:
             return None
 
     def _add_nic(self, inventory: Inventory, nic_id: str) -> Any:
-        rid = ResourceId.parse(nic_id)
-        network = self.clients.network(rid.subscription)
-        nic = self._get_or_none(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
-                                f"GET NIC {rid.name}")
+        uniform = UniformNicId.parse(nic_id)
+        if uniform is not None:  # a Uniform instance's NIC: the Network RP's scale-set NIC GET
+            network = self.clients.network(uniform.subscription)
+            get_nic = network.network_interfaces.get_virtual_machine_scale_set_network_interface
+            where = (uniform.resource_group, uniform.scale_set, uniform.instance, uniform.nic)
+            nic = self._get_or_none(lambda: get_nic(*where),
+                                    f"GET NIC {uniform.nic} of {uniform.scale_set}/{uniform.instance}")
+        else:
+            rid = ResourceId.parse(nic_id)
+            network = self.clients.network(rid.subscription)
+            nic = self._get_or_none(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
+                                    f"GET NIC {rid.name}")
         if nic is None:
             return None
         model = nic_from_json(nic)
@@ -117,8 +126,13 @@ class InventoryReader:
         def read(vm_id: str) -> bool:
             rid = ResourceId.parse(vm_id)
             compute = self.clients.compute(rid.subscription)
-            vm = self._get_or_none(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
-                                   f"GET VM {rid.name}")
+            if rid.child_type:  # a Uniform scale-set instance (read to tell whether it still exists)
+                instance = rid.child_name or ""
+                vm = self._get_or_none(lambda: compute.virtual_machine_scale_set_vms.get(
+                    rid.resource_group, rid.name, instance), f"GET instance {rid.name}/{instance}")
+            else:
+                vm = self._get_or_none(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
+                                       f"GET VM {rid.name}")
             if vm is not None:
                 inventory.add_vm(vm_from_json(vm))
             return vm is not None

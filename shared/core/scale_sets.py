@@ -11,6 +11,7 @@ matter) - and if the set itself is gone, all of them are.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,28 @@ from shared.core.member_record import MemberRecord
 from shared.core.models import Inventory, NetworkInterface, VirtualMachine
 
 OWNER_KINDS = (KIND_VM, KIND_NIC, KIND_SCALE_SET)  # what an owner round works from
+_UNIFORM_NIC = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute"
+    r"/virtualMachineScaleSets/(?P<set>[^/]+)/virtualMachines/(?P<instance>[^/]+)"
+    r"/networkInterfaces/(?P<nic>[^/]+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class UniformNicId:
+    """The parts of a Uniform instance's NIC id (three levels deep: no `ResourceId` of its own)."""
+
+    subscription: str
+    resource_group: str
+    scale_set: str
+    instance: str
+    nic: str
+
+    @classmethod
+    def parse(cls, nic_id: str) -> UniformNicId | None:
+        match = _UNIFORM_NIC.match(nic_id.rstrip("/"))
+        if match is None:
+            return None
+        return cls(match["sub"], match["rg"], match["set"], match["instance"], match["nic"])
 UNIFORM = "uniform"
 FLEXIBLE = "flexible"
 

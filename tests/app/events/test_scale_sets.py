@@ -193,3 +193,18 @@ def test_a_standalone_vm_event_leaves_scale_set_pools_alone(sets: Stack, network
     sets.deliver(*sets.emitted())
 
     assert (ips(sets, POOL), ips(sets, ALL_POOL)) == before
+
+
+def test_full_reconcile_after_a_missed_scale_in_confirms_the_removals_by_direct_reads(
+    sets: Stack, arm, compute
+):
+    scale(compute, UNIFORM, 10)
+    sets.deliver(*sets.emitted())
+    scale(compute, UNIFORM, 1)
+    sets.emitted()  # the scale-in's event is lost: the hourly full reconcile must repair the pool
+
+    outcomes = sets.runtime.reconciler.reconcile()
+
+    # 9 of 10 managed entries go: beyond the guard's share, so each is confirmed by a GET of its NIC first
+    assert [o.status for o in outcomes] == ["written", "unchanged"]
+    assert ips(sets, POOL) == instance_ips(arm, UNIFORM) and len(ips(sets, POOL)) == 1
