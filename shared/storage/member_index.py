@@ -91,6 +91,8 @@ class MemberIndex:
         for rows in _parallel(lambda set_id: self._owner_rows("ss", set_id), list(set(scale_set_ids))):
             for row in rows:
                 nics.setdefault(id_key(row["NicId"]), row["NicId"])
+        if len(nics) > _SCAN_ABOVE:
+            return self._scan_for(set(), nics)
         found = _parallel(lambda nic_id: self._owner_rows("nic", nic_id), list(nics.values()))
         return [MemberRecord.from_entity(row) for rows in found for row in rows]
 
