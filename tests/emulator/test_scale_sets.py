@@ -277,3 +277,17 @@ def test_the_azure_profile_serves_scale_sets_with_its_operation_contract(
     assert arm.wait_operations_done(5)
     assert instance_ids(compute, "web") == []
     assert SUBSCRIPTION in arm.events.published[0]["topic"]
+
+
+def test_a_scale_set_action_needs_write_rights_on_the_set(arm: Emulator, raw: RawArm) -> None:
+    arm.reset(with_sets({"name": "web", "capacity": 1, "subnet": IN_SUBNET}))
+    arm.configure_rbac({"test-token": {"read": [f"/subscriptions/{SUBSCRIPTION}"]}})
+
+    answer = raw.session.post(
+        raw.url(f"{ids.scale_set('web')}/delete", COMPUTE_API),
+        json={"instanceIds": ["0"]},
+        verify=raw.ca_path,
+    )
+
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "AuthorizationFailed"
+    assert arm.world.instance_count(ids.scale_set("web")) == 1
