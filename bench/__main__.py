@@ -1,4 +1,4 @@
-"""`make bench` = `python -m bench`: the three benchmarks measured in one run, printed as ONE table.
+"""`make bench` = `python -m bench`: the benchmarks measured in one run, printed as ONE table.
 
 - event burst: N VM-create events for one pool, poolsync (intents + one coalescing flusher per LB) against
   the naive read-modify-write handler (bench/burst.py);
@@ -6,7 +6,9 @@
   (bench/audit_scale.py);
 - membership: how fast the rules are evaluated over generated inventories (bench/membership.py);
 - azure scale: the event path in an Azure-sized subscription under Azure's throttling - one create, one
-  delete, a burst of creates and deletes over 20 LBs (bench/azure_scale.py); targets printed beside.
+  delete, a burst of creates and deletes over 20 LBs (bench/azure_scale.py); targets printed beside;
+- scale sets: one Uniform scale set scaled out from 0 to 1,000 instances and in to 100, one event each, in
+  the same world (bench/scale_sets.py); targets printed beside.
 
 Each benchmark runs in its own child process (so peak memory is its own) through the functions its
 module exposes; the figures come back as JSON and are printed together. Figures only, no pass/fail.
@@ -46,6 +48,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "audit": {"nics": 20000, "lbs": 50, "pools": 200, "page_size": 1000},
         "membership": {"nics": [10000, 100000], "rules": [100, 1000], "repeats": 3},
         "azure": {"preset": "full"},
+        "scalesets": {"preset": "full"},
     },
     "quick": {
         "burst": {"sizes": [20], "duration": 2.0, "instances": 2, "concurrency": 4,
@@ -53,6 +56,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "audit": {"nics": 500, "lbs": 2, "pools": 4, "page_size": 100},
         "membership": {"nics": [2000], "rules": [50], "repeats": 1},
         "azure": {"preset": "quick"},
+        "scalesets": {"preset": "quick"},
     },
 }
 
@@ -149,11 +153,22 @@ def azure_figures(preset: str) -> list[Figure]:
             for case in result.cases for figure, value, target in figure_rows(case, scale, quiet)]
 
 
+def scale_set_figures(preset: str) -> list[Figure]:
+    from bench.scale_sets import FULL, QUICK, figure_rows, measure
+
+    sizes = QUICK if preset == "quick" else FULL
+    results, quiet = measure(sizes)
+    world = f"{sizes.vms:,} VMs beside it, op {sizes.operation_seconds:g} s"
+    return [Figure("scale sets", f"{result.case} ({world})", figure, f"{value}; target {target}")
+            for result in results for figure, value, target in figure_rows(result, sizes, quiet)]
+
+
 SECTIONS: dict[str, tuple[str, Callable[..., list[Figure]]]] = {
     "burst": ("event burst: poolsync vs naive", burst_figures),
     "audit": ("audit scale", audit_figures),
     "membership": ("membership evaluation", membership_figures),
     "azure": ("azure scale: the event path under Azure's limits", azure_figures),
+    "scalesets": ("scale sets: a Uniform set scaled out and in under Azure's limits", scale_set_figures),
 }
 
 

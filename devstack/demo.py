@@ -3,6 +3,8 @@
 1. initial sync: one reconcile through the HTTP API fills the pools from the VMs already there;
 2. scale out: new VMs appear (cloned from a VM each rule selects); their events make the pools follow;
 3. scale in: some of them go; the pools follow again (within the guard's limit);
+3b. scale set: the sample's Uniform scale set scales out, then in by 80%; one event per capacity change,
+    and the web pool follows (the set's own list confirms the removals, so the guard does not hold them);
 4. drain: an operator sets one address Down through the HTTP API;
 5. audit: the timer function runs; its HTML report is copied out of Azurite and its path printed.
 
@@ -159,6 +161,18 @@ class Tour:
             del names[:per_pool]
         self.watch("scale in: pools drop the deleted VMs", lambda views: all(v.in_sync for v in views))
 
+    def scale_set(self, name: str = "ss-web", out_to: int = 5, in_to: int = 1) -> None:
+        for capacity, title in ((out_to, "scale set out"), (in_to, "scale set in")):
+            self.fleet.scale(name, capacity)
+            instances = self.fleet.scale_set_instances(name)
+            self.say(f"  {name}: capacity {capacity} ({len(instances)} instances)")
+
+            def settled(views: list[PoolView], count: int = len(instances)) -> bool:
+                members = sum(1 for v in views for n in v.actual if n.startswith(f"psync-{name}-"))
+                return all(v.in_sync for v in views) and members == count
+
+            self.watch(f"{title}: the pool follows {name}", settled)
+
     def _demo_vms_in_pools(self, views: list[PoolView], present: bool) -> bool:
         in_any = {ip for view in views for ip in view.actual.values()}
         ips = {self.fleet.vm_ip(name) for names in self.created.values() for name in names}
@@ -233,6 +247,7 @@ def run_tour(stack: LocalStack, out: TextIO = sys.stdout) -> bool:
         ("initial sync through the HTTP API", tour.initial_sync),
         ("scale out", tour.scale_out),
         ("scale in", tour.scale_in),
+        ("scale a scale set out and in", tour.scale_set),
         ("drain one address through the HTTP API", tour.drain),
         ("audit", tour.audit),
     ]

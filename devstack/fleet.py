@@ -65,6 +65,15 @@ class Fleet:
     def delete_vm(self, name: str) -> None:
         self.compute.virtual_machines.begin_delete(self.resource_group, name).result()
 
+    def scale(self, scale_set: str, capacity: int) -> None:
+        """Set a scale set's capacity (a PATCH of sku.capacity, as autoscale does)."""
+        self.compute.virtual_machine_scale_sets.begin_update(
+            self.resource_group, scale_set, {"sku": {"capacity": capacity}}).result()
+
+    def scale_set_instances(self, scale_set: str) -> list[str]:
+        listed = self.compute.virtual_machine_scale_set_vms.list(self.resource_group, scale_set)
+        return [vm.id for vm in listed]
+
     def readdress_vm(self, name: str, ip: str) -> None:
         """Give the VM's NIC a new static private IP in its current subnet."""
         nic = as_json(self.network.network_interfaces.get(self.resource_group, self.nic_name(name)))

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator.api import Reply
+from emulator.cloud import Cloud
 from emulator.delivery import AZURE_DELIVERY, DEFAULT_DELIVERY
 from emulator.throttling import BucketSettings
 
-if TYPE_CHECKING:
-    from emulator.app import Emulator
-
 
 class AdminApi:
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> Reply:
         try:
             payload = json.loads(body) if body else None
         except json.JSONDecodeError as exc:
             return Reply(400, {"error": {"code": "InvalidRequestContent", "message": str(exc)}})
-        emu = self.emulator
+        emu = self.cloud
         route = (method, path.rstrip("/") or "/")
         try:
             if route == ("GET", "/health"):
@@ -62,6 +60,10 @@ class AdminApi:
                 return Reply(200, {"drained": emu.wait_events_delivered(timeout)})
             if route == ("GET", "/events"):
                 return Reply(200, {"events": list(emu.events.published)})
+            if route == ("POST", "/instance-faults"):
+                spec = dict(payload or {})
+                emu.world.fail_next_instances(str(spec["scale_set"]), int(spec.get("count", 1)))
+                return Reply(204)
             if route == ("POST", "/operations/wait"):
                 timeout = float((payload or {}).get("timeout", 30))
                 return Reply(200, {"idle": emu.wait_operations_done(timeout)})
@@ -70,7 +72,7 @@ class AdminApi:
         return Reply(404, {"error": {"code": "NotFound", "message": f"no admin endpoint {method} {path}"}})
 
     def _configure(self, payload: dict[str, Any]) -> None:
-        emu = self.emulator
+        emu = self.cloud
         if "profile" in payload:  # first, so the other keys of the same request override it
             emu.set_profile(payload["profile"], **(payload.get("profile_overrides") or {}))
         if "operation_seconds" in payload:
@@ -94,7 +96,7 @@ class AdminApi:
             emu.configure_throttling(limits.get("reads"), limits.get("writes"))
 
     def _config(self) -> dict[str, Any]:
-        emu = self.emulator
+        emu = self.cloud
         return {
             "profile": emu.profile.name,
             "operation_seconds": emu.operation_seconds,

@@ -33,6 +33,8 @@ _MIN_API_VERSION = {
     "Microsoft.Compute": "2020-06-01",
     "Microsoft.Resources": "2019-10-01",  # the first with the Tags API at a resource scope
 }
+# The Network RP's scale-set NIC operations sit under the Compute path; the SDK pins 2018-10-01 for them.
+_MIN_SCALE_SET_NIC_API_VERSION = "2017-03-30"
 
 
 @dataclass
@@ -83,6 +85,8 @@ class ArmApi:
         self._latest_op: dict[str, str] = {}  # resource key -> id of the operation that last wrote it
         # operation id -> its load balancer as it was before the write (strict profiles: undo on cancel)
         self._lb_before: dict[str, dict[str, Any] | None] = {}
+        # operation id -> (action, instance ids) of a scale-set action still running
+        self._actions: dict[str, tuple[str, list[str]]] = {}
         self.profile: Profile = default_profile()
         self.conflict_policy = conflicts.ConflictPolicy(self.profile.conflict_mix, self.profile.conflict_seed)
         # (principal, resource id) -> may it see the item; RBAC replaces it (lists are filtered, not refused)
@@ -96,6 +100,7 @@ class ArmApi:
     def forget_operations(self) -> None:
         self._latest_op.clear()
         self._lb_before.clear()
+        self._actions.clear()
 
     # ------------------------------------------------------------ entry
     def handle(self, request: Request) -> Reply:
@@ -112,6 +117,20 @@ class ArmApi:
             if request.method != "GET":
                 raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
             return self._list(request, api_version)
+        if route.action == "action":
+            if request.method != "POST":
+                raise ArmError(405, "MethodNotAllowed", f"The {request.method} method is not allowed here.")
+            with self.world.lock:
+                return self._action(request, api_version)
+        if route.kind == "vmss_nic":  # three levels deep: served read-only, outside the generic path
+            if request.method != "GET":
+                raise ArmError(
+                    405, "MethodNotAllowed", "Scale-set NICs are read through the Network RP only."
+                )
+            nic = self.world.get_scale_set_nic(route.resource_id)
+            if nic is None:
+                raise ArmError(404, "NotFound", f"Resource {route.resource_id} not found.", details=[])
+            return Reply(200, nic, self._etag_header(nic))
         try:
             ResourceId.parse(route.resource_id)
         except InvalidResourceId as exc:
@@ -120,7 +139,7 @@ class ArmApi:
             ) from exc
         if request.method == "GET":
             return self._get(route)
-        if request.method == "PATCH" and route.kind == "vm":
+        if request.method == "PATCH" and route.kind in ("vm", "vmss"):
             # Compute's PATCH is a PUT of the merged body: same validation, operation and event
             with self.world.lock:
                 current = self._lookup(route)
@@ -147,7 +166,12 @@ class ArmApi:
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
         namespace = request.route.namespace
-        if not _API_VERSION.match(version) or version < _MIN_API_VERSION.get(namespace, ""):
+        oldest = (
+            _MIN_SCALE_SET_NIC_API_VERSION
+            if request.route.kind == "vmss_nic"
+            else _MIN_API_VERSION.get(namespace, "")
+        )
+        if not _API_VERSION.match(version) or version < oldest:
             raise bad_request(
                 "InvalidApiVersionParameter",
                 f"The api-version '{version}' is invalid. The supported versions for namespace '{namespace}' "
@@ -165,6 +189,8 @@ class ArmApi:
             "vm": self.world.get_vm,
             "lb": self.world.get_lb,
             "pool": self.world.get_pool,
+            "vmss": self.world.get_scale_set,
+            "vmss_vm": self.world.get_scale_set_instance,
         }[route.kind]
         return getter(route.resource_id)
 
@@ -187,7 +213,12 @@ class ArmApi:
         limit = max(1, self.config.page_size)
         if route.is_child_collection:
             parent = route.resource_id
-            items = self.world.list_pools(parent) if route.kind == "pool" else self.world.list_subnets(parent)
+            items = {
+                "pool": self.world.list_pools,
+                "subnet": self.world.list_subnets,
+                "vmss_vm": self.world.list_scale_set_instances,
+                "vmss_nic": self.world.list_scale_set_nics,
+            }[route.kind](parent)
             if items is None:
                 raise missing(parent)
             items = [i for i in items if after is None or id_key(i["id"]) > after]
@@ -263,8 +294,8 @@ class ArmApi:
 
     def _apply_put(self, route: Route, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         creating = self.world.current_etag(route.resource_id) is None
-        state = "Creating" if creating and route.kind == "vm" else "Updating"
-        putter: Callable[..., tuple[dict[str, Any], bool]]
+        state = "Creating" if creating and route.kind in ("vm", "vmss") else "Updating"
+        putter: Callable[..., tuple[dict[str, Any], bool]] | None
         if route.kind == "nic":
             return self.world.put_nic(route.resource_id, body, state, busy_lb=self._lb_blocks_nic(route))
         else:
@@ -274,7 +305,10 @@ class ArmApi:
                 "vm": self.world.put_vm,
                 "lb": self.world.put_lb,
                 "pool": self.world.put_pool,
-            }[route.kind]
+                "vmss": self.world.put_scale_set,
+            }.get(route.kind)
+            if putter is None:
+                raise ArmError(405, "MethodNotAllowed", f"PUT is not served for {route.full_type}.")
             return putter(route.resource_id, body, state)
 
     def _lb_blocks_nic(self, route: Route) -> Callable[[str], bool]:
@@ -305,6 +339,37 @@ class ArmApi:
         headers = self._lro_headers(request, operation, api_version)
         headers["Location"] = f"{request.base_url}{operation.result_path()}?api-version={api_version}"
         return Reply(202, None, headers)
+
+    def _action(self, request: Request, api_version: str) -> Reply:
+        """A scale-set POST action (delete instances, reimage, manual upgrade): checked now, applied when
+        its operation ends, with one ResourceActionSuccess event for the addressed resource."""
+        route = request.route
+        target = self._lookup(route)
+        if target is None:
+            raise self._missing(route)
+        body = _json_body(request.body) if request.body else {}
+        if route.kind == "vmss_vm":
+            instances = [target["id"]]
+        else:
+            instances = self.world.check_instance_ids(
+                target["id"], body, required=route.action_name in ("delete", "manualUpgrade")
+            )
+        operation = self._start_operation(request, target["id"], None, api_version)
+        self._actions[operation.id] = (route.action_name, instances)
+        headers = self._lro_headers(request, operation, api_version)
+        headers["Location"] = f"{request.base_url}{operation.result_path()}?api-version={api_version}"
+        return Reply(202, None, headers)
+
+    def _apply_action(self, operation: Operation, kind: str, api_version: str) -> None:
+        action, instances = self._actions.pop(operation.id, ("", []))
+        scale_set_id = str(ResourceId.parse(operation.resource_id).parent)
+        if action == "delete":
+            self.world.delete_scale_set_instances(scale_set_id, [i.rsplit("/", 1)[-1] for i in instances])
+        elif action == "reimage":
+            self.world.reimage_instances(instances)
+        elif action == "manualUpgrade":
+            self.world.upgrade_instances(scale_set_id, instances)
+        self.publisher.publish(ev.build_action_event(operation.resource_id, action, api_version))
 
     def _canonical_id(self, route: Route) -> str:
         resource = self._lookup(route)
@@ -396,6 +461,8 @@ class ArmApi:
             "vm": self.world.get_vm,
             "lb": self.world.get_lb,
             "pool": self.world.get_lb,
+            "vmss": self.world.get_scale_set,
+            "vmss_vm": self.world.get_scale_set,
         }[route.kind]
         resource = getter(top)
         return str((resource or {}).get("location") or "westeurope").replace(" ", "").lower()
@@ -446,11 +513,14 @@ class ArmApi:
             if not superseded:
                 self.world.set_provisioning_state(operation.resource_id, FAILED)
             return
+        if operation.method == "POST":
+            self._apply_action(operation, kind, api_version)
+            return
         if operation.method != "DELETE":  # PUT, or a VM PATCH
             if not superseded:
                 self.world.set_provisioning_state(operation.resource_id, "Succeeded")
             self.stats.write_succeeded(operation.resource_id)
-            if kind in ("nic", "vm"):
+            if kind in ("nic", "vm", "vmss"):
                 self.publisher.publish(
                     ev.build_event(ev.WRITE_SUCCESS, operation.resource_id, operation.method, api_version)
                 )
@@ -466,6 +536,17 @@ class ArmApi:
                 self.publisher.publish(ev.build_event(ev.DELETE_SUCCESS, resource_id, "DELETE", api_version))
                 for nic_id in deleted_nics:
                     self.publisher.publish(ev.build_event(ev.DELETE_SUCCESS, nic_id, "DELETE", api_version))
+            elif kind in ("vmss", "vmss_vm"):
+                # the instances and NICs go inside the Compute RP: one event, for the resource addressed
+                removed = (
+                    self.world.delete_scale_set(resource_id)
+                    if kind == "vmss"
+                    else self.world.delete_scale_set_instance(resource_id)
+                )
+                if removed:
+                    self.publisher.publish(
+                        ev.build_event(ev.DELETE_SUCCESS, resource_id, "DELETE", api_version)
+                    )
             else:
                 removed = {
                     "vnet": self.world.delete_vnet,
@@ -516,7 +597,7 @@ class ArmApi:
             raise ArmError(
                 500, failure.get("code", "InternalServerError"), failure.get("message", "Operation failed.")
             )
-        if operation.method == "DELETE":
+        if operation.method in ("DELETE", "POST"):
             return Reply(204)
         route = Route(
             "resource",

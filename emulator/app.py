@@ -1,116 +1,34 @@
-"""`Emulator`: wires world, API, LRO engine, throttling, faults, stats and events to a server."""
+"""`Emulator`: the emulated Azure (`Cloud`) behind an HTTPS server with a throw-away CA."""
 
 from __future__ import annotations
 
 import ssl
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import trustme
 
-from emulator import topology as topology_loader
 from emulator.admin import AdminApi
-from emulator.api import ArmApi, Config
-from emulator.delivery import DeliveryPolicy, policy_from
-from emulator.events import EventPublisher
-from emulator.faults import Faults
-from emulator.lro import OperationTracker
-from emulator.profiles import Profile, make_profile
-from emulator.rbac import RoleAssignments
+from emulator.cloud import Cloud
+from emulator.frontdoor import FrontDoor
 from emulator.server import ArmHttpServer
-from emulator.stats import Stats
-from emulator.throttling import BucketSettings, SubscriptionThrottle
-from emulator.world import World
 
 HOST = "127.0.0.1"
 
 
-class Emulator:
-    def __init__(
-        self,
-        state_dir: str | Path,
-        port: int = 0,
-        topology: dict[str, Any] | str | Path | None = None,
-        operation_seconds: float | None = None,
-        lro_retry_after: int | None = None,
-        page_size: int = 100,
-        event_webhook: str | None = None,
-        read_limit: BucketSettings | None = None,
-        write_limit: BucketSettings | None = None,
-        profile: str = "default",
-    ) -> None:
-        """`profile`: "default" (lenient) or "azure" (Azure's documented limits and behaviours);
-        explicit `operation_seconds`, `lro_retry_after` and limits override the profile's."""
+class Emulator(Cloud):
+    def __init__(self, state_dir: str | Path, port: int = 0, **options: Any) -> None:
+        """`options`: those of `Cloud` (topology, operation_seconds, lro_retry_after, page_size,
+        event_webhook, read_limit, write_limit, profile)."""
+        super().__init__(**options)
         self.state_dir = Path(state_dir)
         self.port = port
-        self.config = Config(page_size=page_size)
-        self.world = World()
-        self.stats = Stats()
-        self.faults = Faults()
-        self.throttle = SubscriptionThrottle(on_throttled=self.stats.throttled)
-        self.events = EventPublisher(event_webhook, on_outcome=self.stats.event)
-        self.tracker = OperationTracker(time.monotonic)
-        self.api = ArmApi(self.world, self.tracker, self.stats, self.events, self.config, time.monotonic)
-        self.rbac = RoleAssignments()
-        self.api.can_read = self.rbac.can_read
         self.admin = AdminApi(self)
-        self.set_profile(profile)
-        if operation_seconds is not None:
-            self.operation_seconds = operation_seconds
-        if lro_retry_after is not None:
-            self.lro_retry_after = lro_retry_after
-        if read_limit or write_limit:
-            self.configure_throttling(read_limit, write_limit)
-            self.profile.throttle = self.throttle.limits
+        self.front_door = FrontDoor(self, self.admin)
         self._server: ArmHttpServer | None = None
         self._thread: threading.Thread | None = None
         self.ca_path = str(self.state_dir / "ca.pem")
-        if topology is not None:
-            self.load_topology(topology)
-
-    # ------------------------------------------------------------ settings
-    def set_profile(self, name: str | Profile, **overrides: Any) -> Profile:
-        """Switch to a profile ("default" | "azure", or a `Profile`), with optional overrides of its
-        fields (e.g. conflict_mix={"cancel_earlier": 1}, conflict_seed=3, max_addresses_per_pool=10,
-        delivery={"backoff_scale": 0.01}). Sets operation_seconds, lro_retry_after, throttling and the
-        event delivery policy (azure: AZURE_DELIVERY, default: DEFAULT_DELIVERY) to the profile's;
-        reset() keeps it."""
-        profile = (
-            name.with_overrides(**overrides) if isinstance(name, Profile) else make_profile(name, **overrides)
-        )
-        self.profile = profile
-        self.api.use_profile(profile)
-        self.throttle.configure_limits(profile.throttle)
-        self.config.operation_seconds = profile.operation_seconds
-        self.config.lro_retry_after = profile.lro_retry_after
-        self.events.configure(profile.delivery)
-        return profile
-
-    @property
-    def operation_seconds(self) -> float:
-        return self.config.operation_seconds
-
-    @operation_seconds.setter
-    def operation_seconds(self, value: float) -> None:
-        self.config.operation_seconds = float(value)
-
-    @property
-    def lro_retry_after(self) -> int:
-        return self.config.lro_retry_after
-
-    @lro_retry_after.setter
-    def lro_retry_after(self, value: int) -> None:
-        self.config.lro_retry_after = int(value)
-
-    @property
-    def page_size(self) -> int:
-        return self.config.page_size
-
-    @page_size.setter
-    def page_size(self, value: int) -> None:
-        self.config.page_size = int(value)
 
     @property
     def url(self) -> str:
@@ -118,14 +36,13 @@ class Emulator:
             raise RuntimeError("emulator not started")
         return f"https://{HOST}:{self._server.server_address[1]}"
 
-    # ----------------------------------------------------------- lifecycle
     def start(self) -> Emulator:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
         ca.cert_pem.write_to_path(self.ca_path)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert(HOST, "localhost").configure_cert(context)
-        self._server = ArmHttpServer((HOST, self.port), context, self)
+        self._server = ArmHttpServer((HOST, self.port), context, self.front_door)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -140,65 +57,10 @@ class Emulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        self.tracker.stop()
-        self.events.stop()
+        super().stop()
 
     def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # --------------------------------------------------------------- world
-    def reset(self, topology: dict[str, Any] | str | Path | None = None) -> None:
-        """A fresh world; faults, role assignments, stats, throttling budgets, pending operations and
-        event log cleared."""
-        self.tracker.clear(then=self.world.clear)
-        self.api.forget_operations()
-        self.faults.clear()
-        self.rbac.clear()
-        self.stats.reset()
-        self.throttle.configure_limits(self.profile.throttle)
-        self.api.use_profile(self.profile)  # the conflict mix starts again from its seed
-        self.events.clear()
-        if topology is not None:
-            self.load_topology(topology)
-
-    def load_topology(self, topology: dict[str, Any] | str | Path) -> dict[str, int]:
-        """Add the resources of a topology (dict, or JSON/YAML file) to the world."""
-        return topology_loader.load(self.world, topology)
-
-    def configure_throttling(
-        self, reads: BucketSettings | None = None, writes: BucketSettings | None = None
-    ) -> None:
-        self.throttle.configure(reads, writes)
-
-    def configure_rbac(self, assignments: dict[str, dict[str, list[str]]] | None) -> None:
-        """Role assignments `{principal: {"read": [scope, ...], "write": [scope, ...]}}`, replacing
-        any earlier ones; None or {} turns RBAC off (everything allowed, the default)."""
-        self.rbac.clear()
-        for principal, scopes in (assignments or {}).items():
-            self.rbac.assign(principal, scopes.get("read", ()), scopes.get("write", ()))
-
-    # -------------------------------------------------------------- events
-    def set_event_webhook(self, url: str | None) -> None:
-        self.events.webhook = url
-
-    def configure_delivery(self, policy: DeliveryPolicy | None = None, **changes: Any) -> DeliveryPolicy:
-        """Event delivery: `policy` (default: the profile's, DEFAULT_DELIVERY or AZURE_DELIVERY) with
-        `changes` applied, e.g. `configure_delivery(AZURE_DELIVERY, backoff_scale=0.01, seed=3)`.
-        Lasts until the next set_profile (reset() keeps it)."""
-        chosen = policy_from(policy or self.profile.delivery, **changes)
-        self.events.configure(chosen)
-        return chosen
-
-    def wait_events_delivered(self, timeout: float = 30.0) -> bool:
-        return self.events.wait_delivered(timeout)
-
-    def complete_operations(self) -> int:
-        """End all pending long-running operations at once; returns how many there were."""
-        return self.tracker.finish_all()
-
-    def wait_operations_done(self, timeout: float = 30.0) -> bool:
-        """True once no long-running operation is pending (e.g. before inspecting the world)."""
-        return self.tracker.wait_idle(timeout)

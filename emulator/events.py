@@ -27,17 +27,25 @@ from emulator.lro import utc_now_text
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
+ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
 TENANT_ID = "72f988bf-0000-0000-0000-000000000000"
 CALLER_OBJECT_ID = "11111111-1111-1111-1111-111111111111"
 PUBLIC_ARM = "https://management.azure.com"
 
 
 def build_event(
-    event_type: str, resource_id: str, http_method: str, api_version: str, correlation_id: str | None = None
+    event_type: str,
+    resource_id: str,
+    http_method: str,
+    api_version: str,
+    correlation_id: str | None = None,
+    action_name: str = "",
 ) -> dict[str, Any]:
     rid = ResourceId.parse(resource_id)
     action = "delete" if event_type == DELETE_SUCCESS else "write"
     operation = f"{rid.full_type}/{action}"
+    if event_type == ACTION_SUCCESS:
+        operation = f"{rid.full_type}/{action_name}/action"
     subscription_scope = f"/subscriptions/{rid.subscription}"
     correlation = correlation_id or str(uuid.uuid4())
     return {
@@ -83,6 +91,16 @@ def build_event(
             "tenantId": TENANT_ID,
         },
     }
+
+
+def build_action_event(resource_id: str, action_name: str, api_version: str) -> dict[str, Any]:
+    """A POST action (e.g. `Microsoft.Compute/virtualMachineScaleSets/delete/action`): subject, scope and
+    resourceUri are the resource acted on; the request URL ends with the action's path segment."""
+    event = build_event(ACTION_SUCCESS, resource_id, "POST", api_version, action_name=action_name)
+    event["data"]["httpRequest"]["url"] = (
+        f"{PUBLIC_ARM}{resource_id.rstrip('/')}/{action_name.lower()}?api-version={api_version}"
+    )
+    return event
 
 
 def build_tags_event(resource_id: str, http_method: str, api_version: str) -> dict[str, Any]:

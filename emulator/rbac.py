@@ -111,6 +111,6 @@ class RoleAssignments:
 def guarded_scope(action: str, resource_id: str) -> str | None:
     """The scope a request must be authorized on, or None when ARM filters (top-level lists) or
     does not check per resource (operation polls)."""
-    if action in ("resource", "tags") or (action == "collection" and resource_id):
+    if action in ("resource", "tags", "action") or (action == "collection" and resource_id):
         return resource_id
     return None

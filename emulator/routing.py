@@ -16,9 +16,32 @@ KINDS = {
     "microsoft.network/loadbalancers": "lb",
     "microsoft.network/loadbalancers/backendaddresspools": "pool",
     "microsoft.compute/virtualmachines": "vm",
+    "microsoft.compute/virtualmachinescalesets": "vmss",
+    "microsoft.compute/virtualmachinescalesets/virtualmachines": "vmss_vm",
+    # the Network RP's scale-set NIC operations, served under the Compute path: per set or per instance
+    "microsoft.compute/virtualmachinescalesets/networkinterfaces": "vmss_nic",
+    "microsoft.compute/virtualmachinescalesets/virtualmachines/networkinterfaces": "vmss_nic",
+}
+CANONICAL_TYPES = {
+    "vnet": "Microsoft.Network/virtualNetworks",
+    "subnet": "Microsoft.Network/virtualNetworks/subnets",
+    "nic": "Microsoft.Network/networkInterfaces",
+    "lb": "Microsoft.Network/loadBalancers",
+    "pool": "Microsoft.Network/loadBalancers/backendAddressPools",
+    "vm": "Microsoft.Compute/virtualMachines",
+    "vmss": "Microsoft.Compute/virtualMachineScaleSets",
+    "vmss_vm": "Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
+    "vmss_nic": "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces",
+}
+# POST actions served: (kind of the addressed resource, lower-cased action) -> the action's name in ARM
+ACTIONS = {
+    ("vmss", "delete"): "delete",
+    ("vmss", "reimage"): "reimage",
+    ("vmss", "manualupgrade"): "manualUpgrade",
+    ("vmss_vm", "reimage"): "reimage",
 }
 NAMESPACES = {"microsoft.network": "Microsoft.Network", "microsoft.compute": "Microsoft.Compute"}
-TAGGABLE = ("vnet", "nic", "vm", "lb")
+TAGGABLE = ("vnet", "nic", "vm", "lb", "vmss")
 
 _GUIDISH = r"[^/]+"
 _OPERATION = re.compile(
@@ -41,18 +64,19 @@ _GROUP_SCOPED = re.compile(
 
 @dataclass(frozen=True)
 class Route:
-    action: str  # resource | collection | operation | operation_result | tags
+    action: str  # resource | collection | operation | operation_result | tags | action (a POST action)
     subscription: str
-    kind: str = ""  # vnet | subnet | nic | lb | pool | vm
+    kind: str = ""  # vnet | subnet | nic | lb | pool | vm | vmss | vmss_vm | vmss_nic
     namespace: str = ""
     full_type: str = ""  # e.g. Microsoft.Network/loadBalancers/backendAddressPools
     resource_group: str | None = None
     resource_id: str = ""  # the addressed resource (resource), or the parent (child collection)
     operation_id: str = ""
+    action_name: str = ""  # action routes: e.g. delete, reimage, manualUpgrade
 
     @property
     def is_child_collection(self) -> bool:
-        return self.action == "collection" and self.kind in ("pool", "subnet")
+        return self.action == "collection" and bool(self.resource_id)
 
 
 def resource_type_label(path: str) -> str:
@@ -92,10 +116,25 @@ def parse(raw_path: str) -> Route:
     namespace = _namespace(match["ns"])
     parts = match["rest"].split("/")
     types, names = parts[0::2], parts[1::2]
-    kind, full_type = _kind(namespace, types)
     base = f"/subscriptions/{match['sub']}/resourceGroups/{match['rg']}/providers/{namespace}"
     pairs = [f"{t}/{n}" for t, n in zip(types, names, strict=False)]
     resource_id = f"{base}/{'/'.join(pairs)}"
+    if len(types) == len(names) + 1 and len(names) >= 1:
+        target = KINDS.get("/".join([namespace, *types[:-1]]).lower())
+        action_name = ACTIONS.get((target or "", types[-1].lower()))
+        if target is not None and action_name is not None:
+            full_type = CANONICAL_TYPES[target]
+            return Route(
+                "action",
+                match["sub"],
+                target,
+                namespace,
+                full_type,
+                match["rg"],
+                resource_id,
+                action_name=action_name,
+            )
+    kind, full_type = _kind(namespace, types)
     action = "resource" if len(names) == len(types) else "collection"
     if action == "collection" and len(types) == 1:
         resource_id = ""
@@ -137,12 +176,4 @@ def _kind(namespace: str, types: list[str]) -> tuple[str, str]:
             "InvalidResourceType",
             f"The resource type '{'/'.join(types)}' could not be found in the namespace '{namespace}'.",
         )
-    canonical = {
-        "vnet": "Microsoft.Network/virtualNetworks",
-        "subnet": "Microsoft.Network/virtualNetworks/subnets",
-        "nic": "Microsoft.Network/networkInterfaces",
-        "lb": "Microsoft.Network/loadBalancers",
-        "pool": "Microsoft.Network/loadBalancers/backendAddressPools",
-        "vm": "Microsoft.Compute/virtualMachines",
-    }[kind]
-    return kind, canonical
+    return kind, CANONICAL_TYPES[kind]

@@ -1,35 +1,18 @@
-"""HTTPS plumbing: HTTP/1.1 keep-alive, auth, throttling, fault injection, admin endpoints.
-
-The request pipeline mirrors ARM's front door: authentication, then subscription
-lookup and throttling, then the resource provider (`api.ArmApi`). Injected faults act
-before the provider so they can stand in for any of those layers.
-"""
+"""HTTPS plumbing: HTTP/1.1 keep-alive, bytes in and out; every request goes to the
+`FrontDoor` (auth, faults, throttling, admin endpoints, the resource provider)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import ssl
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from emulator import faults as fault_kinds
-from emulator import routing
-from emulator.api import Reply, Request
-from emulator.errors import ArmError
-from emulator.principals import bearer_token, client_of, principal_of
-from emulator.rbac import guarded_scope
-from emulator.throttling import operation_kind
-
-if TYPE_CHECKING:
-    from emulator.app import Emulator
-
-ADMIN_PREFIX = "/_emulator"
-logger = logging.getLogger("emulator")
+from emulator.api import Reply
+from emulator.frontdoor import RESET_CONNECTION, FrontDoor
 
 
 class ArmHttpServer(ThreadingHTTPServer):
@@ -37,9 +20,10 @@ class ArmHttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, emulator: Emulator) -> None:
+    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, front_door: FrontDoor) -> None:
         super().__init__(address, ArmRequestHandler)
-        self.emulator = emulator
+        self.front_door = front_door
+        self.base_url = f"https://{address[0]}:{self.server_address[1]}"
         # The TLS handshake runs in the request thread, so a slow client cannot stall accept().
         self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
@@ -73,90 +57,18 @@ class ArmRequestHandler(BaseHTTPRequestHandler):
 
     # ----------------------------------------------------------------
     def _serve(self) -> None:
-        emulator = self.server.emulator
         split = urlsplit(self.path)
-        path = split.path
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        if path.startswith(ADMIN_PREFIX):
-            self._reply(emulator.admin.handle(self.command, path[len(ADMIN_PREFIX) :], query, body))
+        reply = self.server.front_door.serve(
+            self.command, split.path, query, headers, body, self.server.base_url
+        )
+        if reply is RESET_CONNECTION:
+            self._reset_connection()
             return
-        resource_type = routing.resource_type_label(path)
-        emulator.stats.request(self.command, resource_type)
-        extra: dict[str, str] = {}
-        try:
-            token = self._authenticate(headers)
-            principal = principal_of(token)
-            fault = emulator.faults.pick(self.command, path, resource_type)
-            fail_lro = False
-            if fault is not None:
-                emulator.stats.fault(fault.kind)
-                if fault.kind == fault_kinds.RESET:
-                    self._reset_connection()
-                    return
-                if fault.kind == fault_kinds.SLOW:
-                    time.sleep(fault.delay)
-                elif fault.kind == fault_kinds.LRO_FAILED:
-                    fail_lro = self.command in ("PUT", "DELETE")
-                else:
-                    raise fault.error()
-            route = routing.parse(path)
-            if not emulator.world.has_subscription(route.subscription):
-                raise ArmError(
-                    404,
-                    "SubscriptionNotFound",
-                    f"The subscription '{route.subscription}' could not be found.",
-                )
-            emulator.stats.arm_call(principal, operation_kind(self.command))
-            extra = emulator.throttle.charge(
-                route.subscription,
-                is_write=self.command != "GET",
-                principal=principal,
-                method=self.command,
-                namespace=route.namespace,
-            )
-            scope = guarded_scope(route.action, route.resource_id)
-            if scope is not None:
-                emulator.rbac.check(principal, client_of(token)[0], self.command, route.full_type, scope)
-            request = Request(
-                self.command,
-                route,
-                path,
-                query,
-                headers,
-                body,
-                emulator.url,
-                fail_lro=fail_lro,
-                principal=principal,
-            )
-            reply = emulator.api.handle(request)
-        except ArmError as error:
-            emulator.stats.rejection(error.status, error.code)
-            extra = {**extra, **error.headers}
-            reply = Reply(error.status, error.body())
-        except Exception as bug:  # an emulator defect: answer 500 like ARM rather than drop the connection
-            logger.exception("unhandled error serving %s %s", self.command, path)
-            emulator.stats.rejection(500, "InternalServerError")
-            message = f"Emulator error: {bug!r}"
-            reply = Reply(500, {"error": {"code": "InternalServerError", "message": message}})
-        reply.headers = {**extra, **reply.headers}
         self._reply(reply)
-
-    def _authenticate(self, headers: dict[str, str]) -> str:
-        """The caller's bearer token, or the 401 ARM answers."""
-        value = headers.get("authorization")
-        if value is None:
-            raise ArmError(
-                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
-            )
-        token = bearer_token(value)
-        if not token:
-            raise ArmError(
-                401, "InvalidAuthenticationToken", "The access token is invalid: expected a Bearer token."
-            )
-        return token
 
     def _reset_connection(self) -> None:
         self.close_connection = True

@@ -86,6 +86,9 @@ def load(world: World, source: dict[str, Any] | str | Path) -> dict[str, int]:
         counts["virtual_machines"] += 1
     for scope, pool_id, member in nic_based_pools:
         _join_pool(world, scope, pool_id, member)
+    for entry in doc.get("scale_sets") or []:
+        _scale_set(world, entry, defaults)
+        counts["scale_sets"] = counts.get("scale_sets", 0) + 1
     return counts
 
 
@@ -289,6 +292,61 @@ def _vm(world: World, entry: dict[str, Any], defaults: dict[str, Any]) -> None:
         },
     }
     world.put_vm(scope.id("Microsoft.Compute/virtualMachines", entry["name"]), body)
+
+
+def scale_set_body(
+    location: str,
+    subnet_id: str,
+    capacity: int,
+    mode: str = "Uniform",
+    pool_ids: list[str] | None = None,
+    nic_name: str = "nic",
+    upgrade_mode: str = "Manual",
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A scale-set PUT body with one NIC configuration in `subnet_id` (as the REST spec shapes it)."""
+    ipconfig: dict[str, Any] = {"subnet": {"id": subnet_id}, "primary": True}
+    if pool_ids:
+        ipconfig["loadBalancerBackendAddressPools"] = [{"id": p} for p in pool_ids]
+    network_profile: dict[str, Any] = {
+        "networkInterfaceConfigurations": [
+            {
+                "name": nic_name,
+                "properties": {
+                    "primary": True,
+                    "ipConfigurations": [{"name": "ipconfig1", "properties": ipconfig}],
+                },
+            }
+        ]
+    }
+    if mode == "Flexible":
+        network_profile["networkApiVersion"] = "2020-11-01"  # Flexible sets create their NICs themselves
+    return {
+        "location": location,
+        "tags": tags or {},
+        "sku": {"name": "Standard_B1s", "tier": "Standard", "capacity": capacity},
+        "properties": {
+            "orchestrationMode": mode,
+            "upgradePolicy": {"mode": upgrade_mode},
+            "virtualMachineProfile": {"networkProfile": network_profile},
+        },
+    }
+
+
+def _scale_set(world: World, entry: dict[str, Any], defaults: dict[str, Any]) -> None:
+    scope = _Scope(entry, defaults)
+    world.add_subscription(scope.subscription)
+    body = scale_set_body(
+        scope.location,
+        scope.subnet(entry["subnet"]),
+        int(entry.get("capacity", 0)),
+        mode=entry.get("mode", "Uniform"),
+        pool_ids=[scope.pool(p) for p in entry.get("pools") or []],
+        nic_name=entry.get("nic_name", f"{entry['name']}-nic"),
+        upgrade_mode=entry.get("upgrade_mode", "Manual"),
+        tags=entry.get("tags"),
+    )
+    world.put_scale_set(scope.id("Microsoft.Compute/virtualMachineScaleSets", entry["name"]), body)
 
 
 def _join_pool(world: World, scope: _Scope, pool_id: str, member: dict[str, Any]) -> None:

@@ -146,6 +146,11 @@ var inventoryReaderActions = [
   'Microsoft.Compute/virtualMachines/read'
   // List/GET NICs: private IPs, subnets and the VM back-reference of every ipconfig.
   'Microsoft.Network/networkInterfaces/read'
+  // Scale sets: the set (tags, mode, network profile), its instances and the Network RP's scale-set NIC lists.
+  'Microsoft.Compute/virtualMachineScaleSets/read'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read'
+  'Microsoft.Compute/virtualMachineScaleSets/networkInterfaces/read'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read'
 ]
 var operationStatusActions = [
   // Network writes are long-running: the SDK polls Azure-AsyncOperation / Location URLs, which live under

@@ -16,7 +16,7 @@ param settings object
 
 var isSubscriptionTopic = sourceKind == 'subscription'
 
-// Two subscriptions because advanced filters are ANDed: one AND-chain cannot say "a VM/NIC operation on a VM/NIC
+// Separate subscriptions because advanced filters are ANDed: one AND-chain cannot say "a VM/NIC operation on a VM/NIC
 // subject, OR a resource-group delete/move" without also letting every tag write on every resource through.
 // tests/infra/test_eventgrid_filter.py evaluates both filters against the events shared/core/events.py turns into hints.
 
@@ -36,6 +36,21 @@ var vmNicOperations = [
 var vmNicSubjects = [
   '/providers/Microsoft.Compute/virtualMachines/'
   '/providers/Microsoft.Network/networkInterfaces/'
+]
+
+// Scale sets: instances are created and deleted inside the Compute RP, so ARM emits one event per request made
+// to it - the set's write (capacity, model), delete-instances, an instance delete, reimage, manual upgrade - with
+// the set or a Uniform instance (".../virtualMachineScaleSets/<ss>/virtualMachines/<n>") as subject.
+var scaleSetOperations = [
+  'Microsoft.Compute/virtualMachineScaleSets/write'
+  'Microsoft.Compute/virtualMachineScaleSets/delete'
+  'Microsoft.Compute/virtualMachineScaleSets/delete/action'
+  'Microsoft.Compute/virtualMachineScaleSets/reimage/action'
+  'Microsoft.Compute/virtualMachineScaleSets/reimageAll/action'
+  'Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimage/action'
+  'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimageAll/action'
 ]
 
 // A deleted resource group takes its VMs and NICs with it (no per-resource delete event is guaranteed), and a
@@ -64,6 +79,24 @@ var eventSubscriptions = [
           operatorType: 'StringContains'
           key: 'subject'
           values: vmNicSubjects
+        }
+      ]
+    }
+  }
+  {
+    name: 'poolsync-scale-set-changes'
+    eventFilter: {
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceWriteSuccess'
+        'Microsoft.Resources.ResourceDeleteSuccess'
+        'Microsoft.Resources.ResourceActionSuccess'
+      ]
+      isSubjectCaseSensitive: false
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.operationName'
+          values: scaleSetOperations
         }
       ]
     }

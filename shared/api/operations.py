@@ -780,6 +780,7 @@ def _owners(context: ApiContext, snapshot: PoolSnapshot) -> dict[tuple[str, str]
                     "nicId": nic.id,
                     "nicName": nic.name,
                     "ipConfiguration": config.name,
+                    "scaleSetId": vm.scale_set_id if vm else None,
                 }
     return owners
 

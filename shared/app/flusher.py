@@ -27,9 +27,10 @@ from typing import Any
 from shared import settings, telemetry
 from shared.app.reconciler import DONE, PoolOutcome, Reconciler
 from shared.app.runtime import Runtime, get_runtime
-from shared.core.changes import KIND_NIC, KIND_VM, Owner
+from shared.core.changes import Owner
 from shared.core.events import ACTION_WRITE, KIND_RESOURCE_GROUP, Ignored, parse_event
 from shared.core.ids import id_key
+from shared.core.scale_sets import OWNER_KINDS
 from shared.errors import AzureFailure
 from shared.storage.intents import FlushLocks, HeldLease, Intent, IntentStore
 
@@ -199,8 +200,7 @@ class Flusher:
                      lease: HeldLease) -> tuple[list[PoolOutcome], set[str]]:
         """Work from the owners the intents name; the row keys of intents that must stay pending (a pool
         they touch is not done, or nothing could be decided for an owner that has entries)."""
-        owners = {id_key(i.subject): Owner(KIND_NIC if i.kind == KIND_NIC else KIND_VM, i.subject)
-                  for i in taken if i.kind in (KIND_VM, KIND_NIC)}
+        owners = {id_key(i.subject): Owner(i.kind, i.subject) for i in taken if i.kind in OWNER_KINDS}
         # Read after taking: every change whose intent we took is visible in the reconciler's read.
         # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
         written = {id_key(i.subject) for i in taken if i.action == ACTION_WRITE}

@@ -40,6 +40,7 @@ from shared.core.models import DesiredAddress, Inventory, PoolSnapshot
 from shared.core.naming import is_managed_name
 from shared.core.plan import GuardRefused, PoolPlan, guarded_plan
 from shared.core.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
+from shared.core.scale_sets import KIND_SCALE_SET, merged, scale_set_round
 from shared.errors import GuardError
 from shared.storage.intents import HeldLease, LeaseLost
 from shared.storage.member_index import MemberIndex
@@ -356,12 +357,19 @@ class Reconciler:
                     fence: HeldLease | None, expect_present: Collection[str] = ()
                     ) -> tuple[ChangeSet, list[PoolOutcome]]:
         started = time.monotonic()
+        scale_sets = [o.id for o in owners if o.kind == KIND_SCALE_SET]
+        owners = [o for o in owners if o.kind != KIND_SCALE_SET]
         records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
                                         [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
+        set_records = self.index.for_scale_sets(scale_sets) if self.index and scale_sets else []
         indexed = time.monotonic()
-        state = self.read_owners(owners, records, expect_present)
+        state = self.read_owners(owners, records, expect_present) if owners else OwnerState(Inventory())
+        # A scale set's own lists (paged, never a GET per instance) say which instances exist now.
+        instances = scale_set_round(self.inventory.scale_sets.reads(scale_sets), set_records)
         read = time.monotonic()
-        changes = owner_change(self.rules, owners, state, records)
+        changes = owner_change(self.rules, owners + instances.owners, merged(state, instances.state),
+                               records + set_records)
+        changes.pools_by_owner.update(instances.pools_by_set(changes.pools_by_owner))
         outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \
             if changes.pools else []
         log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
@@ -579,7 +587,13 @@ class Reconciler:
             sku = (lb.get("sku") or {}).get("name")
             for pool in (lb.get("properties") or {}).get("backendAddressPools") or []:
                 pools[id_key(pool["id"])] = pool_from_json(pool, lb_sku=sku)
-        return AzureFacts(vnet_address_spaces=spaces, pools=pools)
+        scale_sets: dict[str, tuple[str, ...]] = {}
+        named = {entry for rule in self.rules.rules for entry in rule.scale_sets if entry.startswith("/")}
+        for set_id in named:
+            profile = self.inventory.scale_sets.profile(set_id)
+            if profile is not None:
+                scale_sets[id_key(set_id)] = profile.pool_ids
+        return AzureFacts(vnet_address_spaces=spaces, pools=pools, scale_sets=scale_sets)
 
     def validate_against_azure(self) -> list[RuleProblem]:
         return validate_against_azure(self.rules, self.read_facts())

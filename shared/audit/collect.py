@@ -36,6 +36,7 @@ from shared.core.audit_findings import (
     audit,
 )
 from shared.core.ids import ResourceId, id_key, vnet_of_subnet
+from shared.core.scale_sets import profile_from_json
 from shared.storage.account import StorageNotConfigured
 from shared.storage.report_store import (
     DEFAULT_DRAIN_TABLE,
@@ -176,6 +177,8 @@ def collect(
     load_balancers = [lb_facts_from_json(lb) for sub in everywhere for lb in reader.load_balancers(sub)]
     vnet_list = [vnet_facts_from_json(vnet) for sub in everywhere for vnet in list_vnets(runtime, sub)]
     vnets = {id_key(vnet.id): vnet for vnet in vnet_list}
+    scale_sets = [profile_from_json(scale_set) for sub in sorted(vm_subscriptions)
+                  for scale_set in reader.scale_sets.list_all(sub)]
     inputs = AuditInputs(
         rules=runtime.rules,
         inventory=inventory,
@@ -186,12 +189,14 @@ def collect(
         drains=drains,
         rejected_writes={pool_key: str(last.get("detail") or "") for pool_key, last in
                          runtime.reconciler.journal.last().items() if last.get("status") == "rejected"},
+        scale_sets=scale_sets,
     )
     counts = {
         "networkInterfaces": len(inventory.nics),
         "virtualMachines": len(inventory.vms),
         "loadBalancers": len(load_balancers),
         "virtualNetworks": len(vnets),
+        "scaleSets": len(scale_sets),
     }
     return Collected(inputs, tuple(everywhere), counts)
 

@@ -14,32 +14,18 @@ from typing import Any
 import azure.mgmt.compute.operations._operations as compute_operations  # the SDK's request builders
 import azure.mgmt.network.operations._operations as network_operations
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.core.rest import HttpRequest
-from azure.mgmt.core.exceptions import ARMErrorFormat
 
+from shared.azure.arm_pages import list_json
 from shared.azure.clients import AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
+from shared.azure.scale_set_inventory import ScaleSetReader
 from shared.core.arm_json import as_json, nic_from_json, vm_from_json
 from shared.core.changes import OwnerState
 from shared.core.ids import ResourceId, id_key
 from shared.core.models import Inventory
+from shared.core.scale_sets import UniformNicId
 
 log = logging.getLogger("poolsync.inventory")
-
-
-def _list_json(client: Any, first: HttpRequest) -> list[dict[str, Any]]:
-    """Every item of a paged ARM list, following nextLink; ARM errors raised as the SDK raises them."""
-    items: list[dict[str, Any]] = []
-    request: HttpRequest | None = first
-    while request is not None:
-        response = client.send_request(request)
-        if response.status_code >= 400:
-            raise HttpResponseError(response=response, error_format=ARMErrorFormat)
-        page = response.json()
-        items += page.get("value") or []
-        next_link = page.get("nextLink")
-        request = HttpRequest("GET", next_link) if next_link else None
-    return items
 
 
 class InventoryReader:
@@ -48,12 +34,14 @@ class InventoryReader:
         self.clients = clients
         self.retry = retry or RetrySettings()
         self.stats = stats
+        self.scale_sets = ScaleSetReader(clients, self.retry, stats)
 
     def _call(self, fn: Any, operation: str) -> Any:
         return call_with_retry(fn, settings=self.retry, stats=self.stats, operation=operation)
 
     def subscription(self, subscription_id: str) -> Inventory:
-        """Every NIC and VM of a subscription, by paged list calls (a failed page restarts the list).
+        """Every NIC and VM of a subscription, Uniform scale-set instances and their NICs included, by paged
+        list calls (a failed page restarts the list).
 
         Pages are read as JSON through the SDK's pipeline (auth, TLS, the SDK's own api-version) without
         building SDK models: for 20,000 NICs and VMs that is several times faster, and the event path
@@ -63,14 +51,15 @@ class InventoryReader:
         inventory = Inventory()
         list_nics = network_operations.build_network_interfaces_list_all_request
         list_vms = compute_operations.build_virtual_machines_list_all_request
-        nics = self._call(lambda: _list_json(network, list_nics(subscription_id=subscription_id)),
+        nics = self._call(lambda: list_json(network, list_nics(subscription_id=subscription_id)),
                           f"list NICs of {subscription_id}")
-        vms = self._call(lambda: _list_json(compute, list_vms(subscription_id=subscription_id)),
+        vms = self._call(lambda: list_json(compute, list_vms(subscription_id=subscription_id)),
                          f"list VMs of {subscription_id}")
         for nic in nics:
             inventory.add_nic(nic_from_json(nic))
         for vm in vms:
             inventory.add_vm(vm_from_json(vm))
+        self.scale_sets.add_uniform_instances(inventory, subscription_id)
         return inventory
 
     def subscriptions(self, subscription_ids: Iterable[str]) -> Inventory:
@@ -102,10 +91,19 @@ class InventoryReader:
             return None
 
     def _add_nic(self, inventory: Inventory, nic_id: str, refused: set[str]) -> Any:
-        rid = ResourceId.parse(nic_id)
-        network = self.clients.network(rid.subscription)
-        nic = self._get_owner(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
-                              f"GET NIC {rid.name}", nic_id, refused)
+        uniform = UniformNicId.parse(nic_id)
+        if uniform is not None:  # a Uniform instance's NIC: the Network RP's scale-set NIC GET
+            network = self.clients.network(uniform.subscription)
+            get_nic = network.network_interfaces.get_virtual_machine_scale_set_network_interface
+            where = (uniform.resource_group, uniform.scale_set, uniform.instance, uniform.nic)
+            nic = self._get_owner(lambda: get_nic(*where),
+                                  f"GET NIC {uniform.nic} of {uniform.scale_set}/{uniform.instance}", nic_id,
+                                  refused)
+        else:
+            rid = ResourceId.parse(nic_id)
+            network = self.clients.network(rid.subscription)
+            nic = self._get_owner(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
+                                  f"GET NIC {rid.name}", nic_id, refused)
         if nic is None:
             return None
         model = nic_from_json(nic)
@@ -148,8 +146,14 @@ class InventoryReader:
         def read(vm_id: str) -> bool:
             rid = ResourceId.parse(vm_id)
             compute = self.clients.compute(rid.subscription)
-            vm = self._get_owner(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
-                                 f"GET VM {rid.name}", vm_id, refused)
+            if rid.child_type:  # a Uniform scale-set instance (read to tell whether it still exists)
+                instance = rid.child_name or ""
+                vm = self._get_owner(lambda: compute.virtual_machine_scale_set_vms.get(
+                    rid.resource_group, rid.name, instance), f"GET instance {rid.name}/{instance}", vm_id,
+                    refused)
+            else:
+                vm = self._get_owner(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
+                                     f"GET VM {rid.name}", vm_id, refused)
             if vm is not None:
                 inventory.add_vm(vm_from_json(vm))
             return vm is not None

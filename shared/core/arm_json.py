@@ -92,6 +92,7 @@ def vm_from_json(resource: JSON) -> VirtualMachine:
         resource_group=_resource_group(resource["id"]),
         tags=dict(resource.get("tags") or {}),
         nic_ids=tuple(ref["id"] for ref in ordered if ref.get("id")),
+        scale_set_id=_ref_id(props.get("virtualMachineScaleSet")),  # a Flexible scale set's VM
     )
 
 

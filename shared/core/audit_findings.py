@@ -33,6 +33,7 @@ from shared.core.models import (
 from shared.core.naming import address_name, is_managed_name, legacy_address_name
 from shared.core.plan import PoolPlan, plan
 from shared.core.rules import AzureFacts, Rule, RuleSet, validate_against_azure
+from shared.core.scale_sets import ScaleSetProfile
 
 ERROR = "error"
 WARNING = "warning"
@@ -66,6 +67,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "rule_vnet_missing": (RULES, ERROR),
     "rule_cidr_outside_vnet": (RULES, ERROR),
     "rules_cidr_overlap": (RULES, INFO),
+    "scale_set_references_managed_pool": (PLATFORM, ERROR),
 }
 
 # "Backend pool size: supports up to 5000 instances" for a Standard load balancer (Azure Load Balancer
@@ -143,6 +145,7 @@ class AuditInputs:
     drains: Mapping[tuple[str, str], DrainRecord] = field(default_factory=dict)  # keyed by drain_key
     # pool key -> why Azure refused poolsync's last write of that pool (from the reconcile log)
     rejected_writes: Mapping[str, str] = field(default_factory=dict)
+    scale_sets: Sequence[ScaleSetProfile] = ()  # the network profiles of the watched subscriptions' sets
 
 
 # --- outputs -----------------------------------------------------------------------------------------
@@ -359,6 +362,7 @@ def audit(inputs: AuditInputs) -> AuditResult:
         pool_audits.append(pool_audit)
     drain_findings, drain_changes = _drains(inputs, pools_by_key)
     findings += drain_findings
+    findings += scale_set_findings(inputs)
     findings.sort(key=Finding.sort_key)
     return AuditResult(tuple(findings), tuple(pool_audits), drain_changes)
 
@@ -673,6 +677,31 @@ def _drains(
 def _days(age: timedelta) -> str:
     hours = age.total_seconds() / 3600
     return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+# --- scale sets --------------------------------------------------------------------------------------
+
+
+def scale_set_findings(inputs: AuditInputs) -> list[Finding]:
+    """A scale set whose network profile still names a pool poolsync manages by IP: Azure refuses to mix
+    NIC and IP members in one pool, so the set's next scale-out (or model upgrade) fails."""
+    managed = {id_key(pool_id): pool_id for pool_id in inputs.rules.managed_pool_ids()}
+    findings = []
+    for scale_set in inputs.scale_sets:
+        for pool_ref in scale_set.pool_ids:
+            pool_id = managed.get(id_key(pool_ref))
+            if pool_id is None:
+                continue
+            findings.append(Finding(
+                "scale_set_references_managed_pool", pool_id,
+                f"scale set {scale_set.id} ({scale_set.mode}) puts its instances' NICs in {pool_id}, which "
+                "poolsync manages by IP: the pool cannot hold both, so the set's next scale-out fails",
+                "remove the pool from the scale set's network profile (loadBalancerBackendAddressPools of "
+                "its NIC configurations), apply the model to the instances (manual upgrade), and let a "
+                "poolsync rule with scaleSets select the instances by IP instead",
+                evidence={"scaleSet": scale_set.id, "orchestrationMode": scale_set.mode},
+            ))
+    return findings
 
 
 # --- rules hygiene -----------------------------------------------------------------------------------

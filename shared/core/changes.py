@@ -211,5 +211,6 @@ def records_for(pool_id: str, wanted: Mapping[str, DesiredAddress],
         desired = by_name.get(name.lower())
         if desired is not None:
             found.append(MemberRecord(pool_id, lb_id, desired.name, desired.nic_id, desired.ipconfig_name,
-                                      desired.vm_id, desired.nic_guid, desired.ip_address))
+                                      desired.vm_id, desired.nic_guid, desired.ip_address,
+                                      desired.scale_set_id))
     return found

@@ -21,6 +21,7 @@ from shared.errors import InputError
 
 KIND_VM = "vm"
 KIND_NIC = "nic"
+KIND_SCALE_SET = "scaleSet"  # a scale set: its instances were created, deleted, reimaged or upgraded
 KIND_RESOURCE_GROUP = "resourceGroup"
 
 ACTION_WRITE = "write"
@@ -47,7 +48,16 @@ _UNSUCCESSFUL_STATUSES = frozenset({"failed", "canceled", "cancelled"})
 _RESOURCE_KINDS = {
     "microsoft.compute/virtualmachines": KIND_VM,
     "microsoft.network/networkinterfaces": KIND_NIC,
+    "microsoft.compute/virtualmachinescalesets": KIND_SCALE_SET,
 }
+_SCALE_SET_TYPE = "microsoft.compute/virtualmachinescalesets"
+# Scale-set actions that create, delete or re-network instances inside the Compute RP: ARM emits one
+# ResourceActionSuccess for the request, none per instance (a Uniform instance's own reimage included).
+SCALE_SET_ACTIONS = frozenset(
+    f"{_SCALE_SET_TYPE}/{action}/action"
+    for action in ("delete", "reimage", "reimageall", "manualupgrade", "virtualmachines/reimage",
+                   "virtualmachines/reimageall")
+)
 # Tags written through the Tags API arrive with the tags extension resource as subject.
 _TAGS_SUFFIX = "/providers/microsoft.resources/tags/default"
 # Moving resources to another group changes their ids (and so pool entry names and resource-group
@@ -71,8 +81,8 @@ class ResourceHint:
 
     event_id: str
     event_type: str
-    resource_id: str  # canonical spelling: a VM, a NIC, or (for moves) a resource group scope
-    kind: str  # vm | nic | resourceGroup
+    resource_id: str  # canonical spelling: a VM, a NIC, a scale set, or (for moves) a resource group scope
+    kind: str  # vm | nic | scaleSet | resourceGroup
     action: str  # write | delete | action
     subscription: str  # lower-case
     event_time: datetime | None
@@ -239,6 +249,8 @@ def _classify_subject(subject: str, action: str, operation: str, event_id: str) 
         text = text[: -len(_TAGS_SUFFIX)]
         lowered = text.lower()
     if action == ACTION_ACTION:
+        if operation.lower() in SCALE_SET_ACTIONS:
+            return _scale_set_of(text, event_id)
         if operation.lower() != MOVE_RESOURCES_OPERATION:
             return "action does not change pool membership"
         return _resource_group_scope(text, event_id)
@@ -251,7 +263,9 @@ def _classify_subject(subject: str, action: str, operation: str, event_id: str) 
     resource_type = "/".join(segments[:2]) if len(segments) >= 3 else ""
     kind = _RESOURCE_KINDS.get(resource_type)
     if kind is None:
-        return "not a virtual machine or network interface"
+        return "not a virtual machine, network interface or scale set"
+    if kind == KIND_SCALE_SET and len(segments) == 5 and segments[3] == "virtualmachines":
+        return _scale_set_of(text, event_id)  # an instance written or deleted: its set is the owner
     if len(segments) != 3:  # a child (VM extension, NIC tap configuration, ...) changes no membership
         return "child resource of a virtual machine or network interface"
     try:
@@ -259,6 +273,17 @@ def _classify_subject(subject: str, action: str, operation: str, event_id: str) 
     except InvalidResourceId as error:
         raise MalformedEvent(f"bad resource id in subject: {error}", event_id) from None
     return kind, str(rid), rid.subscription.lower()
+
+
+def _scale_set_of(text: str, event_id: str) -> tuple[str, str, str]:
+    """The scale set a scale-set (or scale-set instance) subject names."""
+    try:
+        rid = ResourceId.parse(text)
+    except InvalidResourceId as error:
+        raise MalformedEvent(f"bad scale set id in subject: {error}", event_id) from None
+    if rid.full_type.lower() not in (_SCALE_SET_TYPE, f"{_SCALE_SET_TYPE}/virtualmachines"):
+        raise MalformedEvent(f"scale-set action on {rid.full_type}", event_id)
+    return KIND_SCALE_SET, str(rid.parent), rid.subscription.lower()
 
 
 def _resource_group_scope(text: str, event_id: str) -> tuple[str, str, str]:

@@ -44,6 +44,7 @@ class MemberRecord:
     vm_id: str
     nic_guid: str | None = None
     ip_address: str | None = None
+    scale_set_id: str | None = None  # the VM is an instance of this scale set
 
     @property
     def row_key(self) -> str:
@@ -61,12 +62,23 @@ class MemberRecord:
         return {"PartitionKey": nic_partition(self.nic_id), "RowKey": self.row_key, "PoolId": self.pool_id,
                 "LbId": self.lb_id, "Name": self.name, "NicId": self.nic_id,
                 "IpConfiguration": self.ipconfig_name, "VmId": self.vm_id, "NicGuid": self.nic_guid or "",
-                "Ip": self.ip_address or ""}
+                "Ip": self.ip_address or "", "ScaleSetId": self.scale_set_id or ""}
 
     @classmethod
     def from_entity(cls, row: Mapping[str, Any]) -> MemberRecord:
         return cls(row["PoolId"], row["LbId"], row["Name"], row["NicId"], row.get("IpConfiguration", ""),
-                   row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None)
+                   row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None,
+                   row.get("ScaleSetId") or None)
+
+
+def scale_set_link(record: MemberRecord) -> dict[str, Any] | None:
+    """The `ss-` row saying the record's scale set had its NIC (None for a VM of no scale set): a scale-set
+    event finds every instance entry through it, also of instances the set no longer lists."""
+    if not record.scale_set_id:
+        return None
+    partition, prefix = bucketed("ss", record.scale_set_id)
+    return {"PartitionKey": partition, "RowKey": f"{prefix}-{bucketed('nic', record.nic_id)[1]}",
+            "NicId": record.nic_id}
 
 
 def vm_link(record: MemberRecord) -> dict[str, Any]:

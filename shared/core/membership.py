@@ -59,4 +59,5 @@ def _collect(inventory: Inventory, rules: RuleSet, desired: Membership) -> None:
                     vm_id=vm.id,
                     subnet_id=ipc.subnet_id,
                     nic_guid=nic.resource_guid,
+                    scale_set_id=vm.scale_set_id,
                 )

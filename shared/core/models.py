@@ -65,6 +65,8 @@ class VirtualMachine:
     resource_group: str
     tags: Mapping[str, str]
     nic_ids: tuple[str, ...]
+    # the scale set of an instance: a Uniform instance (its tags are the set's) or a Flexible set's VM
+    scale_set_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ class DesiredAddress:
     vm_id: str
     subnet_id: str | None = None
     nic_guid: str | None = None  # the NIC's resourceGuid, part of `name` when known
+    scale_set_id: str | None = None  # the VM's scale set, if it is an instance of one
 
     @property
     def legacy_name(self) -> str:

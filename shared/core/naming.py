@@ -31,6 +31,7 @@ MAX_NAME_LENGTH = 80
 HASH_LENGTH = 16  # 64 bits: collision-free in practice for any pool size Azure allows
 _READABLE_MAX = MAX_NAME_LENGTH - len(PREFIX) - 1 - HASH_LENGTH  # 57
 
+_UNIFORM_NIC = "/providers/microsoft.compute/virtualmachinescalesets/"
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 _MANAGED_RE = re.compile(rf"^{PREFIX}(?:[a-z0-9_.-]*-)?[0-9a-f]{{{HASH_LENGTH}}}$", re.IGNORECASE)
 AZURE_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?\Z")  # \Z: no trailing "\n"
@@ -54,6 +55,9 @@ def address_name(nic_id: str, ipconfig_name: str, nic_guid: str | None = None) -
         identity += f"|{guid}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:HASH_LENGTH]
     nic_name = nic_key.rsplit("/", 1)[-1]
+    if _UNIFORM_NIC in nic_key:  # every instance's NIC has one name: say which set and instance it is on
+        parts = nic_key.split("/")
+        nic_name = f"{parts[-5]}-{parts[-3]}-{nic_name}"
     readable = _sanitize(f"{nic_name}-{ipconfig_key}")[:_READABLE_MAX].strip("-")
     return f"{PREFIX}{readable}-{digest}" if readable else f"{PREFIX}{digest}"
 

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -84,17 +84,24 @@ class Rule:
     resource_groups: tuple[str, ...] = ()
     vm_names: tuple[str, ...] = ()
     ip_configurations: str = IPCONFIG_PRIMARY
+    scale_sets: tuple[str, ...] = ()  # scale set ids, or globs on a scale set's name
     # derived once: the membership hot path reads them per matching ipconfig
     pool_key: str = field(default="", init=False, repr=False, compare=False)
     vnet_key: str = field(default="", init=False, repr=False, compare=False)
     _rg_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
     _vm_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _scale_set_ids: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _scale_set_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pool_key", id_key(self.pool_id))
         object.__setattr__(self, "vnet_key", id_key(self.virtual_network_id))
         object.__setattr__(self, "_rg_re", _compile_globs(self.resource_groups))
         object.__setattr__(self, "_vm_re", _compile_globs(self.vm_names))
+        ids = frozenset(id_key(s) for s in self.scale_sets if s.startswith("/"))
+        object.__setattr__(self, "_scale_set_ids", ids)
+        object.__setattr__(self, "_scale_set_re",
+                           _compile_globs([s for s in self.scale_sets if not s.startswith("/")]))
 
     @property
     def lb_id(self) -> str:
@@ -117,7 +124,18 @@ class Rule:
                     return False
         if self._rg_re is not None and not self._rg_re.match(vm.resource_group):
             return False
+        if self.scale_sets and not self._in_scale_sets(vm.scale_set_id):
+            return False
         return self._vm_re is None or self._vm_re.match(vm.name) is not None
+
+    def _in_scale_sets(self, scale_set_id: str | None) -> bool:
+        """A VM of a scale set the rule names (by id, or by a glob on the set's name)."""
+        if not scale_set_id:
+            return False
+        if id_key(scale_set_id) in self._scale_set_ids:
+            return True
+        name = scale_set_id.rstrip("/").rsplit("/", 1)[-1]
+        return self._scale_set_re is not None and self._scale_set_re.match(name) is not None
 
 
 def lower_tag_keys(tags: Mapping[str, str]) -> dict[str, str]:
@@ -408,6 +426,19 @@ def _build_rule(index: int, raw: Mapping[str, Any], problems: list[RuleProblem])
         patterns = raw.get(key)
         globs[key] = tuple(p for p in patterns if isinstance(p, str)) if isinstance(patterns, list) else ()
 
+    scale_sets: list[str] = []
+    raw_sets = raw.get("scaleSets")
+    for position, text in enumerate(raw_sets if isinstance(raw_sets, list) else []):
+        if not isinstance(text, str):
+            continue  # reported by the schema
+        if text.startswith("/"):
+            set_id, message = _check_scale_set_id(text)
+            if message:
+                problem(f"scaleSets[{position}]", message)
+                continue
+            text = str(set_id)
+        scale_sets.append(text)
+
     ip_configurations = raw.get("ipConfigurations", IPCONFIG_PRIMARY)
     if ip_configurations not in (IPCONFIG_PRIMARY, IPCONFIG_ALL):
         ip_configurations = IPCONFIG_PRIMARY  # reported by the schema
@@ -424,7 +455,21 @@ def _build_rule(index: int, raw: Mapping[str, Any], problems: list[RuleProblem])
         resource_groups=globs["resourceGroups"],
         vm_names=globs["vmNames"],
         ip_configurations=ip_configurations,
+        scale_sets=tuple(scale_sets),
     )
+
+
+_SCALE_SET_EXAMPLE = ".../providers/Microsoft.Compute/virtualMachineScaleSets/<scale set>"
+
+
+def _check_scale_set_id(text: str) -> tuple[ResourceId | None, str | None]:
+    try:
+        parsed = ResourceId.parse(text)
+    except InvalidResourceId as error:
+        return None, f"{error}; expected {_SCALE_SET_EXAMPLE} or a glob on the scale set's name"
+    if parsed.child_type or parsed.full_type.lower() != "microsoft.compute/virtualmachinescalesets":
+        return None, f"is a {parsed.full_type} id; expected {_SCALE_SET_EXAMPLE}"
+    return parsed, None
 
 
 # --- checks across rules ---------------------------------------------------------------------------
@@ -523,6 +568,8 @@ class AzureFacts:
 
     vnet_address_spaces: Mapping[str, Sequence[str]]
     pools: Mapping[str, PoolSnapshot]
+    # scale sets the rules name by id -> the pool ids their network profile references (None: not read)
+    scale_sets: Mapping[str, Sequence[str]] | None = None
 
 
 def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProblem]:
@@ -549,6 +596,7 @@ def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProb
                         f"({', '.join(prefixes) or 'empty'})",
                     )
 
+        _check_scale_sets(rule, facts, problem)
         if rule.pool_key in seen_pools:
             continue
         seen_pools.add(rule.pool_key)
@@ -581,3 +629,22 @@ def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProb
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             problem("pool", f"the pool already has addresses in another virtual network: {shown}")
     return problems
+
+
+def _check_scale_sets(rule: Rule, facts: AzureFacts, problem: Callable[[str, str], None]) -> None:
+    """A scale set the rule names by id must exist, and must not put its NICs in the rule's pool itself."""
+    if facts.scale_sets is None:
+        return
+    known = {id_key(key): value for key, value in facts.scale_sets.items()}
+    for position, entry in enumerate(rule.scale_sets):
+        if not entry.startswith("/"):
+            continue
+        pools = known.get(id_key(entry))
+        if pools is None:
+            problem(f"scaleSets[{position}]", "scale set not found (or not readable by poolsync's identity)")
+        elif rule.pool_key in {id_key(p) for p in pools}:
+            problem(
+                f"scaleSets[{position}]",
+                f"the scale set's network profile puts its instances' NICs in {rule.pool_id}; a pool cannot "
+                "mix NIC- and IP-based members: remove the pool from the set's network profile",
+            )

@@ -6,7 +6,8 @@ burst or a rebuild writes up to 100 rows per transaction, and one owner is a Row
 
 - `nic-<bucket>`, RowKey `<nic hash>-<pool hash>-<entry name>`: PoolId, LbId, Name, NicId, NicGuid,
   IpConfiguration, VmId, Ip - what poolsync knew when it wrote the entry;
-- `vm-<bucket>`, RowKey `<vm hash>-<nic hash>`: NicId - the NICs the VM had when an entry was written.
+- `vm-<bucket>`, RowKey `<vm hash>-<nic hash>`: NicId - the NICs the VM had when an entry was written;
+- `ss-<bucket>`, RowKey `<scale set hash>-<nic hash>`: NicId - the NICs of a scale set's instances.
 
 The index may hold more than the pools do (rows are written before the PUT, so a crash between the two
 leaves a row too many, never one too few); the full reconcile rebuilds it from pools + inventory.
@@ -26,7 +27,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared import settings
 from shared.core.ids import id_key
-from shared.core.member_record import MemberRecord, bucketed, vm_link
+from shared.core.member_record import MemberRecord, bucketed, scale_set_link, vm_link
 from shared.storage.account import CreatedOnce, StorageSettings
 from shared.storage.intents import backoff_seconds
 
@@ -130,6 +131,17 @@ class MemberIndex:
         found = _parallel(lambda nic_id: self._owner_rows("nic", nic_id), list(nics.values()))
         return [MemberRecord.from_entity(row) for rows in found for row in rows]
 
+    def for_scale_sets(self, scale_set_ids: Iterable[str]) -> list[MemberRecord]:
+        """Every entry recorded for an instance of these scale sets (one query per set, then per NIC)."""
+        nics: dict[str, str] = {}
+        for rows in _parallel(lambda set_id: self._owner_rows("ss", set_id), list(set(scale_set_ids))):
+            for row in rows:
+                nics.setdefault(id_key(row["NicId"]), row["NicId"])
+        if len(nics) > _SCAN_ABOVE:
+            return self._scan_for(set(), nics)
+        found = _parallel(lambda nic_id: self._owner_rows("nic", nic_id), list(nics.values()))
+        return [MemberRecord.from_entity(row) for rows in found for row in rows]
+
     def _scan_for(self, vm_keys: set[str], nics: dict[str, str]) -> list[MemberRecord]:
         return [r for r in self.all_records() if id_key(r.nic_id) in nics or id_key(r.vm_id) in vm_keys]
 
@@ -140,8 +152,9 @@ class MemberIndex:
         for record in records:
             entity = record.entity()
             entities[(entity["PartitionKey"], entity["RowKey"])] = entity
-            link = vm_link(record)
-            entities[(link["PartitionKey"], link["RowKey"])] = link
+            for link in (vm_link(record), scale_set_link(record)):
+                if link is not None:
+                    entities[(link["PartitionKey"], link["RowKey"])] = link
         self._submit("upsert", entities.values())
 
     def forget(self, records: Iterable[MemberRecord]) -> None:

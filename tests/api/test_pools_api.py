@@ -76,6 +76,22 @@ def test_pool_members_show_state_ownership_and_owner(api: ApiClient, world: Emul
     assert len(members) == 3
 
 
+def test_a_scale_set_instance_member_names_its_set_and_instance(api: ApiClient, world: Emulator) -> None:
+    # a Uniform set in the web rule's subnet, tagged as the rule wants: its instances carry the set's tags
+    world.load_topology({"scale_sets": [{"name": "ss-web", "capacity": 1, "subnet": "vnet-app/default",
+                                         "tags": {"poolsync": "true"}}]})
+    api.call("POST", "/api/reconcile", {"pool": ids.pool()})
+
+    members = api.call("GET", pool_path()).body["members"]
+
+    [member] = [m for m in members if (m["owner"] or {}).get("scaleSetId")]
+    assert member["owner"]["scaleSetId"] == ids.scale_set("ss-web")
+    assert member["owner"]["vmId"] == f"{ids.scale_set('ss-web')}/virtualMachines/0"
+    assert member["owner"]["vmName"] == "ss-web_0"
+    assert member["name"].startswith("psync-ss-web-0-ss-web-nic-ipconfig1-")
+    assert {m["owner"]["scaleSetId"] for m in members if m["owner"]["vmName"] != "ss-web_0"} == {None}
+
+
 def test_manual_members_are_unmanaged_and_owned_by_whatever_nic_holds_the_ip(api: ApiClient) -> None:
     api.call("POST", pool_path(MANUAL_POOL) + "/addresses",
              [{"ipAddress": "10.0.5.200", "name": "spare"}, {"ipAddress": "10.0.5.11", "name": "appliance"}])

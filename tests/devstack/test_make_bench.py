@@ -1,4 +1,4 @@
-"""`make bench` (python -m bench) measures the three benchmarks in one run and prints them as one table.
+"""`make bench` (python -m bench) measures the benchmarks in one run and prints them as one table.
 Only the shape is checked here; the figures themselves are for people to read."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_bench_prints_one_table_with_every_benchmark() -> None:
     assert lines[0].split() == ["benchmark", "case", "figure", "value"]
     assert set(lines[1].replace(" ", "")) == {"-"}  # one header, one table
     benchmarks = {line.split("  ")[0] for line in lines[2:] if line and not line.startswith(" ")}
-    assert benchmarks == {"event burst", "audit scale", "membership", "azure scale"}
+    assert benchmarks == {"event burst", "audit scale", "membership", "azure scale", "scale sets"}
     body = "\n".join(lines[2:])
     for figure in ("pool writes", "addresses lost", "ARM calls (GETs / writes)", "peak RSS MB",
                    "ipconfigs per second"):
@@ -35,6 +35,10 @@ def test_bench_prints_one_table_with_every_benchmark() -> None:
         for figure in AZURE_FIGURES:
             assert any(figure in row for row in rows), (case, figure, rows)
         assert any("; target " in row for row in rows), rows  # the targets stand beside the figures
+    scale_set_cases = _rows_by_case(lines[2:], "scale sets")
+    assert [case.split(" (")[0] for case in scale_set_cases] == ["scale-out 0 -> 200", "scale-in 200 -> 20"]
+    for rows in scale_set_cases.values():
+        assert any("pool holds exactly the instances" in row and "; target " in row for row in rows), rows
 
 
 AZURE_FIGURES = ("ARM reads (pool GETs / LRO polls / other)", "ARM writes (pool PUTs)", "429 answers",

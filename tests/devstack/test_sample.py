@@ -27,6 +27,16 @@ def test_sample_rules_select_each_tier_and_leave_the_rest(arm: Emulator) -> None
     runtime = sample_runtime(arm)
     inventory = runtime.reconciler.read_inventory()
     desired = runtime.reconciler.desired(inventory)
-    vm_names = {pool.rsplit("/", 1)[-1]: sorted(a.vm_id.rsplit("/", 1)[-1] for a in wanted.values())
+    vm_names = {pool.rsplit("/", 1)[-1]: sorted(label(a.vm_id) for a in wanted.values())
                 for pool, wanted in desired.items()}
-    assert vm_names == {"pool-web": ["web-1", "web-2", "web-3"], "pool-api": ["api-1", "api-2"]}
+    # ss-web's Uniform instances by the set's tags; ss-api's Flexible VMs by the scale-set rule
+    assert vm_names == {"pool-web": ["ss-web/0", "ss-web/1", "web-1", "web-2", "web-3"],
+                        "pool-api": ["api-1", "api-2", "ss-api_*", "ss-api_*"]}
+
+
+def label(vm_id: str) -> str:
+    """A VM's name; a Uniform instance as set/instance; a Flexible instance's random suffix as *."""
+    parts = vm_id.split("/")
+    if "virtualMachineScaleSets" in parts:
+        return f"{parts[-3]}/{parts[-1]}"
+    return parts[-1].split("_", 1)[0] + "_*" if "_" in parts[-1] else parts[-1]

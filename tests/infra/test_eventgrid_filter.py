@@ -18,6 +18,7 @@ RG = f"/subscriptions/{SUB}/resourceGroups/rg-web"
 VM = f"{RG}/providers/Microsoft.Compute/virtualMachines/web-1"
 NIC = f"{RG}/providers/Microsoft.Network/networkInterfaces/web-1-nic"
 TAGS = "/providers/Microsoft.Resources/tags/default"
+SCALE_SET = f"{RG}/providers/Microsoft.Compute/virtualMachineScaleSets/web"
 
 
 def deployed_filters() -> list[dict[str, Any]]:
@@ -71,6 +72,19 @@ HINTS = [
     event(
         "ResourceActionSuccess", "Microsoft.Resources/subscriptions/resourceGroups/moveResources/action", RG
     ),
+    # Scale sets: one event per request to ARM (the set's write, delete-instances, instance delete, reimage,
+    # manual upgrade), none per instance.
+    *(event("ResourceWriteSuccess", "Microsoft.Compute/virtualMachineScaleSets/write", s)
+      for s in spellings(SCALE_SET)),
+    event("ResourceDeleteSuccess", "Microsoft.Compute/virtualMachineScaleSets/delete", SCALE_SET),
+    event("ResourceActionSuccess", "Microsoft.Compute/virtualMachineScaleSets/delete/action", SCALE_SET),
+    event("ResourceActionSuccess", "Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action",
+          SCALE_SET),
+    event("ResourceActionSuccess", "Microsoft.Compute/virtualMachineScaleSets/reimage/action", SCALE_SET),
+    event("ResourceDeleteSuccess", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete",
+          f"{SCALE_SET}/virtualMachines/3"),
+    event("ResourceActionSuccess", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimage/action",
+          f"{SCALE_SET}/virtualMachines/3"),
 ]
 
 STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stweb"
@@ -80,9 +94,10 @@ NOISE = [
     event("ResourceWriteSuccess", "Microsoft.Resources/tags/write", STORAGE + TAGS),
     event(
         "ResourceWriteSuccess",
-        "Microsoft.Compute/virtualMachineScaleSets/write",
-        f"{RG}/providers/Microsoft.Compute/virtualMachineScaleSets/web",
+        "Microsoft.Compute/virtualMachineScaleSets/extensions/write",
+        f"{SCALE_SET}/extensions/health",
     ),
+    event("ResourceActionSuccess", "Microsoft.Compute/virtualMachineScaleSets/restart/action", SCALE_SET),
     event(
         "ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/extensions/write", f"{VM}/extensions/agent"
     ),
@@ -147,6 +162,9 @@ def test_the_samples_cover_every_kind_of_hint_the_code_produces() -> None:
         ("nic", "delete"),
         ("resourceGroup", "delete"),
         ("resourceGroup", "action"),
+        ("scaleSet", "write"),
+        ("scaleSet", "delete"),
+        ("scaleSet", "action"),
     }
 
 

@@ -1,0 +1,175 @@
+"""Scale sets as owners (pure): one scale-set event names the set; a round reads the set's own lists
+and works on every instance they show or the member index remembers.
+
+A Uniform instance (`.../virtualMachineScaleSets/{ss}/virtualMachines/{n}`) becomes a `VirtualMachine`
+with the set's tags (Uniform instances cannot carry tags of their own) and its NICs
+(`.../virtualMachines/{n}/networkInterfaces/{nic}`); a Flexible instance is an ordinary VM with its own
+tags. The set's lists are authoritative: an instance, or an instance's NIC, that the index recorded and
+the lists no longer show is gone, so its entries' removal is confirmed (a 90% scale-in is not a guard
+matter) - and if the set itself is gone, all of them are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.core.arm_json import nic_from_json, vm_from_json
+from shared.core.changes import KIND_NIC, KIND_VM, Owner, OwnerState
+from shared.core.events import KIND_SCALE_SET
+from shared.core.ids import ResourceId, id_key
+from shared.core.member_record import MemberRecord
+from shared.core.models import Inventory, NetworkInterface, VirtualMachine
+
+OWNER_KINDS = (KIND_VM, KIND_NIC, KIND_SCALE_SET)  # what an owner round works from
+_UNIFORM_NIC = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute"
+    r"/virtualMachineScaleSets/(?P<set>[^/]+)/virtualMachines/(?P<instance>[^/]+)"
+    r"/networkInterfaces/(?P<nic>[^/]+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class UniformNicId:
+    """The parts of a Uniform instance's NIC id (three levels deep: no `ResourceId` of its own)."""
+
+    subscription: str
+    resource_group: str
+    scale_set: str
+    instance: str
+    nic: str
+
+    @classmethod
+    def parse(cls, nic_id: str) -> UniformNicId | None:
+        match = _UNIFORM_NIC.match(nic_id.rstrip("/"))
+        if match is None:
+            return None
+        return cls(match["sub"], match["rg"], match["set"], match["instance"], match["nic"])
+UNIFORM = "uniform"
+FLEXIBLE = "flexible"
+
+
+@dataclass
+class ScaleSetRead:
+    """A scale set as its own lists show it now."""
+
+    id: str
+    exists: bool
+    mode: str = UNIFORM
+    instances: list[VirtualMachine] = field(default_factory=list)
+    nics: list[NetworkInterface] = field(default_factory=list)
+    known_nic_keys: frozenset[str] = frozenset()  # NICs the read saw at all (attached or not)
+
+    @property
+    def instance_keys(self) -> set[str]:
+        return {id_key(vm.id) for vm in self.instances}
+
+
+@dataclass(frozen=True)
+class ScaleSetProfile:
+    """What the audit needs of a scale set: the pools its network profile puts its instances in."""
+
+    id: str
+    mode: str
+    pool_ids: tuple[str, ...]
+
+
+def profile_from_json(scale_set: Mapping[str, Any]) -> ScaleSetProfile:
+    network = (((scale_set.get("properties") or {}).get("virtualMachineProfile") or {})
+               .get("networkProfile") or {})
+    pools: dict[str, str] = {}
+    for config in network.get("networkInterfaceConfigurations") or []:
+        for ipconfig in (config.get("properties") or {}).get("ipConfigurations") or []:
+            for ref in (ipconfig.get("properties") or {}).get("loadBalancerBackendAddressPools") or []:
+                if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
+                    pools.setdefault(id_key(ref["id"]), ref["id"])
+    return ScaleSetProfile(str(scale_set["id"]), mode_of(scale_set), tuple(pools.values()))
+
+
+def mode_of(scale_set: Mapping[str, Any]) -> str:
+    mode = str((scale_set.get("properties") or {}).get("orchestrationMode") or "Uniform")
+    return FLEXIBLE if mode.lower() == FLEXIBLE else UNIFORM
+
+
+def uniform_instance(scale_set: Mapping[str, Any], instance: Mapping[str, Any]) -> VirtualMachine:
+    """A Uniform instance as a VM: its name and NICs, the set's tags and resource group."""
+    vm = vm_from_json(instance)
+    return VirtualMachine(vm.id, vm.name, ResourceId.parse(str(scale_set["id"])).resource_group,
+                          dict(scale_set.get("tags") or {}), vm.nic_ids, scale_set_id=str(scale_set["id"]))
+
+
+def read_from_json(scale_set_id: str, scale_set: Mapping[str, Any] | None,
+                   instances: Iterable[Mapping[str, Any]], nics: Iterable[Mapping[str, Any]]) -> ScaleSetRead:
+    """`instances`: the set's instance list; `nics`: Uniform - the set's NIC list, Flexible - the NICs of
+    the set's resource group (only those attached to an instance are kept)."""
+    if scale_set is None:
+        return ScaleSetRead(scale_set_id, exists=False)
+    mode = mode_of(scale_set)
+    canonical = str(scale_set["id"])
+    if mode == UNIFORM:
+        vms = [uniform_instance(scale_set, instance) for instance in instances]
+    else:
+        vms = [vm_from_json(instance) for instance in instances]
+        vms = [vm if vm.scale_set_id else _with_set(vm, canonical) for vm in vms]
+    parsed = [nic_from_json(nic) for nic in nics]
+    keys = {id_key(vm.id) for vm in vms}
+    attached = [nic for nic in parsed if nic.vm_id and id_key(nic.vm_id) in keys]
+    return ScaleSetRead(canonical, True, mode, vms, attached, frozenset(id_key(n.id) for n in parsed))
+
+
+def _with_set(vm: VirtualMachine, scale_set_id: str) -> VirtualMachine:
+    return VirtualMachine(vm.id, vm.name, vm.resource_group, vm.tags, vm.nic_ids, scale_set_id)
+
+
+@dataclass
+class ScaleSetRound:
+    """The instances a scale-set round works on, as VM owners, and what the set's lists prove."""
+
+    owners: list[Owner]
+    state: OwnerState
+    instances_of: dict[str, set[str]]  # scale set key -> instance (VM owner) keys
+
+    def pools_by_set(self, pools_by_owner: Mapping[str, set[str]]) -> dict[str, set[str]]:
+        """Scale set key -> the pools its instances touched (what the flusher waits on per set event)."""
+        return {set_key: set().union(*(pools_by_owner.get(key, set()) for key in keys))
+                for set_key, keys in self.instances_of.items()}
+
+
+def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecord]) -> ScaleSetRound:
+    """The instances listed now and those the index recorded become VM owners; what the lists show is the
+    state, and a recorded instance or NIC no list shows is gone (its removal confirmed)."""
+    inventory = Inventory()
+    gone: set[str] = set()
+    owners: dict[str, Owner] = {}
+    by_set = {id_key(read.id): read for read in reads}
+    instances_of: dict[str, set[str]] = {key: set() for key in by_set}
+    for set_key, read in by_set.items():
+        for vm in read.instances:
+            inventory.add_vm(vm)
+            owners[id_key(vm.id)] = Owner(KIND_VM, vm.id)
+            instances_of[set_key].add(id_key(vm.id))
+        for nic in read.nics:
+            inventory.add_nic(nic)
+    for record in records:
+        set_key = id_key(record.scale_set_id or "")
+        listed = by_set.get(set_key)
+        if listed is None:
+            continue
+        owners.setdefault(id_key(record.vm_id), Owner(KIND_VM, record.vm_id))
+        instances_of[set_key].add(id_key(record.vm_id))
+        if id_key(record.vm_id) not in listed.instance_keys:
+            gone.add(id_key(record.vm_id))
+        if id_key(record.nic_id) not in listed.known_nic_keys:
+            gone.add(id_key(record.nic_id))
+    state = OwnerState(inventory, frozenset(gone), direct=True)
+    return ScaleSetRound(list(owners.values()), state, instances_of)
+
+
+def merged(first: OwnerState, second: OwnerState) -> OwnerState:
+    """Two reads of one round as one state (the scale-set read is the newer for its instances)."""
+    inventory = Inventory(dict(first.inventory.vms), dict(first.inventory.nics))
+    inventory.vms.update(second.inventory.vms)
+    inventory.nics.update(second.inventory.nics)
+    return OwnerState(inventory, first.gone | second.gone, first.direct and second.direct,
+                      first.unreadable | second.unreadable)

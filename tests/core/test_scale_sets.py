@@ -1,0 +1,280 @@
+"""Scale sets in the pure core: rules selecting by scale set, scale-set events, what a set's own lists
+prove, entry names of Uniform instances, and the audit finding for a set that references a managed pool."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.core.audit_findings import AuditInputs, LoadBalancerFacts, audit
+from shared.core.changes import KIND_VM, owner_change
+from shared.core.events import KIND_SCALE_SET, Ignored, parse_event
+from shared.core.member_record import MemberRecord
+from shared.core.membership import compute_membership
+from shared.core.models import Inventory, PoolSnapshot, VirtualMachine
+from shared.core.naming import address_name, is_managed_name
+from shared.core.plan import CONFIRM_NIC_DELETED
+from shared.core.rules import AzureFacts, RulesError, parse_rules, validate_against_azure
+from shared.core.scale_sets import profile_from_json, read_from_json, scale_set_round
+from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id, vnet_id
+
+RG = "rg-app"
+COMPUTE = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute"
+
+
+def set_id(name: str) -> str:
+    return f"{COMPUTE}/virtualMachineScaleSets/{name}"
+
+
+def scale_set(
+    name: str, mode: str = "Uniform", tags: dict[str, str] | None = None, pools: list[str] | None = None
+) -> dict:
+    ipconfig = {"subnet": {"id": subnet_id()}}
+    if pools:
+        ipconfig["loadBalancerBackendAddressPools"] = [{"id": p} for p in pools]
+    return {
+        "id": set_id(name),
+        "name": name,
+        "tags": tags or {},
+        "properties": {
+            "orchestrationMode": mode,
+            "virtualMachineProfile": {
+                "networkProfile": {
+                    "networkInterfaceConfigurations": [
+                        {
+                            "name": "nic",
+                            "properties": {
+                                "ipConfigurations": [{"name": "ipconfig1", "properties": ipconfig}]
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+def uniform_instance(name: str, n: int) -> tuple[dict, dict]:
+    vm = f"{set_id(name)}/virtualMachines/{n}"
+    nic = f"{vm}/networkInterfaces/nic"
+    return (
+        {
+            "id": vm,
+            "name": f"{name}_{n}",
+            "instanceId": str(n),
+            "tags": {},
+            "properties": {
+                "networkProfile": {"networkInterfaces": [{"id": nic, "properties": {"primary": True}}]}
+            },
+        },
+        {
+            "id": nic,
+            "name": "nic",
+            "properties": {
+                "resourceGuid": f"guid-{n}",
+                "virtualMachine": {"id": vm},
+                "ipConfigurations": [
+                    {
+                        "name": "ipconfig1",
+                        "properties": {
+                            "privateIPAddress": f"10.0.1.{10 + n}",
+                            "subnet": {"id": subnet_id()},
+                            "primary": True,
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+
+def uniform_read(name: str, count: int, tags: dict[str, str] | None = None, start: int = 0):
+    pairs = [uniform_instance(name, n) for n in range(start, start + count)]
+    return read_from_json(
+        set_id(name), scale_set(name, tags=tags), [p[0] for p in pairs], [p[1] for p in pairs]
+    )
+
+
+# --- rules -------------------------------------------------------------------------------------------
+
+
+def test_rules_select_instances_by_scale_set_name_glob_or_id_and_uniform_instances_carry_the_sets_tags():
+    read = uniform_read("web-a", 2, tags={"Role": "web"})
+    other = uniform_read("batch", 1)
+    inventory = Inventory()
+    for vm in read.instances + other.instances:
+        inventory.add_vm(vm)
+    for nic in read.nics + other.nics:
+        inventory.add_nic(nic)
+    by_glob = ruleset(rule_doc(scaleSets=["WEB-*"], tags={"role": "web"}))
+    by_id = ruleset(rule_doc(scaleSets=[set_id("batch")]))
+
+    assert sorted(
+        d.ip_address for d in compute_membership(inventory, by_glob)[pool_id().lower()].values()
+    ) == ["10.0.1.10", "10.0.1.11"]
+    assert [d.ip_address for d in compute_membership(inventory, by_id)[pool_id().lower()].values()] == [
+        "10.0.1.10"
+    ]
+    desired = next(iter(compute_membership(inventory, by_glob)[pool_id().lower()].values()))
+    assert desired.scale_set_id == set_id("web-a")
+
+
+def test_a_scale_set_entry_that_is_an_id_of_something_else_is_refused_naming_the_field():
+    document = rules_document(rule_doc(scaleSets=["web-*", f"{COMPUTE}/virtualMachines/vm1"]))
+    with pytest.raises(RulesError) as caught:
+        parse_rules(document, "test")
+    [problem] = caught.value.problems
+    assert problem.path == "rules[0].scaleSets[1]" and "virtualMachineScaleSets" in problem.message
+
+
+def test_a_vm_of_no_scale_set_does_not_match_a_scale_set_rule():
+    rule = ruleset(rule_doc(scaleSets=["*"])).rules[0]
+    assert not rule.matches_vm(VirtualMachine(f"{COMPUTE}/virtualMachines/solo", "solo", RG, {}, ()))
+    assert rule.matches_vm(VirtualMachine(f"{COMPUTE}/virtualMachines/f_1", "f_1", RG, {}, (), set_id("f")))
+
+
+# --- events --------------------------------------------------------------------------------------------
+
+
+def event(event_type: str, subject: str, operation: str) -> dict:
+    return {
+        "id": "e1",
+        "eventType": f"Microsoft.Resources.{event_type}",
+        "subject": subject,
+        "eventTime": "2026-12-01T00:00:00Z",
+        "data": {"operationName": operation, "status": "Succeeded"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("event_type", "subject", "operation"),
+    [
+        ("ResourceWriteSuccess", set_id("web"), "Microsoft.Compute/virtualMachineScaleSets/write"),
+        ("ResourceActionSuccess", set_id("web"), "Microsoft.Compute/virtualMachineScaleSets/delete/action"),
+        (
+            "ResourceActionSuccess",
+            set_id("web"),
+            "Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action",
+        ),
+        (
+            "ResourceDeleteSuccess",
+            f"{set_id('web')}/virtualMachines/3",
+            "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete",
+        ),
+        (
+            "ResourceActionSuccess",
+            f"{set_id('web')}/virtualMachines/3",
+            "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/reimage/action",
+        ),
+    ],
+)
+def test_scale_set_events_name_the_scale_set_as_owner(event_type, subject, operation):
+    hint = parse_event(event(event_type, subject, operation))
+    assert (hint.kind, hint.resource_id) == (KIND_SCALE_SET, set_id("web"))
+
+
+def test_scale_set_actions_that_change_no_instance_and_extensions_are_ignored():
+    restart = event(
+        "ResourceActionSuccess", set_id("web"), "Microsoft.Compute/virtualMachineScaleSets/restart/action"
+    )
+    extension = event(
+        "ResourceWriteSuccess",
+        f"{set_id('web')}/extensions/health",
+        "Microsoft.Compute/virtualMachineScaleSets/extensions/write",
+    )
+    assert isinstance(parse_event(restart), Ignored)
+    assert isinstance(parse_event(extension), Ignored)
+
+
+# --- what the set's own lists prove -------------------------------------------------------------------
+
+
+def record(name: str, n: int) -> MemberRecord:
+    vm = f"{set_id(name)}/virtualMachines/{n}"
+    return MemberRecord(
+        pool_id(),
+        pool_id().rsplit("/backendAddressPools/", 1)[0],
+        address_name(f"{vm}/networkInterfaces/nic", "ipconfig1", f"guid-{n}"),
+        f"{vm}/networkInterfaces/nic",
+        "ipconfig1",
+        vm,
+        f"guid-{n}",
+        f"10.0.1.{10 + n}",
+        set_id(name),
+    )
+
+
+def test_instances_the_set_no_longer_lists_are_confirmed_gone_and_the_listed_ones_are_wanted():
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    read = uniform_read("web", 1)  # ten were recorded, the set lists one: a 90% scale-in
+    records = [record("web", n) for n in range(10)]
+
+    found = scale_set_round([read], records)
+    changes = owner_change(rules, found.owners, found.state, records)
+
+    assert {o.kind for o in found.owners} == {KIND_VM} and len(found.owners) == 10
+    work = changes.pools[pool_id().lower()]
+    assert [d.ip_address for d in work.wanted.values()] == ["10.0.1.10"]
+    assert sorted(set(work.confirmed.values())) == [CONFIRM_NIC_DELETED]
+    assert len(work.confirmed) == 9
+    assert found.pools_by_set(changes.pools_by_owner) == {set_id("web").lower(): {pool_id().lower()}}
+
+
+def test_a_deleted_set_confirms_every_recorded_instance_gone():
+    gone_set = read_from_json(set_id("web"), None, [], [])
+    found = scale_set_round([gone_set], [record("web", 0)])
+    assert found.state.gone >= {record("web", 0).vm_id.lower()}
+    changes = owner_change(
+        ruleset(rule_doc(scaleSets=["web"])), found.owners, found.state, [record("web", 0)]
+    )
+    assert list(changes.pools[pool_id().lower()].confirmed.values()) == [CONFIRM_NIC_DELETED]
+
+
+def test_uniform_instance_entries_are_named_after_set_and_instance():
+    name = address_name(f"{set_id('web')}/virtualMachines/12/networkInterfaces/nic", "ipconfig1", "g")
+    assert name.startswith("psync-web-12-nic-ipconfig1-") and is_managed_name(name)
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+
+
+def test_audit_names_a_scale_set_whose_profile_references_a_managed_pool_and_how_to_decouple():
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    lb_id = pool_id().rsplit("/backendAddressPools/", 1)[0]
+    inputs = AuditInputs(
+        rules=rules,
+        inventory=Inventory(),
+        load_balancers=[LoadBalancerFacts(lb_id, "Standard", (PoolSnapshot(pool_id(), None, ()),))],
+        vnets={},
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+        drain_max_age=timedelta(days=7),
+        scale_sets=[
+            profile_from_json(scale_set("web", pools=[pool_id().upper()])),
+            profile_from_json(scale_set("other")),
+        ],
+    )
+
+    found = [f for f in audit(inputs).findings if f.code == "scale_set_references_managed_pool"]
+
+    assert [(f.pool, f.evidence["scaleSet"]) for f in found] == [(pool_id(), set_id("web"))]
+    assert "network profile" in found[0].fix and found[0].severity == "error"
+
+
+# --- start-up checks against Azure --------------------------------------------------------------------
+
+
+def test_start_up_reports_a_named_scale_set_that_is_missing_or_puts_its_nics_in_the_rules_pool():
+    rules = ruleset(rule_doc(scaleSets=["web-*", set_id("gone"), set_id("coupled"), set_id("fine")]))
+    facts = AzureFacts(
+        vnet_address_spaces={vnet_id().lower(): ["10.0.0.0/16"]},
+        pools={pool_id().lower(): PoolSnapshot(pool_id(), None, (), lb_sku="Standard")},
+        scale_sets={set_id("coupled").lower(): (pool_id(),), set_id("fine").lower(): ()},
+    )
+
+    found = [(p.path, p.message.split(";")[0]) for p in validate_against_azure(rules, facts)]
+
+    assert found == [
+        ("rules[0].scaleSets[1]", "scale set not found (or not readable by poolsync's identity)"),
+        ("rules[0].scaleSets[2]", f"the scale set's network profile puts its instances' NICs in {pool_id()}"),
+    ]
