@@ -1,8 +1,10 @@
 """Event intake and the coalescing flusher: many events -> few pool writes, each costing O(change).
 
 Intake (per event): classify it and record one durable intent in its subscription's partition - no Azure
-call, so a burst of deliveries costs storage writes only - then try to become that subscription's flusher.
-A handler that does not get the flush lock just returns: its intent is durable and the holder will see it.
+call, so a burst of deliveries costs storage writes only - then ask for a flush (a queue message that turns
+visible after the quiet period, see shared/storage/flush_requests.py) and return: no delivery waits for a
+pool write. The flush runs in the `flush_requests` queue trigger; an invocation that does not get the
+flush lock just returns: the holder will see the intents.
 
 Flusher (per subscription, one at a time through a blob lease): wait for the burst to settle, take the due
 intents, and work from the change: read the owners the intents name (GETs of each, or one list read when
@@ -10,8 +12,9 @@ that is cheaper), look up in the member index which entries poolsync wrote for t
 entries, and write the affected load balancers in parallel, each under its write lease. A resource-group
 delete or move names no owners: it gets a full reconcile of the subscription's pools. Intents whose work
 is done are deleted; work the guard held back or Azure refused stays pending with a back-off. Repeat while
-more are due; release, and look once more. Crashed holders are covered by the lease expiring: the next
-event or the timer's `sweep()` takes over.
+more are due (past the invocation's budget, hand the rest to a fresh invocation); release, and look once
+more. Crashed holders are covered by the lease expiring: the next request or the timer's `sweep()` takes
+over.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from shared.core.changes import KIND_NIC, KIND_VM, Owner
 from shared.core.events import KIND_RESOURCE_GROUP, Ignored, parse_event
 from shared.core.ids import id_key
 from shared.errors import AzureFailure
+from shared.storage.flush_requests import FlushRequests
 from shared.storage.intents import FlushLocks, HeldLease, Intent, IntentStore
 
 log = logging.getLogger("poolsync.flusher")
@@ -47,7 +51,7 @@ class CoalesceSettings:
     # how often a waiting flusher looks for new intents (a cheap query)
     poll_seconds: float = settings.COALESCE_POLL.default
     lease_seconds: int = settings.FLUSH_LEASE_SECONDS.default  # blob lease (15-60 s), renewed while working
-    # no new round after this: stay well inside Event Grid's 30 s delivery
+    # no new round after this: the rest goes to a fresh invocation (well inside functionTimeout)
     budget_seconds: float = settings.FLUSH_BUDGET.default
 
     @classmethod
@@ -108,11 +112,13 @@ class Flusher:
         settings: CoalesceSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        handoff: Callable[[str], None] | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.intents = intents
         self.locks = locks
         self.settings = settings or CoalesceSettings()
+        self.handoff = handoff  # starts a fresh flush of a subscription (a queue message); None: the sweep
         self._clock = clock
         self._sleep = sleep
 
@@ -149,6 +155,8 @@ class Flusher:
                 log.warning("flush of %s stopped with intents pending (%s)", scope,
                             "budget spent" if report.status == DEFERRED else "lock lost",
                             extra={"subscription": scope})
+                if report.status == DEFERRED and self.handoff is not None:
+                    self.handoff(scope)
                 return report
             # An intent recorded after our last look found the lock still held and left it to us.
             if not self.intents.has_pending(scope):
@@ -280,7 +288,7 @@ class EventResult:
     decision: str  # ignored | recorded
     reason: str = ""
     subject: str | None = None
-    flushes: list[FlushReport] = field(default_factory=list)
+    flush_requested: bool = False  # False: a flush request this process sent earlier covers the event
 
     def log_fields(self) -> dict[str, Any]:
         return {
@@ -288,37 +296,44 @@ class EventResult:
             "subject": self.subject,
             "decision": self.decision,
             "reason": self.reason,
-            "flushes": [{"subscription": f.scope, "status": f.status, "rounds": f.rounds,
-                         "intents": f.intents, "deferred": f.deferred} for f in self.flushes],
+            "flush_requested": self.flush_requested,
         }
 
 
 class EventService:
     """Intake and flushing for one Runtime (built once per process, see `event_service`)."""
 
-    def __init__(self, runtime: Runtime, intents: IntentStore, flusher: Flusher) -> None:
+    def __init__(self, runtime: Runtime, intents: IntentStore, flusher: Flusher,
+                 requests: FlushRequests) -> None:
         self.runtime = runtime
         self.intents = intents
         self.flusher = flusher
+        self.requests = requests
 
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> EventService:
         settings = CoalesceSettings.from_env(runtime.settings)
         intents = IntentStore.from_settings(runtime.storage, runtime.settings)
         locks = FlushLocks.from_settings(runtime.storage, runtime.settings, settings.lease_seconds)
-        return cls(runtime, intents, Flusher(runtime.reconciler, intents, locks, settings))
+        requests = FlushRequests.from_settings(runtime.storage, settings.quiet_seconds)
+        flusher = Flusher(runtime.reconciler, intents, locks, settings, handoff=requests.request_now)
+        return cls(runtime, intents, flusher, requests)
 
     def handle(self, payload: Any) -> EventResult:
-        """Classify, record, flush - no Azure call before the flush. MalformedEvent and Azure/storage errors
-        propagate (FlushFailed after the work that could be done was done)."""
+        """Classify, record, ask for a flush - no Azure call, no pool write: the delivery returns at once.
+        MalformedEvent and storage errors propagate (Event Grid redelivers)."""
         decision = parse_event(payload, self.runtime.reconciler.watched_subscriptions())
         if isinstance(decision, Ignored):
             return EventResult(decision.event_id, "ignored", decision.reason, decision.subject)
         hint = decision
         self.intents.record(hint)
-        result = EventResult(hint.event_id, "recorded", f"{hint.action} of a {hint.kind}", hint.resource_id)
-        result.flushes = self.flusher.flush_each([hint.subscription])
-        return result
+        requested = self.requests.request(hint.subscription)  # after the record: its flush will see it
+        return EventResult(hint.event_id, "recorded", f"{hint.action} of a {hint.kind}", hint.resource_id,
+                           flush_requested=requested)
+
+    def flush(self, scope: str) -> FlushReport:
+        """The flush a queued request asked for (the `flush_requests` trigger)."""
+        return self.flusher.flush(scope)
 
     def sweep(self) -> list[FlushReport]:
         return self.flusher.sweep()

@@ -48,7 +48,9 @@ log = logging.getLogger("poolsync.reconciler")
 Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
 
 
-MAX_PARALLEL_LBS = 8
+# Every affected load balancer is written at once: each costs one PUT, well inside Azure's write bucket
+# (200, refilled 10/s), and Azure runs one operation per load balancer anyway.
+MAX_PARALLEL_LBS = 50
 OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
 VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
 
@@ -232,10 +234,19 @@ class Reconciler:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
         and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
         started = time.monotonic()
-        records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
-                                        [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
-        indexed = time.monotonic()
-        state = self.read_owners(owners, records)
+        vm_ids = [o.id for o in owners if o.kind == KIND_VM]
+        nic_ids = [o.id for o in owners if o.kind == KIND_NIC]
+        if self.index is not None and self.inventory.owner_read_estimate(vm_ids, nic_ids) > OWNER_READ_LIMIT:
+            # A list read whatever the index adds: read the index and the subscription side by side.
+            with ThreadPoolExecutor(max_workers=1) as side:
+                listed = side.submit(self.read_owners, owners, [])
+                records = self.index.for_owners(vm_ids, nic_ids)
+                indexed = time.monotonic()
+                state = listed.result()
+        else:
+            records = self.index.for_owners(vm_ids, nic_ids) if self.index else []
+            indexed = time.monotonic()
+            state = self.read_owners(owners, records)
         read = time.monotonic()
         changes = owner_change(self.rules, owners, state, records)
         outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \
@@ -249,6 +260,11 @@ class Reconciler:
                       deadline: float | None = None) -> list[PoolOutcome]:
         """The event path: each affected pool gets a plan limited to the owners' entries."""
         by_lb = _by_lb([work.pool_id for work in changes.pools.values()])
+        if self.index is not None:
+            # The round's index rows in one batch, before any PUT (a row too many is harmless, one too few
+            # is not): every entry a plan may add is one of the owners' desired entries.
+            self.index.remember([record for work in changes.pools.values()
+                                 for record in records_for(work.pool_id, work.wanted, list(work.wanted))])
 
         def apply_lb(lb_key: str) -> list[PoolOutcome]:
             pools = by_lb[lb_key]
@@ -257,11 +273,16 @@ class Reconciler:
             try:
                 with self.writer.lb_lease(_lb_of(pools[0]), wait=wait) as lease:
                     return [self._apply_work(changes.pools[id_key(pool)], full=False, lease=lease,
-                                             fence=fence, deadline=deadline) for pool in pools]
+                                             fence=fence, deadline=deadline, index_rows=False)
+                            for pool in pools]
             except LoadBalancerBusy as error:
                 return [PoolOutcome(pool, "failed", None, str(error)) for pool in pools]
 
         outcomes = list(self._per_lb(list(by_lb), apply_lb).values())
+        if self.index is not None:  # rows of what the writes removed, once for the round, after the PUTs
+            self.index.forget([record for outcome in outcomes
+                               for record in self._removed_records(changes.pools[id_key(outcome.pool_id)],
+                                                                   outcome)])
         self.journal.record(outcomes, source)
         return outcomes
 
@@ -277,7 +298,9 @@ class Reconciler:
     def _apply_work(self, work: PoolWork, *, full: bool, lease: HeldLease | None,
                     fence: HeldLease | None = None, dry_run: bool = False,
                     force: bool = False, force_reason: str | None = None, wait: bool = True,
-                    deadline: float | None = None) -> PoolOutcome:
+                    deadline: float | None = None, index_rows: bool = True) -> PoolOutcome:
+        """Plan and write one pool; with `index_rows` its member-index rows are written around the PUT
+        (else the caller writes the rows of a whole round at once)."""
         guard = self.writer.guard
         scope = None if full else work.in_scope
 
@@ -297,9 +320,9 @@ class Reconciler:
 
         outcome = self.apply(work.pool_id, make_plan, fence=fence, dry_run=dry_run, force=force,
                              force_reason=force_reason, wait=wait, lease=lease, guarded=True,
-                             before_write=remember, deadline=deadline)
-        if outcome.status in ("written", "refused") and outcome.result is not None and outcome.result.written:
-            self._forget_removed(work, outcome.plan)
+                             before_write=remember if index_rows else None, deadline=deadline)
+        if index_rows and self.index is not None:
+            self.index.forget(self._removed_records(work, outcome))
         return outcome
 
     def _verify_held(self, work: PoolWork, planned: PoolPlan) -> bool:
@@ -314,12 +337,13 @@ class Reconciler:
         work.confirmed.update(found)
         return bool(found)
 
-    def _forget_removed(self, work: PoolWork, planned: PoolPlan | None) -> None:
-        if self.index is None or planned is None:
-            return
-        gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
-        if gone:
-            self.index.forget(gone)
+    @staticmethod
+    def _removed_records(work: PoolWork, outcome: PoolOutcome) -> list[MemberRecord]:
+        """The index records of the entries a completed write removed from the pool."""
+        if outcome.status not in ("written", "refused") or outcome.result is None or not outcome.result.written \
+                or outcome.plan is None:
+            return []
+        return [work.records[e.name.lower()] for e in outcome.plan.removes if e.name.lower() in work.records]
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord]) -> None:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import settings
 from shared.core.ids import id_key
@@ -89,24 +89,30 @@ class MemberIndex:
 
     def remember(self, records: Iterable[MemberRecord]) -> None:
         """Upsert these records (and the VM -> NIC links) - called before the PUT that adds them."""
-        self._ensure_table()
         entities: dict[tuple[str, str], dict[str, Any]] = {}
         for record in records:
             entity = record.entity()
             entities[(entity["PartitionKey"], entity["RowKey"])] = entity
             link = vm_link(record)
             entities[(link["PartitionKey"], link["RowKey"])] = link
-        self._submit("upsert", entities.values())
+        if entities:
+            self._ensure_table()
+            self._submit("upsert", entities.values())
 
     def forget(self, records: Iterable[MemberRecord]) -> None:
         """Delete these entry rows - called after the PUT that removed them succeeded."""
-        self._ensure_table()
-        self._submit("delete", ({"PartitionKey": r.key[0], "RowKey": r.key[1]} for r in records))
+        rows = {r.key: {"PartitionKey": r.key[0], "RowKey": r.key[1]} for r in records}
+        if rows:
+            self._ensure_table()
+            self._submit("delete", rows.values())
 
     def all_records(self) -> list[MemberRecord]:
+        """Every NIC row: the buckets are read side by side (one query of 20,000 rows pages one at a time)."""
         self._ensure_table()
-        return [MemberRecord.from_entity(row)
-                for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
+        buckets = [f"nic-{n:02x}" for n in range(256)]
+        found = _parallel(lambda partition: list(self.table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": partition})), buckets)
+        return [MemberRecord.from_entity(row) for rows in found for row in rows]
 
     def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord],
                 existing: Iterable[MemberRecord] | None = None) -> tuple[int, int]:
@@ -136,7 +142,12 @@ class MemberIndex:
                 self.table.submit_transaction([("upsert", dict(r), {"mode": UpdateMode.REPLACE})
                                                for r in batch])
                 return
-            for row in batch:  # a delete batch fails whole on one missing row: go row by row
+            try:
+                self.table.submit_transaction([("delete", dict(r)) for r in batch])
+                return
+            except TableTransactionError:
+                pass  # a delete batch fails whole on one missing row: go row by row
+            for row in batch:
                 with contextlib.suppress(ResourceNotFoundError):
                     self.table.delete_entity(row["PartitionKey"], row["RowKey"])
 

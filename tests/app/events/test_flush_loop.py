@@ -142,7 +142,7 @@ def test_a_continuous_stream_still_flushes_every_max_wait_and_loses_nothing():
     assert report.intents == 1 + next(arrivals)  # every arrival was consumed by some round
 
 
-def test_out_of_budget_the_flusher_stops_and_leaves_the_rest_pending():
+def test_out_of_budget_the_flusher_hands_the_rest_to_a_fresh_invocation():
     clock, intents = Clock(), MemoryIntents()
     intents.add("first")
     counter = iter(range(10_000))
@@ -150,11 +150,16 @@ def test_out_of_budget_the_flusher_stops_and_leaves_the_rest_pending():
     settings = CoalesceSettings(quiet_seconds=1.0, max_wait_seconds=5.0, poll_seconds=0.1,
                                 budget_seconds=20.0)
 
-    report = _flusher(clock, intents, Reconciler(clock), settings).flush(SUB)
+    flusher = _flusher(clock, intents, Reconciler(clock), settings)
+    handed_off: list[str] = []
+    flusher.handoff = handed_off.append
+
+    report = flusher.flush(SUB)
 
     assert report.status == DEFERRED
     assert report.rounds >= 1
-    assert intents.rows  # left for the next event or the sweep
+    assert intents.rows  # left for a fresh invocation...
+    assert handed_off == [SUB]  # ...which the flusher asked for before returning
 
 
 def test_a_failed_reconcile_raises_and_keeps_every_intent_deferred():
