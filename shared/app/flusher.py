@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,19 +135,7 @@ class Flusher:
                     report.status = BUSY
                 return report
             try:
-                longest = 0.0  # the longest round so far: do not start one that cannot end in the budget
-                while not lease.lost:
-                    if self._clock() - started + longest > self.settings.budget_seconds:
-                        report.status = DEFERRED
-                        break
-                    began = self._clock()
-                    try:
-                        if not self._round(scope, report, lease, started):
-                            break
-                        longest = max(longest, self._clock() - began)
-                    except FlushFailed as failed:
-                        failure = failed  # its intents are deferred; the others of later rounds go on
-                        break
+                failure = self._rounds(scope, report, lease, started)
             finally:
                 lease.release()
             if failure is not None:
@@ -166,15 +155,71 @@ class Flusher:
         """When writes of this invocation must be done: the budget, as time.monotonic()."""
         return time.monotonic() + max(1.0, self.settings.budget_seconds - (self._clock() - started))
 
-    def _round(self, scope: str, report: FlushReport, lease: HeldLease, started: float) -> bool:
-        """Settle, take, work, consume. False when nothing was due."""
-        if not self.intents.has_pending(scope):
-            return False
+    def _rounds(self, scope: str, report: FlushReport, lease: HeldLease, started: float) -> FlushFailed | None:
+        """Rounds while work is due, pipelined: once a round has read Azure and written its index rows (it
+        only waits for its pool writes), the next one gathers its intents and starts reading. At most two
+        run at once; a round that reconciles everything runs alone. After a failure no new round starts
+        (its intents are deferred; what is left stays pending for the next request or the sweep)."""
+        running: list[_Running] = []
+        failure: FlushFailed | None = None
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="poolsync-round") as pool:
+            while not lease.lost and failure is None:
+                if self._clock() - started > self.settings.budget_seconds:
+                    report.status = DEFERRED
+                    break
+                while len(running) > 1 or (running and running[-1].alone):
+                    failure = self._collect(running.pop(0), report) or failure
+                if running:
+                    running[-1].wait_for_reads()
+                taken = self._gather(scope, {key for r in running for key in r.row_keys})
+                if not taken:
+                    if not running:
+                        break
+                    failure = self._collect(running.pop(0), report) or failure
+                    continue
+                alone = not self.reconciler.index_ready() or any(i.kind == KIND_RESOURCE_GROUP for i in taken)
+                while alone and running:
+                    failure = self._collect(running.pop(0), report) or failure
+                if failure is not None:
+                    break  # the taken intents stay pending
+                current = _Running(FlushReport(scope), {i.row_key for i in taken}, alone)
+                current.future = pool.submit(self._round, scope, current.report, lease, taken,
+                                             self._deadline(started), current.reads_done.set)
+                running.append(current)
+            for left in running:
+                failure = self._collect(left, report) or failure
+        return failure
+
+    @staticmethod
+    def _collect(done: _Running, report: FlushReport) -> FlushFailed | None:
+        """Wait for a round and add its figures to the invocation's report; its failure, if any."""
+        assert done.future is not None
+        try:
+            done.future.result()
+            failure = None
+        except FlushFailed as failed:
+            failure = failed
+        finished = done.report
+        report.rounds += finished.rounds
+        report.intents += finished.intents
+        report.deferred += finished.deferred
+        if finished.rounds:
+            report.status, report.outcomes = finished.status, finished.outcomes
+        return failure
+
+    def _gather(self, scope: str, running: set[str]) -> list[Intent]:
+        """Settle and take the due intents no running round has taken; [] when none are due."""
+        due = self.intents.has_pending(scope) if not running else \
+            any(i.row_key not in running for i in self.intents.pending(scope))
+        if not due:
+            return []
         self._settle(scope)
-        taken = self.intents.pending(scope)
-        if not taken:
-            return False
-        deadline = self._deadline(started)
+        return [i for i in self.intents.pending(scope) if i.row_key not in running]
+
+    def _round(self, scope: str, report: FlushReport, lease: HeldLease, taken: list[Intent], deadline: float,
+               reads_done: Callable[[], None]) -> None:
+        """Work, consume: one round on the intents taken. `reads_done` is called once the round only
+        waits for its pool writes."""
         index_ready = self.reconciler.index_ready()
         if not index_ready or any(intent.kind == KIND_RESOURCE_GROUP for intent in taken):
             # Right after an upgrade the member index is empty: one full reconcile of every pool fills it.
@@ -183,7 +228,7 @@ class Flusher:
             outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
             blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
         else:
-            outcomes, blocked = self._owner_round(taken, deadline, lease)
+            outcomes, blocked = self._owner_round(taken, deadline, lease, reads_done)
         report.rounds += 1
         report.outcomes = outcomes
         done = [intent for intent in taken if intent.row_key not in blocked]
@@ -200,17 +245,16 @@ class Flusher:
         _report_applied(scope, consumed, outcomes)
         if any(outcome.status == "failed" for outcome in outcomes):
             raise FlushFailed(scope, outcomes)
-        return True
 
-    def _owner_round(self, taken: list[Intent], deadline: float,
-                     lease: HeldLease) -> tuple[list[PoolOutcome], set[str]]:
+    def _owner_round(self, taken: list[Intent], deadline: float, lease: HeldLease,
+                     reads_done: Callable[[], None] | None = None) -> tuple[list[PoolOutcome], set[str]]:
         """Work from the owners the intents name; the row keys of intents whose pools are not done."""
         owners = {id_key(i.subject): Owner(KIND_NIC if i.kind == KIND_NIC else KIND_VM, i.subject)
                   for i in taken if i.kind in (KIND_VM, KIND_NIC)}
         # Read after taking: every change whose intent we took is visible in the reconciler's read.
         # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
         outcomes, pools_by_owner = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline,
-                                                                    fence=lease)
+                                                                    fence=lease, reads_done=reads_done)
         not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
         blocked = {i.row_key for i in taken if pools_by_owner.get(id_key(i.subject), set()) & not_done}
         return outcomes, blocked
@@ -257,6 +301,23 @@ class Flusher:
 
 
 DONE = ("written", "unchanged")
+
+
+@dataclass
+class _Running:
+    """A round started by `Flusher._rounds`."""
+
+    report: FlushReport
+    row_keys: set[str]  # the intents it took: the next round must not take them again
+    alone: bool  # a full reconcile: no other round beside it
+    reads_done: threading.Event = field(default_factory=threading.Event)
+    future: Future[None] | None = None
+
+    def wait_for_reads(self) -> None:
+        """Until the round only waits for its pool writes (or ended)."""
+        assert self.future is not None
+        while not self.reads_done.wait(0.05) and not self.future.done():
+            pass
 
 
 def _report_applied(scope: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:

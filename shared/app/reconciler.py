@@ -229,10 +229,12 @@ class Reconciler:
 
     def reconcile_owners(
         self, owners: list[Owner], *, deadline: float | None = None, source: str = "events",
-        fence: HeldLease | None = None,
+        fence: HeldLease | None = None, reads_done: Callable[[], None] | None = None,
     ) -> tuple[list[PoolOutcome], dict[str, set[str]]]:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
-        and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
+        and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched.
+        `reads_done` is called once the reads are done and the index rows of what may be added are written
+        (a next round may then read: it sees those rows)."""
         started = time.monotonic()
         vm_ids = [o.id for o in owners if o.kind == KIND_VM]
         nic_ids = [o.id for o in owners if o.kind == KIND_NIC]
@@ -249,15 +251,16 @@ class Reconciler:
             state = self.read_owners(owners, records)
         read = time.monotonic()
         changes = owner_change(self.rules, owners, state, records)
-        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \
-            if changes.pools else []
+        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence,
+                                      reads_done=reads_done) if changes.pools else []
         log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
                  "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
                  read - indexed, len(changes.pools), time.monotonic() - read)
         return outcomes, changes.pools_by_owner
 
     def apply_changes(self, changes: ChangeSet, *, source: str = "events", fence: HeldLease | None = None,
-                      deadline: float | None = None) -> list[PoolOutcome]:
+                      deadline: float | None = None,
+                      reads_done: Callable[[], None] | None = None) -> list[PoolOutcome]:
         """The event path: each affected pool gets a plan limited to the owners' entries."""
         by_lb = _by_lb([work.pool_id for work in changes.pools.values()])
         if self.index is not None:
@@ -265,6 +268,8 @@ class Reconciler:
             # is not): every entry a plan may add is one of the owners' desired entries.
             self.index.remember([record for work in changes.pools.values()
                                  for record in records_for(work.pool_id, work.wanted, list(work.wanted))])
+        if reads_done is not None:
+            reads_done()
 
         def apply_lb(lb_key: str) -> list[PoolOutcome]:
             pools = by_lb[lb_key]

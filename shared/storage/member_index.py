@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import settings
@@ -100,8 +101,10 @@ class MemberIndex:
             self._submit("upsert", entities.values())
 
     def forget(self, records: Iterable[MemberRecord]) -> None:
-        """Delete these entry rows - called after the PUT that removed them succeeded."""
-        rows = {r.key: {"PartitionKey": r.key[0], "RowKey": r.key[1]} for r in records}
+        """Delete these entry rows - called after the PUT that removed them succeeded. A row read with an
+        ETag is deleted only as read: one another writer rewrote since (the entry is back) stays."""
+        rows = {r.key: {"PartitionKey": r.key[0], "RowKey": r.key[1], **({"etag": r.etag} if r.etag else {})}
+                for r in records}
         if rows:
             self._ensure_table()
             self._submit("delete", rows.values())
@@ -143,15 +146,29 @@ class MemberIndex:
                                                for r in batch])
                 return
             try:
-                self.table.submit_transaction([("delete", dict(r)) for r in batch])
+                self.table.submit_transaction([("delete", _key_of(r), _as_read(r)) for r in batch])
                 return
             except TableTransactionError:
-                pass  # a delete batch fails whole on one missing row: go row by row
+                pass  # a delete batch fails whole on one missing or rewritten row: go row by row
             for row in batch:
-                with contextlib.suppress(ResourceNotFoundError):
-                    self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+                try:
+                    self.table.delete_entity(row["PartitionKey"], row["RowKey"], **_as_read(row))
+                except ResourceNotFoundError:
+                    pass
+                except HttpResponseError as error:
+                    if error.status_code != 412:
+                        raise
 
         _parallel(submit, batches)
+
+
+def _key_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
+
+
+def _as_read(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Delete options: only the row as read, when its ETag is known."""
+    return {"etag": row["etag"], "match_condition": MatchConditions.IfNotModified} if row.get("etag") else {}
 
 
 def _parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:

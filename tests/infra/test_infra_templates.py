@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared.storage.flush_requests import FLUSH_QUEUE
 from tests.infra.bicep_tree import (
     ACCESS_BICEP,
     INFRA_DIR,
@@ -189,6 +190,10 @@ def test_storage_roles_are_blob_owner_and_table_contributor_on_the_account_and_q
     assert body(assignments["auditQueueRoleAssignments"])["scope"] == "auditQueue"
     assert body(assignments["poisonQueueSender"])["scope"] == "auditPoisonQueue"
     assert tree["parameters"]["auditQueueName"]["default"] == "poolsync-audit-requests"
+    # flush_requests: the same roles on its own queue and poison queue, under the name the app sends to
+    assert body(assignments["flushQueueRoleAssignments"])["scope"] == "flushQueue"
+    assert body(assignments["flushPoisonQueueSender"])["scope"] == "flushPoisonQueue"
+    assert tree["parameters"]["flushQueueName"]["default"] == FLUSH_QUEUE
     all_ids = json.dumps([body(a) for a in assignments.values()]) + json.dumps(tree["variables"])
     assert "974c5e8b-45b9-4653-ba55-5f855dd0fb88" not in all_ids  # no Storage Queue Data Contributor
 
