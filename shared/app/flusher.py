@@ -155,7 +155,8 @@ class Flusher:
         """When writes of this invocation must be done: the budget, as time.monotonic()."""
         return time.monotonic() + max(1.0, self.settings.budget_seconds - (self._clock() - started))
 
-    def _rounds(self, scope: str, report: FlushReport, lease: HeldLease, started: float) -> FlushFailed | None:
+    def _rounds(self, scope: str, report: FlushReport, lease: HeldLease,
+                started: float) -> FlushFailed | None:
         """Rounds while work is due, pipelined: once a round has read Azure and written its index rows (it
         only waits for its pool writes), the next one gathers its intents and starts reading. At most two
         run at once; a round that reconciles everything runs alone. After a failure no new round starts

@@ -345,8 +345,8 @@ class Reconciler:
     @staticmethod
     def _removed_records(work: PoolWork, outcome: PoolOutcome) -> list[MemberRecord]:
         """The index records of the entries a completed write removed from the pool."""
-        if outcome.status not in ("written", "refused") or outcome.result is None or not outcome.result.written \
-                or outcome.plan is None:
+        written = outcome.result is not None and outcome.result.written
+        if outcome.status not in ("written", "refused") or not written or outcome.plan is None:
             return []
         return [work.records[e.name.lower()] for e in outcome.plan.removes if e.name.lower() in work.records]
 

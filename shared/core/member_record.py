@@ -69,7 +69,8 @@ class MemberRecord:
     def from_entity(cls, row: Mapping[str, Any]) -> MemberRecord:
         metadata = getattr(row, "metadata", None) or {}
         return cls(row["PoolId"], row["LbId"], row["Name"], row["NicId"], row.get("IpConfiguration", ""),
-                   row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None, metadata.get("etag"))
+                   row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None,
+                   metadata.get("etag"))
 
 
 def vm_link(record: MemberRecord) -> dict[str, Any]:

@@ -14,7 +14,6 @@ leaves a row too many, never one too few); the full reconcile rebuilds it from p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any

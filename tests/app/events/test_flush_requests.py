@@ -83,7 +83,8 @@ def test_a_malformed_request_is_dropped_and_a_failed_flush_defers_without_raisin
     stack.emitted()
     _deliver_only(eventgrid_event(WRITE, ids.vm("web-8")))
     stack.arm.faults.add("500", method="PUT", resource_type="backendAddressPools")  # outlives every retry
-    short = Stack(stack.arm, {**stack.env, "POOLSYNC_RETRY_DEADLINE": "2", "POOLSYNC_RETRY_MAX_ATTEMPTS": "2"})
+    short = Stack(stack.arm, {**stack.env, "POOLSYNC_RETRY_DEADLINE": "2",
+                              "POOLSYNC_RETRY_MAX_ATTEMPTS": "2"})
 
     with caplog.at_level(logging.INFO, logger="poolsync"):
         FLUSH(QueueMessage(id="m3", body=request_message(SUBSCRIPTION).encode()))  # logged, not raised
