@@ -52,7 +52,8 @@ def receive_flush_request(message_id: str, text: str) -> None:
     try:
         report = event_service().flush(scope)
     except FlushFailed as failed:  # its intents are deferred with a back-off: retrying now cannot help
-        log.error("%s", failed, extra={"subscription": scope})
+        telemetry.emit("flush_failed", logging.ERROR, subscription=scope, reason=type(failed).__name__,
+                       error=str(failed)[:500])
         return
     log.info("flush of %s: %s, %d round(s), %d intent(s) applied, %d deferred", scope, report.status,
              report.rounds, report.intents, report.deferred, extra=report.as_dict())

@@ -323,7 +323,8 @@ def test_every_alert_notifies_the_optional_action_group():
 def test_alerted_telemetry_events_are_documented():
     tree = parse(MODULES / "alerts.bicep")
     events = {rule["event"] for rule in resolve(tree, "occurrenceRules")} | {"poolsync.audit_completed"}
-    assert {"poolsync.guard_refused", "poolsync.event_failed", "poolsync.audit_finding"} <= events
+    assert {"poolsync.guard_refused", "poolsync.event_failed", "poolsync.flush_failed",
+            "poolsync.audit_finding"} <= events
     doc = OPERATIONS_DOC.read_text()
     for event in events:
         assert f"`{event}`" in doc, f"{event} missing from docs/operations.md"

@@ -90,6 +90,7 @@ def test_a_malformed_request_is_dropped_and_a_failed_flush_defers_without_raisin
         FLUSH(QueueMessage(id="m3", body=request_message(SUBSCRIPTION).encode()))  # logged, not raised
 
     assert [f["intents"] for f in facts(caplog, "intents_deferred")] == [1]
+    assert [f["subscription"] for f in facts(caplog, "flush_failed")] == [SUBSCRIPTION]  # the alert's line
     (kept,) = short.service.intents.pending(SUBSCRIPTION, due_only=False)
     assert kept.attempts == 1  # the sweep retries it after its back-off
     assert pool_key("web-8-nic") not in stack.pool(POOL)
