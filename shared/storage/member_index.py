@@ -109,12 +109,9 @@ class MemberIndex:
             self._submit("delete", rows.values())
 
     def all_records(self) -> list[MemberRecord]:
-        """Every NIC row: the buckets are read side by side (one query of 20,000 rows pages one at a time)."""
         self._ensure_table()
-        buckets = [f"nic-{n:02x}" for n in range(256)]
-        found = _parallel(lambda partition: list(self.table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": partition})), buckets)
-        return [MemberRecord.from_entity(row) for rows in found for row in rows]
+        return [MemberRecord.from_entity(row)
+                for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
 
     def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord],
                 existing: Iterable[MemberRecord] | None = None) -> tuple[int, int]:
