@@ -170,6 +170,8 @@ class Flusher:
                     break
                 while len(running) > 1 or (running and running[-1].alone):
                     failure = self._collect(running.pop(0), report) or failure
+                if failure is not None:
+                    break
                 if running:
                     running[-1].wait_for_reads()
                 taken = self._gather(scope, {key for r in running for key in r.row_keys})
