@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceResponseError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import settings
@@ -30,6 +30,7 @@ from shared.storage.account import CreatedOnce, StorageSettings
 DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
 _BATCH = 100
 _PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
+_TRANSACTION_ATTEMPTS = 3
 _SCAN_ABOVE = 200  # more owners than this: one scan of the NIC rows beats two queries per owner
 
 
@@ -138,11 +139,10 @@ class MemberIndex:
 
         def submit(batch: list[Mapping[str, Any]]) -> None:
             if kind == "upsert":
-                self.table.submit_transaction([("upsert", dict(r), {"mode": UpdateMode.REPLACE})
-                                               for r in batch])
+                self._transact([("upsert", dict(r), {"mode": UpdateMode.REPLACE}) for r in batch])
                 return
             try:
-                self.table.submit_transaction([("delete", _key_of(r), _as_read(r)) for r in batch])
+                self._transact([("delete", _key_of(r), _as_read(r)) for r in batch])
                 return
             except TableTransactionError:
                 pass  # a delete batch fails whole on one missing or rewritten row: go row by row
@@ -156,6 +156,18 @@ class MemberIndex:
                         raise
 
         _parallel(submit, batches)
+
+    def _transact(self, operations: list[Any]) -> None:
+        """One batch; sent again when the connection broke (the SDK does not retry a POST). Both kinds are
+        safe to repeat: upserts replace, and a delete batch that already went fails on the missing rows
+        and falls back to row by row."""
+        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
+            try:
+                self.table.submit_transaction(operations)
+                return
+            except ServiceResponseError:
+                if attempt == _TRANSACTION_ATTEMPTS:
+                    raise
 
 
 def _key_of(row: Mapping[str, Any]) -> dict[str, Any]:
