@@ -13,10 +13,9 @@ import logging
 import azure.functions as func
 
 from shared import settings, telemetry
-from shared.app.event_intake import receive_event, receive_flush_request
+from shared.app.event_intake import FLUSH_QUEUE, receive_event, receive_flush_request
 from shared.app.flusher import event_service
 from shared.app.runtime import get_runtime
-from shared.storage.flush_requests import FLUSH_QUEUE
 
 log = logging.getLogger("poolsync.events")
 

@@ -15,7 +15,9 @@ from typing import Any
 from shared import telemetry
 from shared.app.flusher import FlushFailed, event_service
 from shared.core.events import MalformedEvent, event_fields, event_to_dict
-from shared.storage.flush_requests import parse_request
+from shared.storage.flush_requests import FLUSH_QUEUE, parse_request
+
+__all__ = ["FLUSH_QUEUE", "receive_event", "receive_flush_request"]
 
 log = logging.getLogger("poolsync.events")
 

@@ -12,10 +12,11 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobServiceClient, LinearRetry
 from azure.storage.queue import QueueServiceClient
 
 from shared import settings
@@ -39,14 +40,13 @@ READ_TIMEOUT_SECONDS = 15
 RETRIES = 3
 
 
-def _blob_queue_options() -> dict[str, object]:
-    """Retry and timeouts of blob and queue clients (their own storage retry policy)."""
-    return {"retry_policy": ExponentialRetry(initial_backoff=0.3, increment_base=2, retry_total=RETRIES,
-                                             random_jitter_range=0.3),
+def _blob_queue_options() -> dict[str, Any]:
+    """Retry and timeouts of blob and queue clients (their own storage retry policy: waits of 0-2 s)."""
+    return {"retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=RETRIES),
             "connection_timeout": CONNECTION_TIMEOUT_SECONDS, "read_timeout": READ_TIMEOUT_SECONDS}
 
 
-def _table_options() -> dict[str, object]:
+def _table_options() -> dict[str, Any]:
     """Retry and timeouts of table clients (azure-core's retry keywords: waits 0.3, 0.6, 1.2 s)."""
     return {"retry_total": RETRIES, "retry_backoff_factor": 0.3, "retry_backoff_max": 2,
             "connection_timeout": CONNECTION_TIMEOUT_SECONDS, "read_timeout": READ_TIMEOUT_SECONDS}
