@@ -2,7 +2,9 @@
 
 Each instance is a spawned process with its own poolsync runtime and a thread pool of `concurrency`
 invocations (a Functions host's concurrency limit). Events go to it through a queue and are handed to a
-handler exactly as the host would: for poolsync, the Event Grid function itself. A delivery fails when the
+handler exactly as the host would: for poolsync, the Event Grid function itself; each poolsync instance
+also polls the flush request queue and runs the `flush_requests` queue trigger, as the local Functions
+host (devstack/host.py) does. A delivery fails when the
 handler raises or does not return within Event Grid's 30 s window; a failed delivery is redelivered after
 the next delay of the redelivery schedule (Event Grid's is 10 s, 30 s, 1 min, 5 min, ...). Every attempt's
 held time (handed over -> handler returned) is reported.
@@ -83,6 +85,17 @@ def poolsync_handler(env: dict[str, str]) -> tuple[Callable[[dict[str, Any]], No
         trigger(EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={}))
 
     return handle, lambda: timer(TimerRequest(past_due=False))
+
+
+def flush_poller(env: dict[str, str]) -> Any:
+    """The queue poller of the app's `flush_requests` function, as the local Functions host runs it."""
+    from devstack.host import FunctionIndex, QueuePoller, load_app, queue_connection
+
+    function = FunctionIndex.of(load_app()).get("flush_requests")
+    connection = queue_connection(function.binding, env) if function is not None else None
+    if function is None or connection is None:
+        raise RuntimeError("the app has no flush_requests queue trigger with a storage connection")
+    return QueuePoller(function, connection)
 
 
 def _is_throttling(error: BaseException) -> bool:
@@ -205,8 +218,10 @@ def instance_main(mode: str, env: dict[str, str], inbox: Any, concurrency: int, 
         logging.getLogger("azure").setLevel(logging.WARNING)
     give_up_at = [float("inf")]  # wall clock; the naive handler stops retrying there
     sweep = None
+    poller = None
     if mode == POOLSYNC:
         handle, sweep = poolsync_handler(env)
+        poller = flush_poller(env).start()
     else:
         assert naive_factory is not None
         handle = naive_factory(env, give_up_at)
@@ -224,6 +239,8 @@ def instance_main(mode: str, env: dict[str, str], inbox: Any, concurrency: int, 
         else:
             deliverer.submit(message)
     deliverer.close()
+    if poller is not None:
+        poller.stop()
 
 
 class InstancePool:

@@ -9,8 +9,10 @@ It serves what the real host serves for this app, over plain HTTP on loopback:
   abuse-protection handshake); one invocation per event, 202 when all succeeded, 500 (so the sender
   retries) when one raised;
 - queue triggers: a poller per function reads its Azurite queue (connection from the binding's app
-  setting), hands each base64-decoded message to the function, deletes it on success, lets it come
-  back on failure and moves it to `<queue>-poison` after 5 dequeues, as the queue extension does;
+  setting), hands each base64-decoded message to the function (up to 16 + 8 at once, as the extension's
+  batchSize and newBatchThreshold allow), deletes it on success, lets it come back on failure and moves it
+  to `<queue>-poison` after 5 dequeues, as the queue extension does; an idle queue is polled at least
+  every 2 s (host.json's maxPollingInterval);
 - timers declared `runOnStartup` run once, in the background, as the host starts;
 - `POST /admin/functions/<name>` to run a non-HTTP function (timer, Event Grid, queue) by hand, plus
   `/admin/host/status`, `/admin/host/ping` and `GET /admin/functions`.
@@ -69,6 +71,8 @@ QUEUE_TRIGGER = "queuetrigger"
 HTTP_OUTPUT = "http"
 SUPPORTED_BINDINGS = {HTTP_TRIGGER, EVENT_GRID_TRIGGER, TIMER_TRIGGER, QUEUE_TRIGGER, HTTP_OUTPUT}
 MAX_DEQUEUE_COUNT = 5  # the queue extension's default maxDequeueCount
+QUEUE_BATCH_SIZE = 16  # the queue extension's default batchSize ...
+QUEUE_NEW_BATCH_THRESHOLD = 8  # ... and newBatchThreshold: fetch more when this few are still running
 QUEUE_VISIBILITY_SECONDS = 600  # a message stays hidden while its invocation runs (functionTimeout)
 EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
@@ -296,6 +300,9 @@ class QueuePoller:
         self.idle_seconds, self.max_idle_seconds = idle_seconds, max_idle_seconds
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running = threading.Semaphore(QUEUE_BATCH_SIZE + QUEUE_NEW_BATCH_THRESHOLD)
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
 
     def start(self) -> QueuePoller:
         self._thread = threading.Thread(target=self._run, name=f"queue-{self.function.name}", daemon=True)
@@ -306,27 +313,59 @@ class QueuePoller:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        deadline = time.monotonic() + 30  # let running invocations finish, as the host drains
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    @property
+    def in_flight(self) -> int:
+        with self._count_lock:
+            return self._in_flight
 
     def _run(self) -> None:
         wait = self.idle_seconds
         while not self._stopping.is_set():
             try:
-                handled = self.poll_once()
+                handled = self.poll_once(wait=False)
             except AzureError as error:  # Azurite not there (yet): back off, as the extension does
                 log.warning("queue %s: %s", self.queue.queue_name, str(error).splitlines()[0])
                 handled = 0
             wait = self.idle_seconds if handled else min(wait * 2, self.max_idle_seconds)
             self._stopping.wait(wait)
 
-    def poll_once(self) -> int:
-        """Receive and handle the messages now visible; how many there were."""
+    def poll_once(self, wait: bool = True) -> int:
+        """Receive the messages now visible (while fewer than newBatchThreshold run) and start each in its
+        own thread; with `wait`, return once they are handled. How many were received."""
+        if self.in_flight > QUEUE_NEW_BATCH_THRESHOLD:
+            return 0
         with contextlib.suppress(ResourceExistsError):
             self.queue.create_queue()
-        messages = list(self.queue.receive_messages(messages_per_page=16, max_messages=16,
+        messages = list(self.queue.receive_messages(messages_per_page=QUEUE_BATCH_SIZE,
+                                                    max_messages=QUEUE_BATCH_SIZE,
                                                     visibility_timeout=QUEUE_VISIBILITY_SECONDS))
+        threads = []
         for message in messages:
-            self._handle(message)
+            self._running.acquire()
+            with self._count_lock:
+                self._in_flight += 1
+            thread = threading.Thread(target=self._run_one, args=(message,), daemon=True,
+                                      name=f"queue-{self.function.name}-invocation")
+            thread.start()
+            threads.append(thread)
+        if wait:
+            for thread in threads:
+                thread.join()
         return len(messages)
+
+    def _run_one(self, message: Any) -> None:
+        try:
+            self._handle(message)
+        except AzureError as error:  # the message comes back after its visibility timeout
+            log.warning("queue %s: %s", self.queue.queue_name, str(error).splitlines()[0])
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
+            self._running.release()
 
     def _handle(self, message: Any) -> None:
         if message.dequeue_count > MAX_DEQUEUE_COUNT:

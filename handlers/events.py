@@ -1,9 +1,9 @@
 """Event Grid trigger for subscription / resource-group system-topic events (Event Grid or CloudEvents).
 
-Thin: each delivery goes to shared.app.event_intake, which hands it to the flusher and emits the
+Thin: each delivery goes to shared.app.event_intake, which records it, asks for a flush and emits the
 telemetry facts of docs/operations.md (a malformed event is dropped, any other failure raises so Event
-Grid redelivers). Whether a recorded event's changes landed is reported by the flusher that applied
-them (`event_applied`).
+Grid redelivers). The flush runs in `flush_requests` (queue trigger), never inside a delivery; whether a
+recorded event's changes landed is reported by the flusher that applied them (`event_applied`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import azure.functions as func
 
 from shared import settings, telemetry
-from shared.app.event_intake import receive_event
+from shared.app.event_intake import FLUSH_QUEUE, receive_event, receive_flush_request
 from shared.app.flusher import event_service
 from shared.app.runtime import get_runtime
 
@@ -27,6 +27,13 @@ bp = func.Blueprint()
 def eventgrid_resource_events(event: func.EventGridEvent) -> None:
     # The worker hands over a func.CloudEvent instead when the subscription uses the CloudEvents schema.
     receive_event(event)
+
+
+@bp.function_name("flush_requests")
+@bp.queue_trigger(arg_name="message", queue_name=FLUSH_QUEUE, connection="AzureWebJobsStorage")
+def flush_requests(message: func.QueueMessage) -> None:
+    """Run the subscription's flusher (intake queued the request with the quiet period as its delay)."""
+    receive_flush_request(message.id or "", message.get_body().decode("utf-8", errors="replace"))
 
 
 @bp.function_name("intents_sweep_timer")

@@ -92,11 +92,12 @@ RETRY_UNREACHABLE_ATTEMPTS = Setting("POOLSYNC_RETRY_UNREACHABLE_ATTEMPTS", "int
 # --- event path ---------------------------------------------------------------------------------------
 COALESCE_QUIET = Setting("POOLSYNC_COALESCE_QUIET", "seconds", 1.0,
                          "a flusher waits until no new event arrived for this long")
-COALESCE_MAX_WAIT = Setting("POOLSYNC_COALESCE_MAX_WAIT", "seconds", 5.0,
-                            "but never longer than this after it started waiting")
+COALESCE_MAX_WAIT = Setting("POOLSYNC_COALESCE_MAX_WAIT", "seconds", 15.0,
+                            "but never longer than this after it started waiting (a burst is one round)")
 COALESCE_POLL = Setting("POOLSYNC_COALESCE_POLL", "seconds", 0.1,
                         "how often a waiting flusher looks for new intents")
-FLUSH_BUDGET = Setting("POOLSYNC_FLUSH_BUDGET", "seconds", 20.0, "seconds one invocation may spend flushing")
+FLUSH_BUDGET = Setting("POOLSYNC_FLUSH_BUDGET", "seconds", 240.0,
+                       "seconds one flush invocation keeps the lock before handing the rest to a fresh one")
 FLUSH_LEASE_SECONDS = Setting("POOLSYNC_FLUSH_LEASE_SECONDS", "seconds (15-60)", 30,
                               "blob lease duration of the flush and write locks (renewed while working)")
 SWEEP_SCHEDULE = Setting("POOLSYNC_SWEEP_SCHEDULE", "NCRONTAB", "*/30 * * * * *",

@@ -94,6 +94,18 @@ var occurrenceRules = [
     autoMitigate: true
   }
   {
+    // A flush (flush_requests queue trigger) could not write a pool after every retry; its intents are
+    // deferred and the sweep retries them after their back-off.
+    name: 'flush-failed'
+    displayName: 'poolsync: flush of resource events failed'
+    severity: 2
+    event: 'poolsync.flush_failed'
+    splitBy: 'subscription'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    autoMitigate: true
+  }
+  {
     // The audit found drift between the rules and the pools (missed event, manual edit, ...), per kind.
     name: 'audit-findings'
     displayName: 'poolsync: audit found drift'

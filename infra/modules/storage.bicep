@@ -1,4 +1,4 @@
-// Host storage of the Function App, its Flex deployment package, the audit request queue and the Event Grid
+// Host storage of the Function App, its Flex deployment package, the audit and flush request queues and the Event Grid
 // dead-letter container. Shared-key access is off: the Functions host (AzureWebJobsStorage__credential=
 // managedidentity) and the Flex package download use the app's identity; Event Grid dead-letters with its own
 // identity, which may write the dead-letter container and nothing else.
@@ -32,6 +32,9 @@ param auditContainerName string = 'audit-reports'
 @minValue(1)
 @description('Days an audit report is kept; the lifecycle rule below deletes older ones.')
 param auditReportRetentionDays int
+
+@description('Queue of the queue-triggered flush_requests function: event intake asks here for a flush of a subscription (shared/storage/flush_requests.py).')
+param flushQueueName string = 'poolsync-flush-requests'
 
 // Built-in data roles of the app identity on the whole account, and why it needs each one.
 var dataRoles = [
@@ -68,6 +71,8 @@ var auditQueueRoles = [
   }
 ]
 var queueMessageSenderRoleId = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+// flush_requests needs the same three roles on its own queue (intake sends, the trigger reads and deletes).
+var flushPoisonQueueName = '${flushQueueName}-poison'
 
 // Event Grid needs to write blobs in the dead-letter container, nothing more.
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
@@ -182,6 +187,16 @@ resource auditPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queue
   name: poisonQueueName
 }
 
+resource flushQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-01-01' = {
+  parent: queueService
+  name: flushQueueName
+}
+
+resource flushPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-01-01' = {
+  parent: queueService
+  name: flushPoisonQueueName
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-01-01' existing = {
   parent: account
   name: 'default'
@@ -221,6 +236,30 @@ resource poisonQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueMessageSenderRoleId)
     principalType: 'ServicePrincipal'
     description: 'poolsync: the queue trigger moves a message that keeps failing to the poison queue.'
+  }
+}
+
+resource flushQueueRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in auditQueueRoles: {
+    name: guid(flushQueue.id, principalId, role.id)
+    scope: flushQueue
+    properties: {
+      principalId: principalId
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role.id)
+      principalType: 'ServicePrincipal'
+      description: 'poolsync: ${role.name} on the flush request queue only (flush_requests queue trigger).'
+    }
+  }
+]
+
+resource flushPoisonQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(flushPoisonQueue.id, principalId, queueMessageSenderRoleId)
+  scope: flushPoisonQueue
+  properties: {
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueMessageSenderRoleId)
+    principalType: 'ServicePrincipal'
+    description: 'poolsync: the flush_requests trigger moves a message that keeps failing to the poison queue.'
   }
 }
 

@@ -1,8 +1,10 @@
 """Event intake and the coalescing flusher: many events -> few pool writes, each costing O(change).
 
 Intake (per event): classify it and record one durable intent in its subscription's partition - no Azure
-call, so a burst of deliveries costs storage writes only - then try to become that subscription's flusher.
-A handler that does not get the flush lock just returns: its intent is durable and the holder will see it.
+call, so a burst of deliveries costs storage writes only - then ask for a flush (a queue message that turns
+visible after the quiet period, see shared/storage/flush_requests.py) and return: no delivery waits for a
+pool write. The flush runs in the `flush_requests` queue trigger; an invocation that does not get the
+flush lock just returns: the holder will see the intents.
 
 Flusher (per subscription, one at a time through a blob lease): wait for the burst to settle, take the due
 intents, and work from the change: read the owners the intents name (GETs of each, or one list read when
@@ -10,8 +12,9 @@ that is cheaper), look up in the member index which entries poolsync wrote for t
 entries, and write the affected load balancers in parallel, each under its write lease. A resource-group
 delete or move names no owners: it gets a full reconcile of the subscription's pools. Intents whose work
 is done are deleted; work the guard held back or Azure refused stays pending with a back-off. Repeat while
-more are due; release, and look once more. Crashed holders are covered by the lease expiring: the next
-event or the timer's `sweep()` takes over.
+more are due (past the invocation's budget, hand the rest to a fresh invocation); release, and look once
+more. Crashed holders are covered by the lease expiring: the next request or the timer's `sweep()` takes
+over.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +36,7 @@ from shared.core.events import ACTION_WRITE, KIND_RESOURCE_GROUP, Ignored, parse
 from shared.core.ids import id_key
 from shared.core.scale_sets import OWNER_KINDS
 from shared.errors import AzureFailure
+from shared.storage.flush_requests import FlushRequests
 from shared.storage.intents import FlushLocks, HeldLease, Intent, IntentStore
 
 log = logging.getLogger("poolsync.flusher")
@@ -48,7 +53,7 @@ class CoalesceSettings:
     # how often a waiting flusher looks for new intents (a cheap query)
     poll_seconds: float = settings.COALESCE_POLL.default
     lease_seconds: int = settings.FLUSH_LEASE_SECONDS.default  # blob lease (15-60 s), renewed while working
-    # no new round after this: stay well inside Event Grid's 30 s delivery
+    # no new round after this: the rest goes to a fresh invocation (well inside functionTimeout)
     budget_seconds: float = settings.FLUSH_BUDGET.default
 
     @classmethod
@@ -109,11 +114,13 @@ class Flusher:
         settings: CoalesceSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        handoff: Callable[[str], None] | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.intents = intents
         self.locks = locks
         self.settings = settings or CoalesceSettings()
+        self.handoff = handoff  # starts a fresh flush of a subscription (a queue message); None: the sweep
         self._clock = clock
         self._sleep = sleep
 
@@ -129,19 +136,7 @@ class Flusher:
                     report.status = BUSY
                 return report
             try:
-                longest = 0.0  # the longest round so far: do not start one that cannot end in the budget
-                while not lease.lost:
-                    if self._clock() - started + longest > self.settings.budget_seconds:
-                        report.status = DEFERRED
-                        break
-                    began = self._clock()
-                    try:
-                        if not self._round(scope, report, lease, started):
-                            break
-                        longest = max(longest, self._clock() - began)
-                    except FlushFailed as failed:
-                        failure = failed  # its intents are deferred; the others of later rounds go on
-                        break
+                failure = self._rounds(scope, report, lease, started)
             finally:
                 lease.release()
             if failure is not None:
@@ -150,6 +145,8 @@ class Flusher:
                 log.warning("flush of %s stopped with intents pending (%s)", scope,
                             "budget spent" if report.status == DEFERRED else "lock lost",
                             extra={"subscription": scope})
+                if report.status == DEFERRED and self.handoff is not None:
+                    self.handoff(scope)
                 return report
             # An intent recorded after our last look found the lock still held and left it to us.
             if not self.intents.has_pending(scope):
@@ -159,15 +156,74 @@ class Flusher:
         """When writes of this invocation must be done: the budget, as time.monotonic()."""
         return time.monotonic() + max(1.0, self.settings.budget_seconds - (self._clock() - started))
 
-    def _round(self, scope: str, report: FlushReport, lease: HeldLease, started: float) -> bool:
-        """Settle, take, work, consume. False when nothing was due."""
-        if not self.intents.has_pending(scope):
-            return False
+    def _rounds(self, scope: str, report: FlushReport, lease: HeldLease,
+                started: float) -> FlushFailed | None:
+        """Rounds while work is due, pipelined: once a round has read Azure and written its index rows (it
+        only waits for its pool writes), the next one gathers its intents and starts reading. At most two
+        run at once; a round that reconciles everything runs alone. After a failure no new round starts
+        (its intents are deferred; what is left stays pending for the next request or the sweep)."""
+        running: list[_Running] = []
+        failure: FlushFailed | None = None
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="poolsync-round") as pool:
+            while not lease.lost and failure is None:
+                if self._clock() - started > self.settings.budget_seconds:
+                    report.status = DEFERRED
+                    break
+                while len(running) > 1 or (running and running[-1].alone):
+                    failure = self._collect(running.pop(0), report) or failure
+                if failure is not None:
+                    break
+                if running:
+                    running[-1].wait_for_reads()
+                taken = self._gather(scope, {key for r in running for key in r.row_keys})
+                if not taken:
+                    if not running:
+                        break
+                    failure = self._collect(running.pop(0), report) or failure
+                    continue
+                alone = not self.reconciler.index_ready() or any(i.kind == KIND_RESOURCE_GROUP for i in taken)
+                while alone and running:
+                    failure = self._collect(running.pop(0), report) or failure
+                if failure is not None:
+                    break  # the taken intents stay pending
+                current = _Running(FlushReport(scope), {i.row_key for i in taken}, alone)
+                current.future = pool.submit(self._round, scope, current.report, lease, taken,
+                                             self._deadline(started), current.reads_done.set)
+                running.append(current)
+            for left in running:
+                failure = self._collect(left, report) or failure
+        return failure
+
+    @staticmethod
+    def _collect(done: _Running, report: FlushReport) -> FlushFailed | None:
+        """Wait for a round and add its figures to the invocation's report; its failure, if any."""
+        assert done.future is not None
+        try:
+            done.future.result()
+            failure = None
+        except FlushFailed as failed:
+            failure = failed
+        finished = done.report
+        report.rounds += finished.rounds
+        report.intents += finished.intents
+        report.deferred += finished.deferred
+        if finished.rounds:
+            report.status, report.outcomes = finished.status, finished.outcomes
+        return failure
+
+    def _gather(self, scope: str, running: set[str]) -> list[Intent]:
+        """Settle and take the due intents no running round has taken; [] when none are due."""
+        due = self.intents.has_pending(scope) if not running else \
+            any(i.row_key not in running for i in self.intents.pending(scope))
+        if not due:
+            return []
         self._settle(scope)
-        taken = self.intents.pending(scope)
-        if not taken:
-            return False
-        deadline = self._deadline(started)
+        return [i for i in self.intents.pending(scope) if i.row_key not in running]
+
+    def _round(self, scope: str, report: FlushReport, lease: HeldLease, taken: list[Intent], deadline: float,
+               reads_done: Callable[[], None]) -> None:
+        """Work, consume: one round on the intents taken. `reads_done` is called once the round only
+        waits for its pool writes."""
         index_ready = self.reconciler.index_ready()
         if not index_ready or any(intent.kind == KIND_RESOURCE_GROUP for intent in taken):
             # Right after an upgrade the member index is empty: one full reconcile of every pool fills it.
@@ -176,7 +232,7 @@ class Flusher:
             outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
             blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
         else:
-            outcomes, blocked = self._owner_round(taken, deadline, lease)
+            outcomes, blocked = self._owner_round(taken, deadline, lease, reads_done)
             self._repair_index(deadline)
         report.rounds += 1
         report.outcomes = outcomes
@@ -194,10 +250,9 @@ class Flusher:
         _report_applied(scope, consumed, outcomes)
         if any(outcome.status == "failed" for outcome in outcomes):
             raise FlushFailed(scope, outcomes)
-        return True
 
-    def _owner_round(self, taken: list[Intent], deadline: float,
-                     lease: HeldLease) -> tuple[list[PoolOutcome], set[str]]:
+    def _owner_round(self, taken: list[Intent], deadline: float, lease: HeldLease,
+                     reads_done: Callable[[], None] | None = None) -> tuple[list[PoolOutcome], set[str]]:
         """Work from the owners the intents name; the row keys of intents that must stay pending (a pool
         they touch is not done, or nothing could be decided for an owner that has entries)."""
         owners = {id_key(i.subject): Owner(i.kind, i.subject) for i in taken if i.kind in OWNER_KINDS}
@@ -205,7 +260,7 @@ class Flusher:
         # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
         written = {id_key(i.subject) for i in taken if i.action == ACTION_WRITE}
         result = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline, fence=lease,
-                                                  expect_present=written)
+                                                  expect_present=written, reads_done=reads_done)
         waiting = result.owners_waiting()
         blocked = {i.row_key for i in taken if id_key(i.subject) in waiting}
         return result.outcomes, blocked
@@ -225,6 +280,11 @@ class Flusher:
         settings = self.settings
         start = last_change = self._clock()
         seen, newest = self.intents.recent_keys(scope, None)
+        if newest is not None:
+            # The flush request was hidden for the quiet period already: count the quiet time since the
+            # newest intent's write (storage's clock; a skew only moves the start of the round).
+            age = (datetime.now(UTC) - newest).total_seconds()
+            last_change -= min(settings.quiet_seconds, max(0.0, age))
         while True:
             now = self._clock()
             remaining = min(settings.quiet_seconds - (now - last_change),
@@ -262,6 +322,23 @@ class Flusher:
 
 
 
+@dataclass
+class _Running:
+    """A round started by `Flusher._rounds`."""
+
+    report: FlushReport
+    row_keys: set[str]  # the intents it took: the next round must not take them again
+    alone: bool  # a full reconcile: no other round beside it
+    reads_done: threading.Event = field(default_factory=threading.Event)
+    future: Future[None] | None = None
+
+    def wait_for_reads(self) -> None:
+        """Until the round only waits for its pool writes (or ended)."""
+        assert self.future is not None
+        while not self.reads_done.wait(0.05) and not self.future.done():
+            pass
+
+
 def _report_applied(scope: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:
     """One `event_applied` per event whose changes are now in place; `event_ignored` when nothing had to
     change. Coalesced events share their round's figures (`adds`/`removes` totals)."""
@@ -291,7 +368,7 @@ class EventResult:
     decision: str  # ignored | recorded
     reason: str = ""
     subject: str | None = None
-    flushes: list[FlushReport] = field(default_factory=list)
+    flush_requested: bool = False  # False: a flush request this process sent earlier covers the event
 
     def log_fields(self) -> dict[str, Any]:
         return {
@@ -299,37 +376,44 @@ class EventResult:
             "subject": self.subject,
             "decision": self.decision,
             "reason": self.reason,
-            "flushes": [{"subscription": f.scope, "status": f.status, "rounds": f.rounds,
-                         "intents": f.intents, "deferred": f.deferred} for f in self.flushes],
+            "flush_requested": self.flush_requested,
         }
 
 
 class EventService:
     """Intake and flushing for one Runtime (built once per process, see `event_service`)."""
 
-    def __init__(self, runtime: Runtime, intents: IntentStore, flusher: Flusher) -> None:
+    def __init__(self, runtime: Runtime, intents: IntentStore, flusher: Flusher,
+                 requests: FlushRequests) -> None:
         self.runtime = runtime
         self.intents = intents
         self.flusher = flusher
+        self.requests = requests
 
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> EventService:
         settings = CoalesceSettings.from_env(runtime.settings)
         intents = IntentStore.from_settings(runtime.storage, runtime.settings)
         locks = FlushLocks.from_settings(runtime.storage, runtime.settings, settings.lease_seconds)
-        return cls(runtime, intents, Flusher(runtime.reconciler, intents, locks, settings))
+        requests = FlushRequests.from_settings(runtime.storage, settings.quiet_seconds)
+        flusher = Flusher(runtime.reconciler, intents, locks, settings, handoff=requests.request_now)
+        return cls(runtime, intents, flusher, requests)
 
     def handle(self, payload: Any) -> EventResult:
-        """Classify, record, flush - no Azure call before the flush. MalformedEvent and Azure/storage errors
-        propagate (FlushFailed after the work that could be done was done)."""
+        """Classify, record, ask for a flush - no Azure call, no pool write: the delivery returns at once.
+        MalformedEvent and storage errors propagate (Event Grid redelivers)."""
         decision = parse_event(payload, self.runtime.reconciler.watched_subscriptions())
         if isinstance(decision, Ignored):
             return EventResult(decision.event_id, "ignored", decision.reason, decision.subject)
         hint = decision
         self.intents.record(hint)
-        result = EventResult(hint.event_id, "recorded", f"{hint.action} of a {hint.kind}", hint.resource_id)
-        result.flushes = self.flusher.flush_each([hint.subscription])
-        return result
+        requested = self.requests.request(hint.subscription)  # after the record: its flush will see it
+        return EventResult(hint.event_id, "recorded", f"{hint.action} of a {hint.kind}", hint.resource_id,
+                           flush_requested=requested)
+
+    def flush(self, scope: str) -> FlushReport:
+        """The flush a queued request asked for (the `flush_requests` trigger)."""
+        return self.flusher.flush(scope)
 
     def sweep(self) -> list[FlushReport]:
         return self.flusher.sweep()

@@ -50,10 +50,24 @@ log = logging.getLogger("poolsync.reconciler")
 Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name -> address
 
 
-MAX_PARALLEL_LBS = 8
+# Every affected load balancer is written at once: each costs one PUT, well inside Azure's write bucket
+# (200, refilled 10/s), and Azure runs one operation per load balancer anyway.
+MAX_PARALLEL_LBS = 50
 MAX_PULLS = 4  # times one round pulls in the owners of entries whose IP blocks a change
 OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
 VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
+
+
+class _Once:
+    """Calls `callback` the first time it is called, never again."""
+
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self._callback = callback
+
+    def __call__(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 def _refused_by_azure(error: AzureError | None) -> bool:
@@ -323,6 +337,7 @@ class Reconciler:
     def reconcile_owners(
         self, owners: list[Owner], *, deadline: float | None = None, source: str = "events",
         fence: HeldLease | None = None, expect_present: Collection[str] = (),
+        reads_done: Callable[[], None] | None = None,
     ) -> OwnerRound:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
         and plan only those entries.
@@ -331,13 +346,17 @@ class Reconciler:
         static IP before its predecessor's delete event came; two VMs that swapped IPs), the blocking
         entry's owner is pulled into the round and those pools are planned again with both read, so a swap
         or replacement lands in one write instead of being reported "unchanged" and forgotten.
-        `expect_present`: id keys of owners an event wrote (see `read_owners`)."""
+        `expect_present`: id keys of owners an event wrote (see `read_owners`). `reads_done` is called once
+        the first pass's reads are done and the index rows of what it may add are written (a next round
+        may then read: it sees those rows)."""
         result = OwnerRound()
         round_owners = list(owners)
         known = {owner.key for owner in owners}
+        signal = _Once(reads_done)
         for _ in range(1 + MAX_PULLS):
             changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence,
-                                                 expect_present=expect_present)
+                                                 expect_present=expect_present, reads_done=signal)
+            signal()  # a pass that had nothing to write still ends the reads
             result.add(changes, outcomes)
             blocked_pools = {id_key(o.pool_id) for o in outcomes if _blocked(o)}
             pulled = [owner for owner in self._blocking_owners(outcomes) if owner.key not in known]
@@ -354,24 +373,34 @@ class Reconciler:
         return result
 
     def _owner_pass(self, owners: list[Owner], *, deadline: float | None, source: str,
-                    fence: HeldLease | None, expect_present: Collection[str] = ()
-                    ) -> tuple[ChangeSet, list[PoolOutcome]]:
+                    fence: HeldLease | None, expect_present: Collection[str] = (),
+                    reads_done: Callable[[], None] | None = None) -> tuple[ChangeSet, list[PoolOutcome]]:
         started = time.monotonic()
         scale_sets = [o.id for o in owners if o.kind == KIND_SCALE_SET]
         owners = [o for o in owners if o.kind != KIND_SCALE_SET]
-        records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
-                                        [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
+        vm_ids = [o.id for o in owners if o.kind == KIND_VM]
+        nic_ids = [o.id for o in owners if o.kind == KIND_NIC]
         set_records = self.index.for_scale_sets(scale_sets) if self.index and scale_sets else []
-        indexed = time.monotonic()
-        state = self.read_owners(owners, records, expect_present) if owners else OwnerState(Inventory())
+        if owners and self.index is not None \
+                and self.inventory.owner_read_estimate(vm_ids, nic_ids) > OWNER_READ_LIMIT:
+            # A list read whatever the index adds: read the index and the subscription side by side.
+            with ThreadPoolExecutor(max_workers=1) as side:
+                listed = side.submit(self.read_owners, owners, [], expect_present)
+                records = self.index.for_owners(vm_ids, nic_ids)
+                indexed = time.monotonic()
+                state = listed.result()
+        else:
+            records = self.index.for_owners(vm_ids, nic_ids) if self.index else []
+            indexed = time.monotonic()
+            state = self.read_owners(owners, records, expect_present) if owners else OwnerState(Inventory())
         # A scale set's own lists (paged, never a GET per instance) say which instances exist now.
         instances = scale_set_round(self.inventory.scale_sets.reads(scale_sets), set_records)
         read = time.monotonic()
         changes = owner_change(self.rules, owners + instances.owners, merged(state, instances.state),
                                records + set_records)
         changes.pools_by_owner.update(instances.pools_by_set(changes.pools_by_owner))
-        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence) \
-            if changes.pools else []
+        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence,
+                                      reads_done=reads_done) if changes.pools else []
         log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
                  "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
                  read - indexed, len(changes.pools), time.monotonic() - read)
@@ -390,9 +419,20 @@ class Reconciler:
         return list(owners.values())
 
     def apply_changes(self, changes: ChangeSet, *, source: str = "events", fence: HeldLease | None = None,
-                      deadline: float | None = None) -> list[PoolOutcome]:
+                      deadline: float | None = None,
+                      reads_done: Callable[[], None] | None = None) -> list[PoolOutcome]:
         """The event path: each affected pool gets a plan limited to the owners' entries."""
         by_lb = _by_lb([work.pool_id for work in changes.pools.values()])
+        if self.index is not None:
+            # The round's index rows in one batch, before any PUT (a row too many is harmless, one too few
+            # is not): every entry a plan may add is one of the owners' desired entries.
+            began = time.monotonic()
+            rows = [record for work in changes.pools.values()
+                    for record in records_for(work.pool_id, work.wanted, list(work.wanted))]
+            self.index.remember(rows)
+            log.info("index rows of %d entries written in %.2fs", len(rows), time.monotonic() - began)
+        if reads_done is not None:
+            reads_done()
 
         def apply_lb(lb_key: str) -> list[PoolOutcome]:
             pools = by_lb[lb_key]
@@ -401,11 +441,16 @@ class Reconciler:
             try:
                 with self.writer.lb_lease(_lb_of(pools[0]), wait=wait) as lease:
                     return [self._apply_work(changes.pools[id_key(pool)], full=False, lease=lease,
-                                             fence=fence, deadline=deadline) for pool in pools]
+                                             fence=fence, deadline=deadline, index_rows=False)
+                            for pool in pools]
             except LoadBalancerBusy as error:
                 return [PoolOutcome(pool, "failed", None, str(error)) for pool in pools]
 
         outcomes = list(self._per_lb(list(by_lb), apply_lb).values())
+        if self.index is not None:  # rows of what the writes removed, once for the round, after the PUTs
+            self.index.forget([record for outcome in outcomes
+                               for record in self._removed_records(changes.pools[id_key(outcome.pool_id)],
+                                                                   outcome)])
         self.journal.record(outcomes, source)
         return outcomes
 
@@ -421,7 +466,9 @@ class Reconciler:
     def _apply_work(self, work: PoolWork, *, full: bool, lease: HeldLease | None,
                     fence: HeldLease | None = None, dry_run: bool = False,
                     force: bool = False, force_reason: str | None = None, wait: bool = True,
-                    deadline: float | None = None) -> PoolOutcome:
+                    deadline: float | None = None, index_rows: bool = True) -> PoolOutcome:
+        """Plan and write one pool; with `index_rows` its member-index rows are written around the PUT
+        (else the caller writes the rows of a whole round at once)."""
         guard = self.writer.guard
         scope = None if full else work.in_scope
         recalled: list[Recall] = []  # read once per pool write, at its first plan (under the write lease)
@@ -440,7 +487,7 @@ class Reconciler:
         def remember(planned: PoolPlan) -> None:
             if self.memory is not None:
                 self.memory.before_write(work.pool_id, planned, forced=force)
-            if self.index is not None:
+            if index_rows and self.index is not None:  # else the round wrote them all before its PUTs
                 names = [a.name for a in planned.adds] + [c.after.name for c in planned.readdresses]
                 names += [c.after.name for c in planned.renames]
                 self.index.remember(records_for(work.pool_id, work.wanted, names))
@@ -451,9 +498,8 @@ class Reconciler:
         outcome = self.apply(work.pool_id, make_plan, **options)
         if outcome.status == "failed" and _refused_by_azure(outcome.error):
             outcome = self._apply_removals_alone(work, make_plan, outcome, options)
-        if outcome.status in ("written", "refused", "rejected") and outcome.result is not None \
-                and outcome.result.written:
-            self._forget_removed(work, outcome.plan)
+        if index_rows and self.index is not None:
+            self.index.forget(self._removed_records(work, outcome))
         if not full and not dry_run and outcome.status != "failed":
             self._follow_moved_nics(work, outcome.plan)
         if not full and outcome.status in DONE and outcome.plan is not None and outcome.plan.conflicts:
@@ -502,12 +548,14 @@ class Reconciler:
         work.confirmed.update(found)
         return bool(found)
 
-    def _forget_removed(self, work: PoolWork, planned: PoolPlan | None) -> None:
-        if self.index is None or planned is None:
-            return
-        gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
-        if gone:
-            self.index.forget(gone)
+    @staticmethod
+    def _removed_records(work: PoolWork, outcome: PoolOutcome) -> list[MemberRecord]:
+        """The index records of the entries a completed write removed from the pool."""
+        written = outcome.result is not None and outcome.result.written
+        if outcome.status not in ("written", "refused", "rejected", "conflict") or not written \
+                or outcome.plan is None:
+            return []
+        return [work.records[e.name.lower()] for e in outcome.plan.removes if e.name.lower() in work.records]
 
     def _follow_moved_nics(self, work: PoolWork, planned: PoolPlan | None) -> None:
         """An entry left as it is may now belong to another VM (its NIC was moved while its events were

@@ -51,10 +51,12 @@ class InventoryReader:
         inventory = Inventory()
         list_nics = network_operations.build_network_interfaces_list_all_request
         list_vms = compute_operations.build_virtual_machines_list_all_request
-        nics = self._call(lambda: list_json(network, list_nics(subscription_id=subscription_id)),
-                          f"list NICs of {subscription_id}")
-        vms = self._call(lambda: list_json(compute, list_vms(subscription_id=subscription_id)),
-                         f"list VMs of {subscription_id}")
+        with ThreadPoolExecutor(max_workers=1) as side:  # the two lists side by side
+            listed_vms = side.submit(self._call, lambda: list_json(compute, list_vms(
+                subscription_id=subscription_id)), f"list VMs of {subscription_id}")
+            nics = self._call(lambda: list_json(network, list_nics(subscription_id=subscription_id)),
+                              f"list NICs of {subscription_id}")
+            vms = listed_vms.result()
         for nic in nics:
             inventory.add_nic(nic_from_json(nic))
         for vm in vms:

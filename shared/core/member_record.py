@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.ids import id_key
@@ -45,6 +45,8 @@ class MemberRecord:
     nic_guid: str | None = None
     ip_address: str | None = None
     scale_set_id: str | None = None  # the VM is an instance of this scale set
+    # the row's ETag when read from the index: deleting it then only succeeds while nobody rewrote it
+    etag: str | None = field(default=None, compare=False)
 
     @property
     def row_key(self) -> str:
@@ -66,9 +68,10 @@ class MemberRecord:
 
     @classmethod
     def from_entity(cls, row: Mapping[str, Any]) -> MemberRecord:
+        metadata = getattr(row, "metadata", None) or {}
         return cls(row["PoolId"], row["LbId"], row["Name"], row["NicId"], row.get("IpConfiguration", ""),
                    row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None,
-                   row.get("ScaleSetId") or None)
+                   row.get("ScaleSetId") or None, metadata.get("etag"))
 
 
 def scale_set_link(record: MemberRecord) -> dict[str, Any] | None:

@@ -15,15 +15,15 @@ leaves a row too many, never one too few); the full reconcile rebuilds it from p
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceResponseError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import settings
 from shared.core.ids import id_key
@@ -34,6 +34,7 @@ from shared.storage.intents import backoff_seconds
 DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
 _BATCH = 100
 _PARALLEL = 16  # partitions are one owner each: a burst touches hundreds, so do them side by side
+_TRANSACTION_ATTEMPTS = 3
 _SCAN_ABOVE = 200  # more owners than this: one scan of the NIC rows beats two queries per owner
 
 
@@ -147,7 +148,6 @@ class MemberIndex:
 
     def remember(self, records: Iterable[MemberRecord]) -> None:
         """Upsert these records (and the VM -> NIC links) - called before the PUT that adds them."""
-        self._ensure_table()
         entities: dict[tuple[str, str], dict[str, Any]] = {}
         for record in records:
             entity = record.entity()
@@ -155,12 +155,18 @@ class MemberIndex:
             for link in (vm_link(record), scale_set_link(record)):
                 if link is not None:
                     entities[(link["PartitionKey"], link["RowKey"])] = link
-        self._submit("upsert", entities.values())
+        if entities:
+            self._ensure_table()
+            self._submit("upsert", entities.values())
 
     def forget(self, records: Iterable[MemberRecord]) -> None:
-        """Delete these entry rows - called after the PUT that removed them succeeded."""
-        self._ensure_table()
-        self._submit("delete", ({"PartitionKey": r.key[0], "RowKey": r.key[1]} for r in records))
+        """Delete these entry rows - called after the PUT that removed them succeeded. A row read with an
+        ETag is deleted only as read: one another writer rewrote since (the entry is back) stays."""
+        rows = {r.key: {"PartitionKey": r.key[0], "RowKey": r.key[1], **({"etag": r.etag} if r.etag else {})}
+                for r in records}
+        if rows:
+            self._ensure_table()
+            self._submit("delete", rows.values())
 
     def all_records(self) -> list[MemberRecord]:
         self._ensure_table()
@@ -192,14 +198,44 @@ class MemberIndex:
 
         def submit(batch: list[Mapping[str, Any]]) -> None:
             if kind == "upsert":
-                self.table.submit_transaction([("upsert", dict(r), {"mode": UpdateMode.REPLACE})
-                                               for r in batch])
+                self._transact([("upsert", dict(r), {"mode": UpdateMode.REPLACE}) for r in batch])
                 return
-            for row in batch:  # a delete batch fails whole on one missing row: go row by row
-                with contextlib.suppress(ResourceNotFoundError):
-                    self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+            try:
+                self._transact([("delete", _key_of(r), _as_read(r)) for r in batch])
+                return
+            except TableTransactionError:
+                pass  # a delete batch fails whole on one missing or rewritten row: go row by row
+            for row in batch:
+                try:
+                    self.table.delete_entity(row["PartitionKey"], row["RowKey"], **_as_read(row))
+                except ResourceNotFoundError:
+                    pass
+                except HttpResponseError as error:
+                    if error.status_code != 412:
+                        raise
 
         _parallel(submit, batches)
+
+    def _transact(self, operations: list[Any]) -> None:
+        """One batch; sent again when the connection broke (the SDK does not retry a POST). Both kinds are
+        safe to repeat: upserts replace, and a delete batch that already went fails on the missing rows
+        and falls back to row by row."""
+        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
+            try:
+                self.table.submit_transaction(operations)
+                return
+            except ServiceResponseError:
+                if attempt == _TRANSACTION_ATTEMPTS:
+                    raise
+
+
+def _key_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
+
+
+def _as_read(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Delete options: only the row as read, when its ETag is known."""
+    return {"etag": row["etag"], "match_condition": MatchConditions.IfNotModified} if row.get("etag") else {}
 
 
 def _parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:

@@ -11,6 +11,7 @@ import yaml
 
 from shared.core.arm_json import address_to_json
 from shared.core.models import PoolAddress
+from shared.storage.flush_requests import FLUSH_QUEUE
 from tests.infra.bicep_tree import (
     ACCESS_BICEP,
     INFRA_DIR,
@@ -220,6 +221,10 @@ def test_storage_roles_are_blob_owner_and_table_contributor_on_the_account_and_q
     assert body(assignments["auditQueueRoleAssignments"])["scope"] == "auditQueue"
     assert body(assignments["poisonQueueSender"])["scope"] == "auditPoisonQueue"
     assert tree["parameters"]["auditQueueName"]["default"] == "poolsync-audit-requests"
+    # flush_requests: the same roles on its own queue and poison queue, under the name the app sends to
+    assert body(assignments["flushQueueRoleAssignments"])["scope"] == "flushQueue"
+    assert body(assignments["flushPoisonQueueSender"])["scope"] == "flushPoisonQueue"
+    assert tree["parameters"]["flushQueueName"]["default"] == FLUSH_QUEUE
     all_ids = json.dumps([body(a) for a in assignments.values()]) + json.dumps(tree["variables"])
     assert "974c5e8b-45b9-4653-ba55-5f855dd0fb88" not in all_ids  # no Storage Queue Data Contributor
 
@@ -349,7 +354,8 @@ def test_every_alert_notifies_the_optional_action_group():
 def test_alerted_telemetry_events_are_documented():
     tree = parse(MODULES / "alerts.bicep")
     events = {rule["event"] for rule in resolve(tree, "occurrenceRules")} | {"poolsync.audit_completed"}
-    assert {"poolsync.guard_refused", "poolsync.event_failed", "poolsync.audit_finding"} <= events
+    assert {"poolsync.guard_refused", "poolsync.event_failed", "poolsync.flush_failed",
+            "poolsync.audit_finding"} <= events
     doc = OPERATIONS_DOC.read_text()
     for event in events:
         assert f"`{event}`" in doc, f"{event} missing from docs/operations.md"

@@ -5,6 +5,8 @@ Azure-facing behaviour of the real ones is covered end to end in test_event_flow
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -95,7 +97,8 @@ class Reconciler:
     def index_ready(self) -> bool:
         return True
 
-    def reconcile_owners(self, owners, *, deadline, fence, expect_present=()):
+    def reconcile_owners(self, owners, *, deadline, fence, expect_present=(), reads_done=None):  # never says
+        # reads are done: the next round waits for this one to end, so the simulated clock has one thread
         self.rounds.append((self.clock.now, len(self.intents.rows) if self.intents else 0))
         self.owners_seen.append(len(owners))
         self.clock.sleep(1.0)  # one ARM write; events keep arriving meanwhile
@@ -149,7 +152,7 @@ def test_a_continuous_stream_still_flushes_every_max_wait_and_loses_nothing():
     assert report.intents == 1 + next(arrivals)  # every arrival was consumed by some round
 
 
-def test_out_of_budget_the_flusher_stops_and_leaves_the_rest_pending():
+def test_out_of_budget_the_flusher_hands_the_rest_to_a_fresh_invocation():
     clock, intents = Clock(), MemoryIntents()
     intents.add("first")
     counter = iter(range(10_000))
@@ -157,11 +160,16 @@ def test_out_of_budget_the_flusher_stops_and_leaves_the_rest_pending():
     settings = CoalesceSettings(quiet_seconds=1.0, max_wait_seconds=5.0, poll_seconds=0.1,
                                 budget_seconds=20.0)
 
-    report = _flusher(clock, intents, Reconciler(clock), settings).flush(SUB)
+    flusher = _flusher(clock, intents, Reconciler(clock), settings)
+    handed_off: list[str] = []
+    flusher.handoff = handed_off.append
+
+    report = flusher.flush(SUB)
 
     assert report.status == DEFERRED
     assert report.rounds >= 1
-    assert intents.rows  # left for the next event or the sweep
+    assert intents.rows  # left for a fresh invocation...
+    assert handed_off == [SUB]  # ...which the flusher asked for before returning
 
 
 def test_a_failed_reconcile_raises_and_keeps_every_intent_deferred():
@@ -197,3 +205,33 @@ def test_a_busy_lock_leaves_the_intent_to_its_holder():
 
     assert (report.status, report.rounds) == ("busy", 0)
     assert set(intents.rows) == {"a"}
+
+
+def test_the_next_round_reads_while_the_previous_one_still_writes_and_takes_only_new_intents():
+    intents = MemoryIntents()
+    intents.add("a")
+    spans: list[tuple[str, float, float]] = []  # (owners, started, ended)
+    first_writing = threading.Event()
+
+    class Writing:
+        def index_ready(self) -> bool:
+            return True
+
+        def reconcile_owners(self, owners, *, deadline, fence, reads_done=None):
+            began = time.monotonic()
+            if not spans and not first_writing.is_set():
+                intents.add("b")  # an event arrives while round one writes
+                first_writing.set()
+                reads_done()  # round one read Azure and wrote its index rows: only its PUTs are left
+                time.sleep(1.0)
+            spans.append((",".join(sorted(o.key.rsplit("-", 1)[1] for o in owners)), began, time.monotonic()))
+            return [PoolOutcome(POOL, "written")], {o.key: {POOL.lower()} for o in owners}
+
+    quick = CoalesceSettings(quiet_seconds=0.05, max_wait_seconds=0.5, poll_seconds=0.01, budget_seconds=60.0)
+    report = Flusher(Writing(), intents, Locks(), quick).flush(SUB)  # type: ignore[arg-type]
+
+    second, first = spans  # round two ended first: it did not wait for round one's writes
+    assert (first[0], second[0]) == ("a", "b")  # each intent taken by one round only
+    assert second[1] < first[2]
+    assert (report.rounds, report.intents) == (2, 2)
+    assert intents.rows == {}
