@@ -217,7 +217,10 @@ def test_the_next_round_reads_while_the_previous_one_still_writes_and_takes_only
         def index_ready(self) -> bool:
             return True
 
-        def reconcile_owners(self, owners, *, deadline, fence, reads_done=None):
+        def rebuild_unbuilt(self, *, deadline):
+            return []
+
+        def reconcile_owners(self, owners, *, deadline, fence, expect_present=(), reads_done=None):
             began = time.monotonic()
             if not spans and not first_writing.is_set():
                 intents.add("b")  # an event arrives while round one writes
@@ -225,7 +228,10 @@ def test_the_next_round_reads_while_the_previous_one_still_writes_and_takes_only
                 reads_done()  # round one read Azure and wrote its index rows: only its PUTs are left
                 time.sleep(1.0)
             spans.append((",".join(sorted(o.key.rsplit("-", 1)[1] for o in owners)), began, time.monotonic()))
-            return [PoolOutcome(POOL, "written")], {o.key: {POOL.lower()} for o in owners}
+            result = OwnerRound()
+            result.add(ChangeSet(pools_by_owner={o.key: {POOL.lower()} for o in owners}),
+                       [PoolOutcome(POOL, "written")])
+            return result
 
     quick = CoalesceSettings(quiet_seconds=0.05, max_wait_seconds=0.5, poll_seconds=0.01, budget_seconds=60.0)
     report = Flusher(Writing(), intents, Locks(), quick).flush(SUB)  # type: ignore[arg-type]
