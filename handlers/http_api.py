@@ -15,6 +15,7 @@ from opentelemetry import trace
 
 from shared import telemetry
 from shared.api import operations as http_ops
+from shared.api.audit_report import audit_report
 
 bp = func.Blueprint()
 
@@ -68,6 +69,10 @@ def log_failure(route: str, req: func.HttpRequest, response: http_ops.ApiRespons
 
 def to_http_response(response: http_ops.ApiResponse) -> func.HttpResponse:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **response.headers}
+    if isinstance(response.body, str):  # a page (the audit report), with its own Content-Type
+        mimetype = headers.pop("Content-Type").split(";")[0]
+        return func.HttpResponse(response.body, status_code=response.status, headers=headers,
+                                 mimetype=mimetype, charset="utf-8")
     return func.HttpResponse(
         response.json_text(), status_code=response.status, headers=headers, mimetype="application/json"
     )
@@ -134,6 +139,11 @@ def http_audit(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="audits/{auditId}", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_audit_status(req: func.HttpRequest) -> func.HttpResponse:
     return serve(http_ops.audit_status, req, "audits/{auditId}")
+
+
+@bp.route(route="audits/{auditId}/report", methods=["GET"], auth_level=FUNCTION_KEY)
+def http_audit_report(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(audit_report, req, "audits/{auditId}/report")
 
 
 @bp.route(route="operations/{operationId}", methods=["GET"], auth_level=FUNCTION_KEY)

@@ -437,9 +437,27 @@ class ApiContext:
     def pool_from_route(self, request: ApiRequest) -> tuple[str, str]:
         return self.allowed_pool(pool_id_from_route(request.route_params), "pool")
 
+    def resolve_short_name(self, text: str, target: str) -> str:
+        """The managed pool `<load balancer>/<pool>` or a unique `<pool>` names, as operators write it."""
+        wanted = text.strip("/").lower()
+        known = [pool for pool, _ in self.all_pools()]
+        matches = [p for p in known
+                   if wanted in (short_pool_name(p).lower(), (ResourceId.parse(p).child_name or "").lower())]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            names = ", ".join(short_pool_name(p) for p in known) or "none"
+            raise ApiError(403, "PoolNotManaged",
+                           f"no managed pool is called {text[:100]!r} (managed: {names})", target)
+        raise bad_request("AmbiguousPool", f"{text[:100]!r} names several pools; use <load balancer>/<pool>: "
+                          + ", ".join(short_pool_name(p) for p in matches), target)
+
     def parse_pool_id(self, value: JSON, target: str) -> tuple[str, str]:
+        """A pool id, `<load balancer>/<pool>` or a unique `<pool>`: (canonical id, source), or 4xx."""
         if not isinstance(value, str):
             raise bad_request("InvalidField", "must be a backend pool resource id", target)
+        if value and not value.startswith("/") and value.count("/") <= 1:
+            value = self.resolve_short_name(value, target)
         try:
             rid = ResourceId.parse(value)
         except InvalidResourceId as error:
@@ -455,6 +473,11 @@ _ROUTE_PATTERNS = {  # \Z, not $: "$" also matches before a trailing line break
     "loadBalancer": re.compile(rf"^{_NAME}\Z"),
     "pool": re.compile(rf"^{_NAME}\Z"),
 }
+
+
+def short_pool_name(pool_id: str) -> str:
+    rid = ResourceId.parse(pool_id)
+    return f"{rid.name}/{rid.child_name}"
 
 
 def pool_id_from_route(params: Mapping[str, str]) -> ResourceId:

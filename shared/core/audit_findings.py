@@ -170,6 +170,18 @@ class Finding:
         return (severity, self.pool or "", self.code, self.address or "", self.rule or "")
 
 
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    """One entry of a pool as the report shows it: who holds its IP and its admin state."""
+
+    name: str
+    ip: str | None
+    admin_state: str | None
+    managed: bool
+    owner_kind: str
+    vm_id: str | None
+
+
 @dataclass(frozen=True)
 class PoolAudit:
     pool_id: str
@@ -186,6 +198,7 @@ class PoolAudit:
     sync_mode: str | None = None
     provisioning_state: str | None = None
     provisioning_failed: bool = False  # Azure refuses writes until the pool is PUT again
+    members: tuple[MemberFacts, ...] = ()
 
     @property
     def needs_remediation(self) -> bool:
@@ -488,8 +501,15 @@ def _audit_pool(
         unmanaged=len(pool.addresses) - managed, nic_members=pool.nic_member_count, selected=len(wanted),
         blocked=blocked, plan=pool_plan, sync_mode=pool.sync_mode, provisioning_state=pool.provisioning_state,
         provisioning_failed=pool.provisioning_failed,
+        members=tuple(_member(entry, targets[entry.name.lower()]) for entry in pool.addresses),
     )
     return findings, summary
+
+
+def _member(entry: PoolAddress, target: Target) -> MemberFacts:
+    vm_id = target.nic.vm_id if target.nic is not None else None
+    return MemberFacts(entry.name, entry.ip_address, entry.admin_state, is_managed_name(entry.name),
+                       target.kind, vm_id)
 
 
 def _duplicates(pool: PoolSnapshot) -> list[Finding]:
