@@ -1,5 +1,5 @@
-"""`poolsync` as an operator runs it: outputs, exit codes (0 done, 1 failed/refused, 2 usage, 3 not found) and what
-ends up in the pools, against the emulator and Azurite."""
+"""`poolsync` as an operator runs it: outputs, exit codes (0 done, 1 failed/refused, 2 usage, 3 not found)
+and what ends up in the pools, against the emulator and Azurite."""
 
 from __future__ import annotations
 

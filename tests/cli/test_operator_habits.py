@@ -13,7 +13,7 @@ from azure.mgmt.network import NetworkManagementClient
 
 from tests.api.helpers import MANUAL_POOL, azure_addresses
 from tests.cli.conftest import Poolsync
-from tests.fixtures.arm import LB, POOL, ids
+from tests.fixtures.arm import LB, POOL
 
 APP_POOL = f"{LB}/{POOL}"
 MANUAL = f"{LB}/{MANUAL_POOL}"
@@ -130,7 +130,8 @@ def test_force_is_recorded_under_the_signed_in_principal(
     assert poolsync("apply", APP_POOL, settings=signed_in).code == 0
     forced = poolsync("drain", APP_POOL, "web-1", "--force", "--reason", "CHG-9", settings=signed_in)
     assert forced.code == 0, forced.stderr
-    assert "drain address on" in forced.stderr and "by oncall@contoso.example with force: CHG-9" in forced.stderr
+    assert "drain address on" in forced.stderr
+    assert "by oncall@contoso.example with force: CHG-9" in forced.stderr
     assert "function key" not in forced.stderr
 
 
