@@ -8,7 +8,9 @@ import webbrowser
 from pathlib import Path
 
 from shared.api.audit_report import audit_report
-from shared.api.operations import ApiContext, ApiRequest, ApiResponse, handle
+from shared.api.context import ApiContext
+from shared.api.http import ApiRequest, ApiResponse
+from shared.api.operations import handle
 
 
 def show_audit(context: ApiContext, args: argparse.Namespace) -> ApiResponse:

@@ -1,7 +1,7 @@
 """`poolsync`: the runbook operations of the HTTP API from a shell, without the Functions host.
 
 Each subcommand builds the `ApiRequest` the HTTP API would receive and hands it to the same
-`shared.api.operations` operation, so validation, the blast-radius guard, ETags and errors are the API's.
+`shared.api` operation, so validation, the blast-radius guard, ETags and errors are the API's.
 `--output json` prints the API's answer body unchanged (documented in shared/api/openapi.json; errors are
 `{"error": {"code", "message", "target"}}`); `--query` applies JMESPath to it first, as az does.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import ipaddress
 import json
 import logging
@@ -25,7 +26,9 @@ from cli import output, render
 from cli.settings import AUTH_CHOICES
 
 if TYPE_CHECKING:  # the SDK-heavy modules load only when a command runs (`--help` stays quick)
-    from shared.api.operations import ApiContext, ApiRequest, ApiResponse, Operation
+    from shared.api.context import ApiContext
+    from shared.api.http import ApiRequest, ApiResponse
+    from shared.api.operations import Operation
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 EXIT_CODES_HELP = """\
@@ -92,7 +95,7 @@ def pool_route(context: ApiContext, text: str) -> dict[str, str]:
 
 def api_request(method: str, args: argparse.Namespace, **fields: Any) -> ApiRequest:
     """The request the HTTP API would get, with the signed-in principal as its caller."""
-    from shared.api.operations import ApiRequest
+    from shared.api.http import ApiRequest
 
     return ApiRequest(method, headers=getattr(args, "principal_headers", {}), **fields)
 
@@ -121,8 +124,7 @@ def resolve_address(context: ApiContext, args: argparse.Namespace) -> str:
     except ValueError:
         if not AZURE_NAME_RE.match(text):
             return str(text)  # no name at all: the API says what is wrong with it
-    response = handle(context, _ops().get_pool, api_request("GET", args, route_params=pool_route(context,
-                                                                                                     args.pool)))
+    response = show_pool(context, args)
     if response.status != 200:
         return str(text)  # the operation itself reports the pool's problem
     members = response.body["members"]
@@ -148,23 +150,28 @@ def resolve_address(context: ApiContext, args: argparse.Namespace) -> str:
 Command = Callable[["ApiContext", argparse.Namespace], "ApiResponse"]
 
 
-def _ops() -> Any:
-    from shared.api import operations
-
-    return operations
+def api(module: str) -> Any:
+    """A module of shared/api, imported when a command runs (the SDKs load only then)."""
+    return importlib.import_module(f"shared.api.{module}")
 
 
 def handle(context: ApiContext, operation: Operation, request: ApiRequest) -> ApiResponse:
-    return _ops().handle(operation, request, lambda: context.runtime)  # type: ignore[no-any-return]
+    from shared.api.operations import handle as handle_request
+
+    return handle_request(operation, request, lambda: context.runtime)
+
+
+def show_pool(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
+    request = api_request("GET", args, route_params=pool_route(context, args.pool))
+    return handle(context, api("pools").get_pool, request)
 
 
 def cmd_pools(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
     from shared.core.ids import id_key
 
     if args.pool is None:
-        return handle(context, _ops().list_pools, api_request("GET", args))
-    response = handle(context, _ops().get_pool, api_request("GET", args, route_params=pool_route(context,
-                                                                                                  args.pool)))
+        return handle(context, api("pools").list_pools, api_request("GET", args))
+    response = show_pool(context, args)
     if response.status == 200:  # the detail answer has no outcome; the listing's journal has it
         last = context.runtime.reconciler.journal.last()
         response.body["lastReconcile"] = last.get(id_key(response.body["id"]))
@@ -172,13 +179,13 @@ def cmd_pools(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
 
 
 def cmd_plan(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
-    return handle(context, _ops().reconcile, reconcile_request(context, args, dry_run=True))
+    return handle(context, api("runs").reconcile, reconcile_request(context, args, dry_run=True))
 
 
 def cmd_apply(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
     if args.reason is not None and not args.force:
         raise UsageError("--reason", "only goes with --force")
-    return handle(context, _ops().reconcile, reconcile_request(context, args, dry_run=False))
+    return handle(context, api("runs").reconcile, reconcile_request(context, args, dry_run=False))
 
 
 def cmd_audit(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
@@ -186,7 +193,7 @@ def cmd_audit(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
         from cli.audit_show import show_audit
 
         return show_audit(context, args)
-    response = handle(context, _ops().run_audit_now, api_request("POST", args))
+    response = handle(context, api("runs").run_audit_now, api_request("POST", args))
     if response.status == 200 and args.report_dir is not None:
         write_report(response.body, args.report_dir)
     return response
@@ -213,7 +220,7 @@ def address_command(operation_name: str) -> Command:
     def command(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
         params = {**pool_route(context, args.pool), "address": resolve_address(context, args)}
         request = api_request("POST", args, route_params=params, query=force_query(args))
-        return handle(context, getattr(_ops(), operation_name), request)
+        return handle(context, getattr(api("changes"), operation_name), request)
 
     return command
 
@@ -243,13 +250,13 @@ def cmd_add(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
         body = json.dumps([{"ipAddress": ip, **({"name": args.name} if args.name else {}), **extra}
                            for ip in args.ip]).encode()
     request = api_request("POST", args, route_params=pool_route(context, args.pool), body=body)
-    return handle(context, _ops().add_addresses, request)
+    return handle(context, api("changes").add_addresses, request)
 
 
 def cmd_remove(context: ApiContext, args: argparse.Namespace) -> ApiResponse:
     params = {**pool_route(context, args.pool), "address": resolve_address(context, args)}
     request = api_request("DELETE", args, route_params=params, query=force_query(args))
-    return handle(context, _ops().remove_address, request)
+    return handle(context, api("changes").remove_address, request)
 
 
 COMMANDS: dict[str, tuple[Command, Callable[[Any, TextIO], None]]] = {
@@ -470,7 +477,7 @@ class LeaseRequired(Exception):
 def build_context(args: argparse.Namespace) -> ApiContext:
     from cli.identity import RecordingCredential, principal_header, principal_name
     from cli.settings import credential_for, load_settings
-    from shared.api.operations import ApiContext
+    from shared.api.context import ApiContext
     from shared.app.runtime import Runtime
 
     settings = load_settings(args.settings)
@@ -557,7 +564,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
                   "--without-lease.\n")
         return EXIT_USAGE
     except Exception as error:
-        from shared.api.operations import ApiError
+        from shared.api.http import ApiError
 
         if isinstance(error, ApiError):  # raised while building the context (e.g. POOLSYNC_MANUAL_POOLS)
             response = error.response()

@@ -13,14 +13,8 @@ from datetime import UTC, datetime
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from shared.api.operations import (
-    DEFAULT_RETRY_AFTER,
-    ApiContext,
-    ApiError,
-    ApiRequest,
-    ApiResponse,
-    bad_request,
-)
+from shared.api.context import ApiContext
+from shared.api.http import DEFAULT_RETRY_AFTER, ApiError, ApiRequest, ApiResponse, bad_request
 from shared.audit.collect import AuditSettings
 from shared.audit.jobs import audit_store
 from shared.audit.report import render_html

@@ -19,7 +19,7 @@ import jsonschema
 
 from devstack.settings import local_settings
 from handlers import http_api
-from shared.api.operations import openapi_document
+from shared.api.health import openapi_document
 from shared.core.naming import address_name
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBSCRIPTION, ids
 

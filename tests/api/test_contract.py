@@ -16,7 +16,8 @@ from openapi_spec_validator import validate
 
 from function_app import BLUEPRINTS
 from handlers import http_api
-from shared.api.operations import OPENAPI_PATH, openapi_document
+from shared.api.health import app_version, openapi_document
+from shared.api.openapi import ENDPOINTS, OPENAPI_PATH, build_document
 from tests.api.helpers import ApiClient, registered_routes
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -78,3 +79,12 @@ def test_the_api_serves_its_document(api: ApiClient) -> None:
     answer = api.call("GET", "/api/openapi.json")
     assert answer.status == 200
     assert answer.body == openapi_document()
+
+
+def test_the_served_document_is_the_generated_one_and_the_file_is_current() -> None:
+    """Generated from the models and endpoints (shared/api/openapi.py); the file is a copy for readers:
+    `python -m shared.api.openapi` rewrites it."""
+    generated = build_document(app_version())
+    assert openapi_document() == generated
+    assert json.loads(OPENAPI_PATH.read_text()) == generated, "run: python -m shared.api.openapi"
+    assert len(ENDPOINTS) == len(documented_operations())
