@@ -16,6 +16,18 @@ AdminState = Literal["None", "Up", "Down"]
 PoolSource = Literal["rules", "manual"]
 AuditState = Literal["queued", "running", "succeeded", "failed"]
 AuditId = Annotated[str, Field(pattern="^[0-9a-f]{32}$")]
+# Every error code the API answers with (tests/api/test_contract.py checks the code raises exactly these).
+ERROR_CODES = (
+    "AddressConflict", "AddressNotFound", "AmbiguousPool", "AuditNotFinished", "AuditNotFound",
+    "AuthenticationNotConfigured", "AzureError", "AzureRejected", "AzureThrottled", "AzureUnavailable",
+    "ConfigurationError", "ConflictsWithRule", "DuplicateInRequest", "Forbidden", "GuardRefused",
+    "InternalError", "InvalidAddress", "InvalidAuditId", "InvalidBody", "InvalidField", "InvalidIpAddress",
+    "InvalidJson", "InvalidOperationId", "InvalidQueryParameter", "InvalidResourceId",
+    "IpOutsideVirtualNetwork", "ManualPoolNotReconciled", "MissingBody", "MissingField", "NicBasedPool",
+    "NotFound", "OperationNotFound", "PayloadTooLarge", "PoolNotFound", "PoolNotManaged", "ReportNotFound",
+    "ReservedIpAddress", "StorageUnavailable", "SubscriptionNotConfigured", "Unauthenticated",
+    "UnknownField", "UnsupportedLoadBalancerSku", "VirtualNetworkMismatch", "VirtualNetworkNotFound",
+)
 
 
 class Strict(BaseModel):
@@ -30,7 +42,8 @@ class Open(BaseModel):
 
 
 class ErrorDetail(Strict):
-    code: str
+    code: Annotated[str, Field(json_schema_extra={"enum": list(ERROR_CODES)})]
+    """What went wrong, for programs: one of a fixed set"""
     message: str
     target: str | None
     """The field, parameter or header at fault"""
