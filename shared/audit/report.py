@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 
 from shared.app.reconciler import PoolOutcome
-from shared.core.audit_findings import CATALOGUE, SEVERITIES, AuditResult, Finding, PoolAudit
+from shared.core.audit_model import CATALOGUE, SEVERITIES, AuditResult, Finding, PoolAudit
 from shared.core.naming import PREFIX
 
 SCHEMA_VERSION = 1
