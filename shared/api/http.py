@@ -6,9 +6,11 @@ No azure.functions types: `handlers/http_api.py` turns a `func.HttpRequest` into
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from shared.errors import PoolsyncError
 
@@ -16,6 +18,7 @@ MAX_BODY_BYTES = 256 * 1024
 DEFAULT_RETRY_AFTER = 30  # seconds, when Azure throttled us without saying for how long
 
 JSON = Any
+Model = TypeVar("Model", bound=BaseModel)
 
 
 # --- request / response / error ------------------------------------------------------------------
@@ -110,20 +113,8 @@ def parse_json_body(request: ApiRequest, *, required: bool) -> JSON:
         raise bad_request("InvalidJson", "the JSON is nested too deeply", "body") from None
 
 
-def check_fields(document: Mapping[str, JSON], allowed: Iterable[str], prefix: str = "") -> None:
-    allowed = list(allowed)
-    for key in document:
-        if key not in allowed:
-            raise bad_request(
-                "UnknownField", f"unknown field {key!r} (allowed: {', '.join(sorted(allowed))})", prefix + key
-            )
 
 
-def bool_field(document: Mapping[str, JSON], key: str, default: bool, prefix: str = "") -> bool:
-    value = document.get(key, default)
-    if not isinstance(value, bool):
-        raise bad_request("InvalidField", f"{key} must be true or false", prefix + key)
-    return value
 
 
 def query_bool(request: ApiRequest, name: str, default: bool) -> bool:
@@ -164,3 +155,23 @@ def force_reason(force: bool, reason: JSON) -> str | None:
     if force and reason is None:
         raise bad_request("MissingField", "force needs a reason (it is logged with the override)", "reason")
     return reason
+
+
+# Which pydantic error is reported first: unknown fields, then missing ones, then wrong values.
+_ERROR_ORDER = {"extra_forbidden": 0, "missing": 1}
+
+
+def parse_model(model: type[Model], document: JSON) -> Model:
+    """`document` as `model` (strict: no coercion of "yes" into true), or 400 naming the field."""
+    try:
+        return model.model_validate(document, strict=True)
+    except ValidationError as error:
+        first = min(error.errors(), key=lambda e: _ERROR_ORDER.get(e["type"], 2))
+        target = str(first["loc"][0]) if first["loc"] else "body"
+        if first["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(info.alias or name for name, info in model.model_fields.items()))
+            raise bad_request("UnknownField", f"unknown field {target!r} (allowed: {allowed})",
+                              target) from None
+        if first["type"] == "missing":
+            raise bad_request("MissingField", f"{target} is required", target) from None
+        raise bad_request("InvalidField", f"{target}: {first['msg']}", target) from None

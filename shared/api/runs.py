@@ -23,12 +23,12 @@ from shared.api.http import (
     ApiRequest,
     ApiResponse,
     bad_request,
-    bool_field,
-    check_fields,
     force_reason,
     parse_json_body,
+    parse_model,
     query_bool,
 )
+from shared.api.models import ReconcileRequest
 from shared.api.operations import caller_name
 from shared.api.views import plan_json
 from shared.audit.collect import run_audit
@@ -66,14 +66,11 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     document = parse_json_body(request, required=True)
     if not isinstance(document, dict):
         raise bad_request("InvalidBody", "expected a JSON object", "body")
-    check_fields(document, ("pool", "dryRun", "force", "reason", "wait"))
-    if "pool" not in document:
-        raise bad_request("MissingField", 'pool is required (a pool id or "all")', "pool")
-    targets = _reconcile_targets(context, document["pool"])
-    dry_run = bool_field(document, "dryRun", False)
-    force = bool_field(document, "force", False)
-    reason = force_reason(force, document.get("reason"))
-    wait = bool_field(document, "wait", query_bool(request, "wait", True))
+    asked = parse_model(ReconcileRequest, document)
+    targets = _reconcile_targets(context, asked.pool)
+    dry_run, force = asked.dryRun, asked.force
+    reason = force_reason(force, asked.reason)
+    wait = asked.wait if "wait" in document else query_bool(request, "wait", True)
     who = caller_name(request)
     if force:
         log.warning("reconcile by %s with force: %s", who, reason)
