@@ -41,10 +41,9 @@ def colored_json(value: Any) -> str:
 
 
 def _tsv_cells(value: Any) -> list[str]:
-    """az's tsv: a row per object with its scalar fields in order (nested objects left out)."""
-    if isinstance(value, dict):
-        return [_tsv_scalar(item) for item in value.values() if not isinstance(item, dict | list)]
-    return [_tsv_scalar(value)]
+    """az's tsv: a row per object (or list) with its scalar values in order (nested ones left out)."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    return [_tsv_scalar(item) for item in items if not isinstance(item, dict | list)]
 
 
 def _tsv_scalar(value: Any) -> str:
