@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from shared.audit.report import log_summary
 from shared.core.ids import ResourceId
 
 MAX_FINDINGS_SHOWN = 20
@@ -104,6 +103,8 @@ def reconcile(body: Any, out: TextIO) -> None:
 
 
 def audit(body: Any, out: TextIO) -> None:
+    from shared.audit.report import log_summary  # loads the SDKs: only when there is a report to show
+
     if _is_error(body):
         return
     out.write(log_summary(body) + "\n")
