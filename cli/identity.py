@@ -10,7 +10,6 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
 
-PRINCIPAL_HEADER = "x-ms-client-principal"
 NAME_CLAIMS = ("upn", "unique_name", "preferred_username", "email", "name", "appid", "oid")
 SIGN_IN_HELP = (
     "sign in first: `az login` (then `--auth cli` uses only that account), or run where a managed "
@@ -57,9 +56,3 @@ def principal_name(credential: TokenCredential, scope: str) -> str:
         if isinstance(value, str) and value.isprintable() and value:
             return value
     return f"{getpass.getuser()} (local, static token)"
-
-
-def principal_header(name: str) -> dict[str, str]:
-    """The header the HTTP API reads its caller from (App Service Authentication's shape)."""
-    document = {"auth_typ": "poolsync-cli", "claims": [{"typ": "name", "val": name}]}
-    return {PRINCIPAL_HEADER: base64.b64encode(json.dumps(document).encode()).decode()}

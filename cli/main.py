@@ -97,7 +97,7 @@ def api_request(method: str, args: argparse.Namespace, **fields: Any) -> ApiRequ
     """The request the HTTP API would get, with the signed-in principal as its caller."""
     from shared.api.http import ApiRequest
 
-    return ApiRequest(method, headers=getattr(args, "principal_headers", {}), **fields)
+    return ApiRequest(method, caller=getattr(args, "principal", None), **fields)
 
 
 def reconcile_request(context: ApiContext, args: argparse.Namespace, *, dry_run: bool) -> ApiRequest:
@@ -475,7 +475,7 @@ class LeaseRequired(Exception):
 
 
 def build_context(args: argparse.Namespace) -> ApiContext:
-    from cli.identity import RecordingCredential, principal_header, principal_name
+    from cli.identity import RecordingCredential, principal_name
     from cli.settings import credential_for, load_settings
     from shared.api.context import ApiContext
     from shared.app.runtime import Runtime
@@ -488,7 +488,7 @@ def build_context(args: argparse.Namespace) -> ApiContext:
     runtime.check_rules_against_azure()  # as the app does at start: every rules problem at once
     if args.command in WRITE_COMMANDS:  # the change is logged under who made it, as over HTTP
         scope = runtime.clients.settings.endpoint.rstrip("/") + "/.default"
-        args.principal_headers = principal_header(principal_name(args.credential, scope))
+        args.principal = principal_name(args.credential, scope)
     return ApiContext(runtime)
 
 

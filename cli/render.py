@@ -53,13 +53,16 @@ def pools(body: Any, out: TextIO) -> None:
                 p["managedCount"],
                 p["unmanagedCount"],
                 p["drainedCount"],
+                p["heldRemovals"],
+                p["windowRemovals"],
                 last_outcome(p["lastReconcile"]),
             )
             for p in body["pools"]
         ]
         table(
             rows,
-            ("POOL", "SOURCE", "EXISTS", "MEMBERS", "MANAGED", "OTHER", "DRAINED", "LAST RECONCILE"),
+            ("POOL", "SOURCE", "EXISTS", "MEMBERS", "MANAGED", "OTHER", "DRAINED", "HELD",
+             "REMOVED IN WINDOW", "LAST RECONCILE"),
             out,
         )
         return

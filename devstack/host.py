@@ -11,6 +11,7 @@ It serves what the real host serves for this app, over plain HTTP on loopback:
 - queue triggers: a poller per function reads its Azurite queue (connection from the binding's app
   setting), hands each base64-decoded message to the function, deletes it on success, lets it come
   back on failure and moves it to `<queue>-poison` after 5 dequeues, as the queue extension does;
+- timers declared `runOnStartup` run once, in the background, as the host starts;
 - `POST /admin/functions/<name>` to run a non-HTTP function (timer, Event Grid, queue) by hand, plus
   `/admin/host/status`, `/admin/host/ping` and `GET /admin/functions`.
 
@@ -445,7 +446,25 @@ class LocalFunctionsHost:
                                         name="functions-host", daemon=True)
         self._thread.start()
         self._start_queue_pollers(os.environ)
+        self._run_startup_timers()
         return self
+
+    def _run_startup_timers(self) -> None:
+        """Timers declared runOnStartup run once as the host starts, beside it (requests are served)."""
+        for function in self.functions():
+            if function.trigger == TIMER_TRIGGER and function.binding.get("runOnStartup"):
+                threading.Thread(target=self._run_timer, args=(function,), name=f"startup-{function.name}",
+                                 daemon=True).start()
+
+    def _run_timer(self, function: HostedFunction) -> None:
+        try:
+            function.call(timer_request())
+        except Exception as error:
+            log.exception("function %s failed", function.name)
+            reply = Reply.text(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}"[:500])
+            self._count(function, reply)
+            return
+        self._count(function, Reply(HTTPStatus.ACCEPTED))
 
     def _start_queue_pollers(self, env: Mapping[str, str]) -> None:
         for function in self.functions():

@@ -2,7 +2,9 @@
 
 Thin on purpose: each function turns the `func.HttpRequest` into an `ApiRequest` and hands it to
 `shared.api.operations`, which does parsing, authorization and the work. Function keys (authLevel FUNCTION)
-guard everything but /api/health; the Functions host checks them before any code here runs.
+guard everything but /api/health; the Functions host checks them before any code here runs. With
+POOLSYNC_API_AUTH=entra (as deployed) App Service Authentication checks a Microsoft Entra ID token instead and
+the routes take no key: shared/api/auth.py requires an app role per operation.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 import azure.functions as func
 from opentelemetry import trace
 
-from shared import telemetry
-from shared.api import changes, health, operations, pools, runs
+from shared import settings, telemetry
+from shared.api import auth, changes, health, operations, pools, runs
 from shared.api.audit_report import audit_report
 from shared.api.http import ApiRequest, ApiResponse
 
@@ -22,7 +24,9 @@ bp = func.Blueprint()
 
 POOL_ROUTE = "pools/{subscriptionId}/{resourceGroup}/{loadBalancer}/{pool}"
 ADDRESS_ROUTE = f"{POOL_ROUTE}/addresses/{{address}}"
-FUNCTION_KEY = func.AuthLevel.FUNCTION
+# Read when the host indexes the functions, like the timers' schedules.
+ENTRA = auth.entra_mode(settings.app_settings())
+FUNCTION_KEY = func.AuthLevel.ANONYMOUS if ENTRA else func.AuthLevel.FUNCTION
 
 
 def to_api_request(req: func.HttpRequest) -> ApiRequest:

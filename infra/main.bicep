@@ -55,20 +55,31 @@ param rulesFile string = 'config/rules.json'
 @description('POOLSYNC_MAX_REMOVE_FRACTION: the largest share of a pool\'s managed addresses one change may remove without force.')
 param maxRemoveFraction string = '0.5'
 
-@description('POOLSYNC_AUDIT_SCHEDULE: NCRONTAB (6 fields, UTC) of the audit timer.')
-param auditSchedule string = '0 */15 * * * *'
+@description('POOLSYNC_AUDIT_SCHEDULE: NCRONTAB (6 fields, UTC) of the audit timer. Daily, like the app\'s own default; the heartbeat alert fires after 26 h without an audit.')
+param auditSchedule string = '0 0 3 * * *'
 
 @description('POOLSYNC_AUDIT_REMEDIATE: whether the audit fixes the drift it finds (false = report only).')
 param auditRemediate bool = false
+
+@minValue(1)
+@maxValue(3650)
+@description('Days an audit report (JSON + HTML in the audit-reports container) is kept before the storage lifecycle rule deletes it.')
+param auditReportRetentionDays int = 90
 
 @allowed([512, 2048, 4096])
 @description('Memory of one Flex Consumption instance, MB.')
 param instanceMemoryMB int = 2048
 
+// Flex Consumption sizing: see the comment in modules/functionapp.bicep for the documented limits and defaults.
 @minValue(1)
 @maxValue(1000)
-@description('Upper bound of Flex Consumption instances. Pool writes serialise per load balancer anyway, so a few suffice.')
-param maximumInstanceCount int = 40
+@description('Upper bound of Flex Consumption instances per scale group (platform: 1-1000, default 100). Intake is cheap and pool writes serialise per load balancer, so a few suffice.')
+param maximumInstanceCount int = 10
+
+@minValue(1)
+@maxValue(1000)
+@description('Concurrent HTTP requests one instance takes before another starts (perInstanceConcurrency of the HTTP group; the platform default for Python is 1).')
+param httpPerInstanceConcurrency int = 8
 
 @minValue(1)
 @maxValue(30)
@@ -84,6 +95,12 @@ param eventTimeToLiveInMinutes int = 1440
 @maxValue(730)
 @description('Log Analytics retention, days.')
 param logRetentionInDays int = 30
+
+@description('Comma-separated object ids (users, groups, service principals such as a runbook\'s managed identity) given the PoolSync.Operator app role of the API.')
+param apiOperatorPrincipalIds string = ''
+
+@description('Comma-separated object ids given the PoolSync.Reader app role of the API.')
+param apiReaderPrincipalIds string = ''
 
 @description('Resource id of an existing action group the alerts notify. Empty = a poolsync action group e-mailing alertEmail.')
 param actionGroupId string = ''
@@ -102,6 +119,8 @@ var accessTags = union(tags, { 'poolsync-env': environmentName, app: 'poolsync' 
 var appResourceGroupName = empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName
 var functionAppName = 'func-poolsync-${resourceToken}'
 
+var apiOperatorList = empty(apiOperatorPrincipalIds) ? [] : split(replace(apiOperatorPrincipalIds, ' ', ''), ',')
+var apiReaderList = empty(apiReaderPrincipalIds) ? [] : split(replace(apiReaderPrincipalIds, ' ', ''), ',')
 var watchedGroupList = empty(watchedResourceGroupNames) ? [] : split(replace(watchedResourceGroupNames, ' ', ''), ',')
 var eventGroupList = empty(eventSourceResourceGroupNames) ? [] : split(replace(eventSourceResourceGroupNames, ' ', ''), ',')
 
@@ -116,6 +135,9 @@ var poolWriterActions = [
   'Microsoft.Network/loadBalancers/backendAddressPools/write'
   // Linked check on the virtual network each IP-based backend address names (evaluated at the VNet scope).
   'Microsoft.Network/virtualNetworks/joinLoadBalancer/action'
+  // The same linked check when an address names a subnet instead (the add API accepts `subnet` references and
+  // a written pool echoes existing ones): evaluated at the subnet, which inherits the assignment on its VNet.
+  'Microsoft.Network/virtualNetworks/subnets/joinLoadBalancer/action'
   // GET the virtual network: address space to validate rule CIDRs against.
   'Microsoft.Network/virtualNetworks/read'
 ]
@@ -187,6 +209,19 @@ module storage 'modules/storage.bicep' = {
     principalId: identity.outputs.principalId
     deadLetterPrincipalId: deadLetterIdentity.outputs.principalId
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    auditReportRetentionDays: auditReportRetentionDays
+  }
+}
+
+// Who may call the runbook API: an Entra ID app registration with the reader and operator app roles.
+module apiRegistration 'modules/api-app-registration.bicep' = {
+  name: 'poolsync-api-registration'
+  scope: appResourceGroup
+  params: {
+    uniqueName: 'poolsync-api-${environmentName}-${resourceToken}'
+    displayName: 'poolsync API (${environmentName})'
+    operatorPrincipalIds: apiOperatorList
+    readerPrincipalIds: apiReaderList
   }
 }
 
@@ -205,11 +240,14 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     rules: rules
     rulesFile: rulesFile
     maxRemoveFraction: maxRemoveFraction
     auditSchedule: auditSchedule
     auditRemediate: auditRemediate
+    apiClientId: apiRegistration.outputs.clientId
+    apiIdentifierUri: apiRegistration.outputs.identifierUri
   }
 }
 
@@ -275,23 +313,23 @@ resource operationStatusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01
 // assigned by access.bicep (those scopes are in the customer's resource groups; see the top of this file).
 
 // Assignment names include the principal: after `azd down` the identity is new, and a name derived without it
-// would collide with the orphaned assignment of the old principal (RoleAssignmentExists).
-resource inventoryReaderOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (empty(watchedGroupList)) {
-  name: guid(subscription().id, identity.outputs.principalId, inventoryReaderRole.id)
-  properties: {
+// would collide with the orphaned assignment of the old principal (RoleAssignmentExists). The principal id is a
+// module output, which a resource name here cannot use (BCP120), so the assignments are modules taking it as a
+// parameter (tests/infra/test_deploy_time_names.py checks every name in infra/).
+module inventoryReaderOnSubscription 'modules/subscription-role-assignment.bicep' = if (empty(watchedGroupList)) {
+  name: 'poolsync-inventory-reader-subscription'
+  params: {
     principalId: identity.outputs.principalId
     roleDefinitionId: inventoryReaderRole.id
-    principalType: 'ServicePrincipal'
     description: 'poolsync reads VMs and NICs in the whole subscription (no watched resource groups given).'
   }
 }
 
-resource operationStatusOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(subscription().id, identity.outputs.principalId, operationStatusRole.id)
-  properties: {
+module operationStatusOnSubscription 'modules/subscription-role-assignment.bicep' = {
+  name: 'poolsync-operation-status-subscription'
+  params: {
     principalId: identity.outputs.principalId
     roleDefinitionId: operationStatusRole.id
-    principalType: 'ServicePrincipal'
     description: 'poolsync polls the long-running pool writes it started.'
   }
 }
@@ -372,6 +410,8 @@ output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = appResourceGroup.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_URL string = functionApp.outputs.url
+output POOLSYNC_API_CLIENT_ID string = apiRegistration.outputs.clientId
+output POOLSYNC_API_RESOURCE string = apiRegistration.outputs.identifierUri
 output POOLSYNC_IDENTITY_NAME string = identity.outputs.name
 output POOLSYNC_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output POOLSYNC_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -23,6 +23,13 @@ def app_settings(env: Env | None = None) -> Env:
     return os.environ if env is None else env
 
 
+def default_library_settings(values: Mapping[str, str]) -> None:
+    """Give settings a library reads from the process environment itself (and nowhere else) a default,
+    leaving any value the deployment set alone."""
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+
+
 @dataclass(frozen=True)
 class Setting(Generic[T]):
     name: str
@@ -52,6 +59,9 @@ RULES_FILE = Setting[str | None]("POOLSYNC_RULES_FILE", "path", None,
                                  "the rules document as a file (relative to the app root)")
 MAX_REMOVE_FRACTION = Setting("POOLSYNC_MAX_REMOVE_FRACTION", "number 0-1", 0.5,
                               "the guard: largest share of a pool's managed addresses one change may remove")
+GUARD_WINDOW = Setting("POOLSYNC_GUARD_WINDOW", "duration", timedelta(hours=24),
+                       "unconfirmed removals of one pool within this window count together against "
+                       "POOLSYNC_MAX_REMOVE_FRACTION (one day: time to notice and fix a bad rules edit)")
 MANUAL_POOLS = Setting[str | None]("POOLSYNC_MANUAL_POOLS", "pool ids, comma-separated", None,
                                    "extra pools the HTTP API may edit (not reconciled)")
 
@@ -75,6 +85,9 @@ RETRY_MAX_BACKOFF = Setting("POOLSYNC_RETRY_MAX_BACKOFF", "seconds", 20.0,
                             "longest back-off between attempts")
 RETRY_AFTER_CAP = Setting("POOLSYNC_RETRY_AFTER_CAP", "seconds", 30.0,
                           "longest Retry-After poolsync honours before trying again")
+RETRY_UNREACHABLE_ATTEMPTS = Setting("POOLSYNC_RETRY_UNREACHABLE_ATTEMPTS", "integer", 3,
+                                     "attempts of one Azure call while ARM refuses connections or its "
+                                     "name does not resolve (fails in seconds, not after the deadline)")
 
 # --- event path ---------------------------------------------------------------------------------------
 COALESCE_QUIET = Setting("POOLSYNC_COALESCE_QUIET", "seconds", 1.0,
@@ -89,6 +102,9 @@ FLUSH_LEASE_SECONDS = Setting("POOLSYNC_FLUSH_LEASE_SECONDS", "seconds (15-60)",
 SWEEP_SCHEDULE = Setting("POOLSYNC_SWEEP_SCHEDULE", "NCRONTAB", "*/30 * * * * *",
                          "schedule of the timer that flushes due intents nobody is flushing "
                          "(idle: one Table query; a burst's tail waits at most 30 s)")
+FIRST_BUILD_SCHEDULE = Setting("POOLSYNC_FIRST_BUILD_SCHEDULE", "NCRONTAB", "0 */5 * * * *",
+                               "schedule of the timer that runs the first full reconcile while the member "
+                               "index was never built (also at host start; a cached flag once built)")
 FULL_RECONCILE_SCHEDULE = Setting("POOLSYNC_FULL_RECONCILE_SCHEDULE", "NCRONTAB", "0 17 * * * *",
                                   "schedule of the anti-entropy full reconcile "
                                   "(hourly, off the other timers' minutes)")
@@ -103,6 +119,8 @@ DRAIN_MAX_AGE = Setting("POOLSYNC_DRAIN_MAX_AGE", "duration", timedelta(days=7),
 # --- HTTP API -----------------------------------------------------------------------------------------
 HEALTH_CACHE_SECONDS = Setting("POOLSYNC_HEALTH_CACHE_SECONDS", "seconds (1-3600)", 60.0,
                                "anonymous GET /api/health checks ARM at most once per this many seconds")
+API_AUTH = Setting("POOLSYNC_API_AUTH", "key/entra", "key",
+                    "who may call the HTTP API: function keys, or Entra ID app roles per operation")
 REQUIRED_ROLE = Setting[str | None]("POOLSYNC_REQUIRED_ROLE", "app role", None,
                                     "Entra ID app role the HTTP API requires")
 AUTH_ENABLED = Setting[str | None]("WEBSITE_AUTH_ENABLED", "True/False", None,
@@ -122,6 +140,7 @@ MEMBERS_TABLE = Setting("POOLSYNC_MEMBERS_TABLE", "table name", "poolsyncmembers
 LOCKS_CONTAINER = Setting("POOLSYNC_LOCKS_CONTAINER", "container name", "poolsync-locks", "storage names")
 RECONCILE_TABLE = Setting("POOLSYNC_RECONCILE_TABLE", "table name", "poolsyncreconciles", "storage names")
 DRAIN_TABLE = Setting("POOLSYNC_DRAIN_TABLE", "table name", "poolsyncdrains", "storage names")
+REMOVALS_TABLE = Setting("POOLSYNC_REMOVALS_TABLE", "table name", "poolsyncremovals", "storage names")
 AUDIT_CONTAINER = Setting("POOLSYNC_AUDIT_CONTAINER", "container name", "audit-reports", "storage names")
 
 # --- telemetry ----------------------------------------------------------------------------------------

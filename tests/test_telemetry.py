@@ -85,6 +85,67 @@ def test_app_start_up_installs_the_exporter_once_when_a_connection_string_is_set
     assert result["again"] is True
 
 
+# The real distro, in a fresh interpreter: what configure() leaves installed is what the worker exports.
+# Nothing leaves the machine: the ingestion endpoint is a closed local port and nothing is flushed.
+_EXPORT_PROBE = """
+import json, logging
+from opentelemetry import metrics, trace
+from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+from azure.monitor.opentelemetry.exporter._quickpulse._state import is_quickpulse_enabled
+from shared import telemetry
+assert telemetry.configure() is True
+provider = metrics.get_meter_provider()
+readers = list(provider._measurement_consumer._reader_storages)  # this provider's, not statsbeat's
+print(json.dumps({
+    "tracer_provider": type(trace.get_tracer_provider()).__module__,
+    "root_handlers": [type(h).__module__ for h in logging.getLogger().handlers],
+    "meters": sorted(m.name for m in provider._meters.values()),
+    "metric_exporters": [type(getattr(r, "_exporter", None)).__name__ for r in readers],
+    "live_metrics": is_quickpulse_enabled(),
+}))
+import os; os._exit(0)
+"""
+
+
+def _exported(tmp_path: Path, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS_", "OTEL_"))}
+    connection = ("InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+                  "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/")
+    env.update({"TMPDIR": str(tmp_path), **(env_extra or {})})
+    env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = connection
+    done = subprocess.run([sys.executable, "-c", _EXPORT_PROBE], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_worker_exports_its_metrics_and_nothing_the_dashboards_do_not_read(tmp_path: Path) -> None:
+    exported = _exported(tmp_path)
+    assert exported["metric_exporters"] == ["AzureMonitorMetricExporter"]  # poolsync.* -> customMetrics
+    # No second copy of the log lines (the host exports them), no worker spans, no live metrics, no
+    # performance counters: the distro's defaults turn all of these on.
+    assert not [module for module in exported["root_handlers"] if module.startswith("opentelemetry")]
+    assert exported["tracer_provider"] == "opentelemetry.trace"  # the API's proxy: no SDK tracer installed
+    assert exported["live_metrics"] is False
+    assert not [meter for meter in exported["meters"] if "performance_counters" in meter]
+
+
+def test_a_deployment_may_still_choose_to_export_worker_spans(tmp_path: Path) -> None:
+    """The exporter settings are defaults, not overrides: an operator may set one (to trace a problem)."""
+    exported = _exported(tmp_path, {"OTEL_TRACES_EXPORTER": "azure_monitor_opentelemetry_exporter"})
+    assert exported["tracer_provider"] == "opentelemetry.sdk.trace"
+    assert not [module for module in exported["root_handlers"] if module.startswith("opentelemetry")]
+
+
+def test_host_and_worker_telemetry_use_the_documented_opentelemetry_mode() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["telemetryMode"] == "OpenTelemetry"
+
+
 def test_app_start_up_exports_nothing_without_a_connection_string() -> None:
     result = _start_app({})
     assert result == {"after_import": 0, "calls": [], "again": False}

@@ -35,6 +35,54 @@ var occurrenceRules = [
     autoMitigate: false
   }
   {
+    // Azure refused a pool write (e.g. LoadBalancerBackendAddressPoolSizeLimitExceeded: the rules select more
+    // than the pool holds). Removals of gone VMs were written alone; the additions wait until a human changes
+    // the rules named in the line, so the alert stays fired until acknowledged.
+    name: 'pool-write-refused'
+    displayName: 'poolsync: Azure refused a pool write'
+    severity: 1
+    event: 'poolsync.pool_write_refused'
+    splitBy: 'pool'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    autoMitigate: false
+  }
+  {
+    // A VM's add or move is blocked by another entry holding its IP and the round could not resolve it (an
+    // unmanaged entry, or a managed one whose removal the guard holds): the pool is not what Azure says.
+    name: 'pool-conflict'
+    displayName: 'poolsync: an address is blocked by another pool entry'
+    severity: 2
+    event: 'poolsync.pool_conflict'
+    splitBy: 'pool'
+    frequency: 'PT15M'
+    window: 'PT30M'
+    autoMitigate: true
+  }
+  {
+    // poolsync may not read an owner an event named (403): a VM in a resource group outside its role. If it
+    // has entries in a managed pool (has_entries), they are left as they are and the intent waits.
+    name: 'owner-unreadable'
+    displayName: 'poolsync: read of a VM or NIC refused'
+    severity: 3
+    event: 'poolsync.owner_unreadable'
+    splitBy: 'owner'
+    frequency: 'PT15M'
+    window: 'PT30M'
+    autoMitigate: true
+  }
+  {
+    // A full reconcile could not build a pool's member index rows: retried on a back-off by the event path.
+    name: 'index-pool-unbuilt'
+    displayName: 'poolsync: a pool could not be reconciled in full'
+    severity: 2
+    event: 'poolsync.index_pool_unbuilt'
+    splitBy: 'pool'
+    frequency: 'PT15M'
+    window: 'PT30M'
+    autoMitigate: true
+  }
+  {
     // An event handler gave up on an event (it raised; Event Grid will retry it, then dead-letter it).
     name: 'event-failed'
     displayName: 'poolsync: resource event failed'

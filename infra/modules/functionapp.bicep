@@ -24,7 +24,25 @@ param appInsightsConnectionString string
 
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int
+
+// Flex Consumption sizing, set deliberately rather than left to the platform's defaults:
+// - maximumInstanceCount caps every scale group (the HTTP group and the Event Grid function's own group). The
+//   platform allows 1..1000 and defaults to 100
+//   (https://learn.microsoft.com/azure/azure-functions/event-driven-scaling#limit-scale-out; older revisions of
+//   that page gave 40 as the lowest value). Event intake makes no Azure call and one flusher per subscription
+//   does the writes, so extra instances add only start-up reads (the rules are checked against Azure).
+// - httpPerInstanceConcurrency is the HTTP group's perInstanceConcurrency. Its default depends on the instance
+//   size, and for Python apps it is 1 whatever the size
+//   (https://learn.microsoft.com/azure/azure-functions/functions-concurrency#http-trigger-concurrency), so every
+//   concurrent runbook or health call would start another instance. The HTTP functions are synchronous and wait
+//   on Resource Manager, which the worker's thread pool overlaps.
+@minValue(1)
+@maxValue(1000)
 param maximumInstanceCount int
+
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
 
 param rules string
 param rulesFile string
@@ -34,6 +52,12 @@ param auditRemediate bool
 
 @description('Name of the Event Grid triggered function (handlers/): the event subscription targets it.')
 param eventGridFunctionName string = 'eventgrid_resource_events'
+
+@description('Application (client) id of the API\'s app registration (modules/api-app-registration.bicep).')
+param apiClientId string
+
+@description('Application ID URI of that registration: the resource callers ask tokens for.')
+param apiIdentifierUri string
 
 // Exactly one rules source is set: inline rules (POOLSYNC_RULES) win over the file (POOLSYNC_RULES_FILE).
 var rulesSettingName = empty(rules) ? 'POOLSYNC_RULES_FILE' : 'POOLSYNC_RULES'
@@ -55,7 +79,7 @@ resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
 }
 
 resource site 'Microsoft.Web/sites@2025-03-01' = {
-  // checkov:skip=CKV_AZURE_222: Event Grid push delivery and the runbooks' HTTP calls reach the app over its public endpoint; HTTP functions require function keys and nothing else listens.
+  // checkov:skip=CKV_AZURE_222: Event Grid push delivery and the runbooks' HTTP calls reach the app over its public endpoint; App Service Authentication requires a Microsoft Entra ID token for every route but /api/health and the Event Grid webhook (system key).
   // checkov:skip=CKV_AZURE_17: Event Grid delivery cannot present a client certificate, so requiring one would stop all events.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per trigger; there is no fixed instance minimum to configure and a missed event is retried by Event Grid.
   // checkov:skip=CKV_AZURE_213: the Flex Consumption plan does not support App Service health checks (siteConfig.healthCheckPath).
@@ -73,7 +97,7 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    // Event Grid and the runbooks' HTTP calls arrive over the internet; HTTP functions use function keys.
+    // Event Grid and the runbooks' HTTP calls arrive over the internet; the API takes Entra ID tokens (authSettings).
     publicNetworkAccess: 'Enabled'
     clientCertEnabled: false
     siteConfig: {
@@ -125,6 +149,11 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
           name: 'POOLSYNC_AUDIT_REMEDIATE'
           value: auditRemediate ? 'true' : 'false'
         }
+        // Entra ID app roles per operation; the HTTP routes then take no function key (shared/api/auth.py).
+        {
+          name: 'POOLSYNC_API_AUTH'
+          value: 'entra'
+        }
       ]
     }
     functionAppConfig: {
@@ -141,11 +170,68 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
         version: '3.11'
       }
+    }
+  }
+}
+
+// App Service Authentication: a Microsoft Entra ID token issued for the API's app registration, or 401. Two paths
+// stay open: the anonymous health probe, and the Event Grid webhook, which Event Grid calls with the host's system
+// key and no token. Which operation needs which app role is poolsync's decision (shared/api/auth.py).
+resource authSettings 'Microsoft.Web/sites/config@2025-03-01' = {
+  // checkov applies its site checks to every sites/config child; this one is authsettingsV2 and has none of those properties:
+  // checkov:skip=CKV_AZURE_13: this resource is App Service Authentication itself (authsettingsV2, platform.enabled true); the check reads only the retired v1 siteAuthEnabled property.
+  // checkov:skip=CKV_AZURE_63: HTTP logging belongs to the site's web config; Flex Consumption sends host logs through Application Insights instead.
+  // checkov:skip=CKV_AZURE_65: detailed error pages belong to the site's web config, and the API answers JSON errors only.
+  // checkov:skip=CKV_AZURE_66: failed request tracing belongs to the site's web config; Flex Consumption sends host logs through Application Insights instead.
+  // checkov:skip=CKV_AZURE_80: a .NET Framework version does not apply to a Python app, nor to an authentication config.
+  // checkov:skip=CKV_AZURE_88: Flex Consumption reads its package from a blob container; there are no Azure Files mounts to configure.
+  // checkov:skip=CKV_AZURE_222: Event Grid and the runbooks reach the app over its public endpoint; this resource is what requires their Entra ID tokens.
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+        '/runtime/webhooks/eventgrid'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: apiClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            apiClientId
+            apiIdentifierUri
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    httpSettings: {
+      requireHttps: true
     }
   }
 }

@@ -26,6 +26,13 @@ param deadLetterContainerName string = 'eventgrid-deadletter'
 @description('Queue of the queue-triggered audit_requests function (identity-based connection).')
 param auditQueueName string = 'poolsync-audit-requests'
 
+@description('Container the audit writes its reports to (POOLSYNC_AUDIT_CONTAINER; the app creates it).')
+param auditContainerName string = 'audit-reports'
+
+@minValue(1)
+@description('Days an audit report is kept; the lifecycle rule below deletes older ones.')
+param auditReportRetentionDays int
+
 // Built-in data roles of the app identity on the whole account, and why it needs each one.
 var dataRoles = [
   {
@@ -122,6 +129,41 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deadLetterContainerName
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// A daily audit writes two blobs per run (audit-reports/YYYY/MM/DD/<run>.json|.html); without this rule they pile up
+// forever. Only that container is matched: host state, the package and dead letters are never aged out here.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-audit-reports'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${auditContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: auditReportRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// The pool-writer custom role on ONE virtual network, for joinLoadBalancer/action (and virtualNetworks/read):
+// The pool-writer custom role on ONE virtual network, for joinLoadBalancer/action (VNet and subnets) and VNet read:
 // Azure checks the join on the VNet every IP-based backend address refers to.
 
 param virtualNetworkName string

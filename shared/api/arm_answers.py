@@ -16,7 +16,7 @@ from shared.api.http import (
     ApiError,
     bad_request,
 )
-from shared.azure.retry import classify
+from shared.azure.retry import classify, unreachable
 from shared.core.ids import _GUID
 
 # --- ARM operations (wait=false) -----------------------------------------------------------------
@@ -68,6 +68,9 @@ def operation_link(token: str | None) -> dict[str, JSON] | None:
 
 def azure_error(error: AzureError, target: str | None = None) -> ApiError:
     """What an Azure failure (after the retry policy gave up) means for the API's caller."""
+    if (down := unreachable(error)) is not None:
+        return ApiError(503, "AzureUnreachable", down.message(), target,
+                        headers={"Retry-After": str(DEFAULT_RETRY_AFTER)})
     decision = classify(error)
     status = getattr(error, "status_code", None)
     code = getattr(getattr(error, "error", None), "code", None) or type(error).__name__

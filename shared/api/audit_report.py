@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared.api import auth
 from shared.api.context import ApiContext
 from shared.api.http import DEFAULT_RETRY_AFTER, ApiError, ApiRequest, ApiResponse, bad_request
 from shared.audit.collect import AuditSettings
@@ -62,6 +63,7 @@ def report_location_of(context: ApiContext, audit_id: str) -> ReportLocation:
     return ReportLocation(report["container"], report["json"], report["html"])
 
 
+@auth.requires(auth.READER)
 def audit_report(context: ApiContext, request: ApiRequest) -> ApiResponse:
     audit_id = request.route_params.get("auditId") or ""
     accepts_html = "text/html" in (request.header("accept") or "")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from azure.core.exceptions import AzureError
 
+from shared.api import auth
 from shared.api.addresses import (
     RequestedAddress,
     check_ip_in_vnet,
@@ -39,6 +40,7 @@ from shared.audit.collect import AuditSettings
 from shared.core.arm_json import pool_from_json
 from shared.core.ids import ResourceId, id_key, vnet_of_subnet
 from shared.core.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot, normal_ip
+from shared.core.naming import is_managed_name
 from shared.core.plan import GuardRefused, PlanInputError, PoolPlan, plan_manual
 from shared.storage.report_store import DrainLedger
 
@@ -139,6 +141,7 @@ def _write(
     return ApiResponse(200, body), result.plan
 
 
+@auth.requires(auth.OPERATOR)
 def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, _ = context.pool_from_route(request)
     options = WriteOptions.from_query(request)
@@ -190,7 +193,7 @@ def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
             return PoolPlan(pool_id=snapshot.id)
         return planned
 
-    response, _ = _write(context, pool_id, make_plan, options, caller_name(request), "add addresses")
+    response, _ = _write(context, pool_id, make_plan, options, caller_name(context, request), "add addresses")
     response.body["addresses"] = [member_json(a) for a in additions]
     return response
 
@@ -226,16 +229,19 @@ def note_drain(runtime: Runtime, pool_id: str, names: Iterable[str], *, drained:
         log.warning("could not update the drain ledger for %s: %s", pool_id, error)
 
 
+@auth.requires(auth.OPERATOR)
 def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, _ = context.pool_from_route(request)
     options = WriteOptions.from_query(request)
     make_plan = _existing_entry_plan(
         request, lambda snapshot, entry: plan_manual(snapshot, remove=[entry.name])
     )
-    response, plan = _write(context, pool_id, make_plan, options, caller_name(request), "remove address")
+    who = caller_name(context, request)
+    response, plan = _write(context, pool_id, make_plan, options, who, "remove address")
     removed = [member_json(entry) for entry in plan.removes]
-    if response.body["written"]:
-        note_drain(context.runtime, pool_id, [entry.name for entry in plan.removes], drained=False)
+    if response.body["written"]:  # a managed entry's drain stays: a reconcile re-adds it Down (pool_memory)
+        unmanaged = [entry.name for entry in plan.removes if not is_managed_name(entry.name)]
+        note_drain(context.runtime, pool_id, unmanaged, drained=False)
     response.body["addresses"] = removed
     if any(item["managed"] for item in removed):
         response.body["warnings"] = [
@@ -259,7 +265,8 @@ def set_admin_state(state: str) -> Operation:
 
         make_plan = _existing_entry_plan(request, build)
         action = "drain" if state == ADMIN_DOWN else "enable"
-        response, _ = _write(context, pool_id, make_plan, options, caller_name(request), f"{action} address")
+        who = caller_name(context, request)
+        response, _ = _write(context, pool_id, make_plan, options, who, f"{action} address")
         response.body["addresses"] = [member_json(replace(entry, admin_state=state)) for entry in found]
         if response.body["written"]:
             note_drain(context.runtime, pool_id, [entry.name for entry in found], drained=state == ADMIN_DOWN)
@@ -268,5 +275,5 @@ def set_admin_state(state: str) -> Operation:
     return operation
 
 
-drain_address = set_admin_state(ADMIN_DOWN)
-enable_address = set_admin_state(ADMIN_NONE)
+drain_address = auth.requires(auth.OPERATOR)(set_admin_state(ADMIN_DOWN))
+enable_address = auth.requires(auth.OPERATOR)(set_admin_state(ADMIN_NONE))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared import settings as app_settings
+from shared.api import auth
 from shared.api.context import ApiContext
 from shared.api.http import (
     JSON,
@@ -16,7 +17,13 @@ from shared.api.http import (
     ApiResponse,
 )
 from shared.api.openapi import app_version, build_document
-from shared.app.health import SingleFlightCache, health_cache_seconds
+from shared.app.health import (
+    HEALTH_ANSWER_SECONDS,
+    HEALTH_PROBE_TIMEOUTS,
+    BoundedCheck,
+    SingleFlightCache,
+    health_cache_seconds,
+)
 from shared.app.runtime import Runtime, get_runtime
 from shared.azure.retry import RetrySettings, call_with_retry, classify
 from shared.core.ids import ResourceId
@@ -25,10 +32,8 @@ from shared.core.rules import RulesError
 log = logging.getLogger("poolsync.http")
 
 
-
-
-
 HEALTH_CACHE: SingleFlightCache[ApiResponse] = SingleFlightCache()
+HEALTH_BOUND: BoundedCheck[ApiResponse] = BoundedCheck(HEALTH_ANSWER_SECONDS)
 
 
 def health(
@@ -44,7 +49,7 @@ def health(
     except ValueError as error:
         log.error("configuration does not load: %s", error)
         return ApiResponse(503, {**_health_body(), "status": "unhealthy", "detail": "configuration"})
-    checked = cache.get(lambda: _check_health(runtime_provider), ttl)
+    checked = cache.get(lambda: HEALTH_BOUND.run(lambda: _check_health(runtime_provider), _health_late), ttl)
     body = {**checked.value.body, "checkAgeSeconds": round(checked.age_seconds, 1), "cacheSeconds": ttl}
     return ApiResponse(checked.value.status, body)
 
@@ -52,6 +57,11 @@ def health(
 def _health_body() -> dict[str, JSON]:
     return {"status": "ok", "version": app_version(), "configLoaded": False, "azureReachable": False,
             "managedPools": 0}
+
+
+def _health_late() -> ApiResponse:
+    """The answer when the check (start-up or the ARM read) is still running after HEALTH_ANSWER_SECONDS."""
+    return ApiResponse(503, {**_health_body(), "status": "unhealthy", "detail": "azure:timeout"})
 
 
 def _check_health(runtime_provider: Callable[[], Runtime]) -> ApiResponse:
@@ -75,7 +85,7 @@ def _check_health(runtime_provider: Callable[[], Runtime]) -> ApiResponse:
         operations = runtime.clients.network(rid.subscription).load_balancers
         try:
             call_with_retry(
-                lambda: operations.get(rid.resource_group, rid.name),
+                lambda: operations.get(rid.resource_group, rid.name, **HEALTH_PROBE_TIMEOUTS),
                 settings=RetrySettings(deadline_seconds=10, max_attempts=1),
                 stats=runtime.retry_stats,
                 operation="health check",
@@ -95,5 +105,6 @@ def openapi_document() -> dict[str, JSON]:
     return build_document(app_version())
 
 
+@auth.requires(auth.READER)
 def get_openapi(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, openapi_document())

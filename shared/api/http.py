@@ -31,6 +31,9 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-cased
     body: bytes = b""
+    # Who an in-process caller (the CLI) signed in as, from its own credential; HTTP requests never carry it:
+    # their caller comes from x-ms-client-principal, trusted only behind App Service Authentication.
+    caller: str | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -20,13 +20,14 @@ AuditId = Annotated[str, Field(pattern="^[0-9a-f]{32}$")]
 ERROR_CODES = (
     "AddressConflict", "AddressNotFound", "AmbiguousPool", "AuditNotFinished", "AuditNotFound",
     "AuthenticationNotConfigured", "AzureError", "AzureRejected", "AzureThrottled", "AzureUnavailable",
-    "ConfigurationError", "ConflictsWithRule", "DuplicateInRequest", "Forbidden", "GuardRefused",
-    "InternalError", "InvalidAddress", "InvalidAuditId", "InvalidBody", "InvalidField", "InvalidIpAddress",
-    "InvalidJson", "InvalidOperationId", "InvalidQueryParameter", "InvalidResourceId",
+    "AzureUnreachable", "ConfigurationError", "ConflictsWithRule", "DuplicateInRequest", "Forbidden",
+    "GuardRefused", "InternalError", "InvalidAddress", "InvalidAuditId", "InvalidBody", "InvalidField",
+    "InvalidIpAddress", "InvalidJson", "InvalidOperationId", "InvalidQueryParameter", "InvalidResourceId",
     "IpOutsideVirtualNetwork", "ManualPoolNotReconciled", "MissingBody", "MissingField", "NicBasedPool",
-    "NotFound", "OperationNotFound", "PayloadTooLarge", "PoolNotFound", "PoolNotManaged", "ReportNotFound",
-    "ReservedIpAddress", "StorageUnavailable", "SubscriptionNotConfigured", "Unauthenticated",
-    "UnknownField", "UnsupportedLoadBalancerSku", "VirtualNetworkMismatch", "VirtualNetworkNotFound",
+    "NotFound", "OperationNotFound", "PayloadTooLarge", "PoolNotFound", "PoolNotManaged", "PoolWriteRejected",
+    "ReportNotFound", "ReservedIpAddress", "StorageUnavailable", "SubscriptionNotConfigured",
+    "Unauthenticated", "UnknownField", "UnsupportedLoadBalancerSku", "VirtualNetworkMismatch",
+    "VirtualNetworkNotFound",
 )
 
 
@@ -82,7 +83,11 @@ class LastReconcile(Open):
     at: AwareDatetime | None = None
     status: str | None = None
     source: str | None = None
+    by: str | None = None
+    """Who asked for it (the signed-in principal, or "function key"); null for poolsync's own runs"""
     summary: dict[str, Any] | None = None
+    detail: str | None = None
+    """Why the pool was not brought to the rules (failed, refused, rejected, conflict)"""
 
 
 class PoolSummary(Strict):
@@ -100,6 +105,10 @@ class PoolSummary(Strict):
     nicMemberCount: NonNegative
     lastReconcile: LastReconcile | None
     """null: no reconcile recorded"""
+    heldRemovals: NonNegative
+    """Removals the guard held back in the last reconcile (still in the pool, intents deferred)"""
+    windowRemovals: NonNegative | None
+    """Unconfirmed removals applied within POOLSYNC_GUARD_WINDOW, counted by the guard (null: not known)"""
 
 
 class PoolList(Strict):
@@ -227,7 +236,7 @@ class ReconcileRequest(Strict):
 
 class PoolOutcome(Strict):
     pool: str
-    status: Literal["unchanged", "planned", "written", "refused", "failed"]
+    status: Literal["unchanged", "planned", "written", "refused", "rejected", "failed"]
     plan: Plan | None
     detail: str
     operation: OperationLink | None = None

@@ -30,18 +30,22 @@ DESCRIPTION = (
     "Runbook API of poolsync: inspect managed load balancer backend pools, add, remove, drain and enable "
     "addresses, reconcile on demand and queue the audit. Only pools named by the rules or listed in "
     'POOLSYNC_MANUAL_POOLS can be touched. Errors are `{"error": {"code", "message", "target"}}`. '
-    "Every call but /health needs a function key; when POOLSYNC_REQUIRED_ROLE is set, also a signed-in "
-    "caller with that app role (App Service Authentication)."
+    "Every call but /health needs a function key, or with POOLSYNC_API_AUTH=entra (as deployed) a Microsoft "
+    "Entra ID token with the app role PoolSync.Reader (reads and plans) or PoolSync.Operator (changes); "
+    "when POOLSYNC_REQUIRED_ROLE is set, also a signed-in caller with that app role."
 )
 # Answers every keyed operation may give.
 KEYED_ERRORS = {
-    401: "POOLSYNC_REQUIRED_ROLE is set and no signed-in caller (x-ms-client-principal) was presented",
-    403: "The caller lacks the required app role, or the pool / subscription is not configured for poolsync",
+    401: "POOLSYNC_API_AUTH=entra or POOLSYNC_REQUIRED_ROLE is set and no signed-in caller "
+    "(x-ms-client-principal) was presented",
+    403: "The caller lacks the operation's app role, or the pool / subscription is not configured for "
+    "poolsync",
     500: "Unexpected error (details are in the function's logs only)",
 }
 AZURE_ERRORS = {
     502: "Azure answered with an error poolsync cannot act on",
-    503: "Azure throttled or was unavailable past the retry deadline, or the configuration does not load",
+    503: "Azure throttled, was unavailable or unreachable past the retry deadline, or the configuration does "
+    "not load",
 }
 WRITE_ERRORS = {
     400: "Malformed JSON, a bad field or parameter (named in error.target)",
@@ -229,7 +233,8 @@ ENDPOINTS = (
             404: "A pool named by the rules does not exist in Azure",
             409: "A manual pool was named: those are not reconciled",
             413: WRITE_ERRORS[413],
-            422: "The guard refused at least one pool; every pool's outcome is in `pools`",
+            422: "The guard refused at least one pool (GuardRefused), or Azure refused a pool's write "
+            "(PoolWriteRejected; its removals were written alone); every pool's outcome is in `pools`",
             **AZURE_ERRORS,
         },
         query=[WAIT],
@@ -406,7 +411,7 @@ def _document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "poolsync manual operations API", "version": version, "description": DESCRIPTION},
         "servers": [{"url": "/api"}],
-        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}, {"entraId": []}],
         "paths": paths,
         "components": {
             "schemas": schemas(),
@@ -422,6 +427,14 @@ def _document(version: str) -> dict[str, Any]:
                     "in": "query",
                     "name": "code",
                     "description": "The same key as a query parameter",
+                },
+                "entraId": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Microsoft Entra ID access token for the API's app registration "
+                    "(POOLSYNC_API_AUTH=entra, as deployed): app role PoolSync.Reader for reads and plans, "
+                    "PoolSync.Operator for changes",
                 },
             },
         },

@@ -1,21 +1,19 @@
 """The HTTP API's entry: `handle(operation, request)` checks size, configuration and the caller, then runs
 the operation (in shared/api/: pools, changes, runs, health, audit_report). Who is calling: function keys
-are checked by the host; an Entra ID app role from `x-ms-client-principal`, trusted only when App Service
-Authentication is on (else keyed routes fail closed with 503).
+are checked by the host; with POOLSYNC_API_AUTH=entra each operation's app role (its `auth.requires`
+marker, shared/api/auth.py) from `x-ms-client-principal`, trusted only when App Service Authentication is
+on (else the API fails closed with 503); optionally POOLSYNC_REQUIRED_ROLE on top.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError
 
 from shared import settings as app_settings
+from shared.api import auth
 from shared.api.arm_answers import azure_error
 from shared.api.context import ApiContext
 from shared.api.http import (
@@ -30,53 +28,22 @@ from shared.core.rules import RulesError
 log = logging.getLogger("poolsync.http")
 
 REQUIRED_ROLE_ENV = app_settings.REQUIRED_ROLE.name
-PRINCIPAL_HEADER = "x-ms-client-principal"
-ROLE_CLAIM_TYPES = frozenset({"roles", "role", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
+PRINCIPAL_HEADER = auth.PRINCIPAL_HEADER
 
 
 # --- the caller ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    roles: frozenset[str]
+Principal = auth.Principal
 
 
 def client_principal(request: ApiRequest) -> Principal | None:
-    """The caller App Service Authentication vouches for (base64 JSON in x-ms-client-principal).
+    """The caller App Service Authentication vouches for (x-ms-client-principal); see shared/api/auth.py.
 
     Only meaningful when App Service Authentication is enabled: it strips this header from incoming
     requests and sets its own, so callers cannot forge it.
     """
-    raw = request.header(PRINCIPAL_HEADER)
-    if not raw:
-        return None
-    try:
-        padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
-        document = json.loads(base64.b64decode(padded, validate=True))
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
-        return None
-    role_types = set(ROLE_CLAIM_TYPES)
-    if isinstance(document.get("role_typ"), str):
-        role_types.add(document["role_typ"])
-    name_types = {"name", "preferred_username"}
-    if isinstance(document.get("name_typ"), str):
-        name_types.add(document["name_typ"])
-    roles: set[str] = set()
-    name = "unknown"
-    for claim in document["claims"]:
-        if not isinstance(claim, dict) or not isinstance(claim.get("val"), str) or not isinstance(
-            claim.get("typ"), str
-        ):
-            continue
-        if claim.get("typ") in role_types:
-            roles.add(claim["val"])
-        elif claim.get("typ") in name_types and name == "unknown" and claim["val"].isprintable():
-            name = claim["val"]  # logged with every change: no control characters (cf. force_reason)
-    return Principal(name, frozenset(roles))
+    return auth.client_principal(request.header(PRINCIPAL_HEADER))
 
 
 def authorize(request: ApiRequest, required_role: str | None) -> Principal | None:
@@ -121,13 +88,28 @@ def enforced_role(settings: Mapping[str, str]) -> str | None:
 Operation = Callable[[ApiContext, ApiRequest], ApiResponse]
 
 
-def caller_name(request: ApiRequest) -> str:
-    """Who a change is logged under: the signed-in principal, else the function key's holder."""
-    principal = client_principal(request)
-    return principal.name if principal else "function key"
+def caller_name(context: ApiContext, request: ApiRequest) -> str:
+    """Who a change is logged and recorded under: the signed-in principal, else the function key's holder."""
+    return request.caller or auth.caller_name(request.headers, context.runtime.settings)
 
 
 # --- dispatch ------------------------------------------------------------------------------------
+
+
+def _authorize(request: ApiRequest, settings: Mapping[str, str], role: str) -> None:
+    """The operation's app role (POOLSYNC_API_AUTH=entra, shared/api/auth.py), then POOLSYNC_REQUIRED_ROLE."""
+    try:
+        auth.authorize(request.headers, settings, role)
+    except auth.AuthError as error:
+        raise ApiError(error.status, error.code, error.message, error.target) from None
+    authorize(request, enforced_role(settings))
+
+
+def authorize_change(context: ApiContext, request: ApiRequest) -> None:
+    """An operation marked for readers that turns out to change something (a reconcile that is no dry run).
+    The CLI (an in-process caller) is not asked: Azure RBAC on its own credential decides what it may do."""
+    if request.caller is None:
+        _authorize(request, context.runtime.settings, auth.OPERATOR)
 
 
 def handle(
@@ -137,14 +119,15 @@ def handle(
     try:
         if len(request.body) > MAX_BODY_BYTES:
             raise ApiError(413, "PayloadTooLarge", f"the body exceeds {MAX_BODY_BYTES} bytes", "body")
+        role = auth.required_role_of(operation)
         try:
             runtime = runtime_provider()
         except (RulesError, ValueError) as error:
-            authorize(request, enforced_role(app_settings.app_settings()))
+            _authorize(request, app_settings.app_settings(), role)
             log.error("configuration does not load: %s", error)
             raise ApiError(503, "ConfigurationError", f"poolsync's configuration does not load: {error}",
                            None) from None
-        authorize(request, enforced_role(runtime.settings))  # before anything else reads the settings
+        _authorize(request, runtime.settings, role)  # before anything else reads the settings
         return operation(ApiContext(runtime), request)
     except ApiError as error:
         return error.response()

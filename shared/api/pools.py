@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+from azure.core.exceptions import AzureError
+
+from shared.api import auth
 from shared.api.context import ApiContext
 from shared.api.http import (
     JSON,
@@ -16,6 +20,8 @@ from shared.core.arm_json import pool_from_json
 from shared.core.ids import ResourceId, id_key
 from shared.core.models import ADMIN_DOWN, PoolSnapshot, normal_ip
 from shared.core.naming import is_managed_name
+
+log = logging.getLogger("poolsync.http")
 
 
 def _read_lb(context: ApiContext, lb_id: str) -> dict[str, JSON] | None:
@@ -31,6 +37,7 @@ def _pool_in_lb(lb: Mapping[str, JSON] | None, pool_id: str) -> dict[str, JSON] 
     return None
 
 
+@auth.requires(auth.READER)
 def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
     last = context.runtime.reconciler.journal.last()
     lbs: dict[str, dict[str, JSON] | None] = {}
@@ -55,6 +62,8 @@ def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
             "drainedCount": 0,
             "nicMemberCount": 0,
             "lastReconcile": last.get(id_key(pool_id)),
+            "heldRemovals": ((last.get(id_key(pool_id)) or {}).get("summary") or {}).get("held", 0),
+            "windowRemovals": None,
         }
         if raw is not None:
             snapshot = pool_from_json(raw)
@@ -65,9 +74,23 @@ def list_pools(context: ApiContext, request: ApiRequest) -> ApiResponse:
                 unmanagedCount=len(snapshot.addresses) - managed,
                 drainedCount=sum(1 for a in snapshot.addresses if a.admin_state == ADMIN_DOWN),
                 nicMemberCount=snapshot.nic_member_count,
+                windowRemovals=_window_removals(context, pool_id, source, snapshot),
             )
         pools.append(entry)
     return ApiResponse(200, {"pools": pools})
+
+
+def _window_removals(context: ApiContext, pool_id: str, source: str, snapshot: PoolSnapshot) -> int | None:
+    """Unconfirmed removals the guard counts against the pool now (POOLSYNC_GUARD_WINDOW); None when
+    poolsync keeps no such memory (a manual pool, no storage) or it cannot be read."""
+    memory = context.runtime.reconciler.memory
+    if memory is None or source != "rules":
+        return None
+    try:
+        return memory.window_count(pool_id, {entry.name.lower() for entry in snapshot.addresses})
+    except AzureError as error:
+        log.warning("could not read the removal window of %s: %s", pool_id, error)
+        return None
 
 
 def _owners(context: ApiContext, snapshot: PoolSnapshot) -> dict[tuple[str, str], dict[str, JSON]]:
@@ -107,6 +130,7 @@ def lb_and_pool(context: ApiContext, pool_id: str) -> tuple[dict[str, JSON], dic
     return lb, raw
 
 
+@auth.requires(auth.READER)
 def get_pool(context: ApiContext, request: ApiRequest) -> ApiResponse:
     pool_id, source = context.pool_from_route(request)
     lb, raw = lb_and_pool(context, pool_id)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
+from shared.api import auth
 from shared.api.arm_answers import (
     azure_error,
     operation_link,
@@ -29,7 +30,7 @@ from shared.api.http import (
     query_bool,
 )
 from shared.api.models import ReconcileRequest
-from shared.api.operations import caller_name
+from shared.api.operations import authorize_change, caller_name
 from shared.api.views import plan_json
 from shared.audit.collect import run_audit
 from shared.audit.jobs import audit_store
@@ -62,6 +63,7 @@ def _reconcile_targets(context: ApiContext, value: JSON) -> list[str] | None:
     return list(targets.values())
 
 
+@auth.requires(auth.READER)
 def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     document = parse_json_body(request, required=True)
     if not isinstance(document, dict):
@@ -71,11 +73,13 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     dry_run, force = asked.dryRun, asked.force
     reason = force_reason(force, asked.reason)
     wait = asked.wait if "wait" in document else query_bool(request, "wait", True)
-    who = caller_name(request)
+    if not dry_run:  # a dry run is a plan (reader); applying it is a change
+        authorize_change(context, request)
+    who = caller_name(context, request)
     if force:
         log.warning("reconcile by %s with force: %s", who, reason)
     outcomes = context.runtime.reconciler.reconcile(
-        targets, dry_run=dry_run, force=force, force_reason=reason, wait=wait, source="http"
+        targets, dry_run=dry_run, force=force, force_reason=reason, wait=wait, source="http", by=who
     )
     endpoint = context.runtime.clients.settings.endpoint
     pools = []
@@ -101,6 +105,10 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
         )
         raise ApiError(mapped.status, mapped.code, f"{failed[0].pool_id}: {mapped.message}", "pool",
                        extra=body, headers=mapped.headers)
+    rejected = [o for o in outcomes if o.status == "rejected"]
+    if rejected:  # Azure refused the plan; its removals were written alone
+        raise ApiError(422, "PoolWriteRejected", "; ".join(f"{o.pool_id}: {o.detail}" for o in rejected),
+                       "pool", extra=body)
     if refused:
         reasons = "; ".join(o.detail for o in refused)
         raise ApiError(422, "GuardRefused", f"{reasons}; repeat with force=true and a reason to override",
@@ -108,6 +116,7 @@ def reconcile(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(202 if pending else 200, body)
 
 
+@auth.requires(auth.OPERATOR)
 def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
     """Queue the audit the timer runs (remediating only when POOLSYNC_AUDIT_REMEDIATE is on): 202 and
     where to follow it. It runs in the `audit_requests` queue trigger, which outlives any HTTP timeout."""
@@ -120,11 +129,12 @@ def audit(context: ApiContext, request: ApiRequest) -> ApiResponse:
         log.error("could not queue an audit: %s", error)
         raise ApiError(503, "StorageUnavailable", "the audit request could not be queued; try again later",
                        None, headers={"Retry-After": str(DEFAULT_RETRY_AFTER)}) from None
-    log.info("audit %s queued by %s", job["id"], caller_name(request))
+    log.info("audit %s queued by %s", job["id"], caller_name(context, request))
     href = f"/api/audits/{job['id']}"
     return ApiResponse(202, {"id": job["id"], "status": job["status"], "href": href}, {"Location": href})
 
 
+@auth.requires(auth.READER)
 def audit_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     job_id = request.route_params.get("auditId") or ""
     if not is_job_id(job_id):
@@ -140,6 +150,7 @@ def audit_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, {**job, "href": f"/api/audits/{job_id}"})
 
 
+@auth.requires(auth.OPERATOR)
 def run_audit_now(context: ApiContext, request: ApiRequest) -> ApiResponse:
     """The audit, run in this process until done (the CLI; the queue trigger for HTTP callers)."""
     try:
@@ -151,6 +162,7 @@ def run_audit_now(context: ApiContext, request: ApiRequest) -> ApiResponse:
         raise mapped from None
 
 
+@auth.requires(auth.READER)
 def operation_status(context: ApiContext, request: ApiRequest) -> ApiResponse:
     token = request.route_params.get("operationId") or ""
     path, subscription = operation_path(token)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import settings, telemetry
-from shared.app.reconciler import PoolOutcome, Reconciler
+from shared.app.reconciler import DONE, PoolOutcome, Reconciler
 from shared.app.runtime import Runtime, get_runtime
 from shared.core.changes import KIND_NIC, KIND_VM, Owner
 from shared.core.events import KIND_RESOURCE_GROUP, Ignored, parse_event
@@ -176,6 +176,7 @@ class Flusher:
             blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
         else:
             outcomes, blocked = self._owner_round(taken, deadline, lease)
+            self._repair_index(deadline)
         report.rounds += 1
         report.outcomes = outcomes
         done = [intent for intent in taken if intent.row_key not in blocked]
@@ -196,16 +197,26 @@ class Flusher:
 
     def _owner_round(self, taken: list[Intent], deadline: float,
                      lease: HeldLease) -> tuple[list[PoolOutcome], set[str]]:
-        """Work from the owners the intents name; the row keys of intents whose pools are not done."""
+        """Work from the owners the intents name; the row keys of intents that must stay pending (a pool
+        they touch is not done, or nothing could be decided for an owner that has entries)."""
         owners = {id_key(i.subject): Owner(KIND_NIC if i.kind == KIND_NIC else KIND_VM, i.subject)
                   for i in taken if i.kind in (KIND_VM, KIND_NIC)}
         # Read after taking: every change whose intent we took is visible in the reconciler's read.
         # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
-        outcomes, pools_by_owner = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline,
-                                                                    fence=lease)
-        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
-        blocked = {i.row_key for i in taken if pools_by_owner.get(id_key(i.subject), set()) & not_done}
-        return outcomes, blocked
+        result = self.reconciler.reconcile_owners(list(owners.values()), deadline=deadline, fence=lease)
+        waiting = result.owners_waiting()
+        blocked = {i.row_key for i in taken if id_key(i.subject) in waiting}
+        return result.outcomes, blocked
+
+    def _repair_index(self, deadline: float) -> None:
+        """Pools a full reconcile could not build the index for are retried here, on their back-off; their
+        failure is an alert, not a failed delivery (the round's own work is done)."""
+        try:
+            for outcome in self.reconciler.rebuild_unbuilt(deadline=deadline):
+                if outcome.status == "failed":
+                    log.warning("index repair of %s failed: %s", outcome.pool_id, outcome.detail)
+        except Exception as error:  # never let the repair fail the events it was not asked for
+            log.warning("index repair failed: %s", str(error).splitlines()[0] if str(error) else error)
 
     def _settle(self, scope: str) -> None:
         """Wait until no new intent arrived for `quiet_seconds`, or `max_wait_seconds` passed."""
@@ -247,8 +258,6 @@ class Flusher:
             raise failure
         return reports
 
-
-DONE = ("written", "unchanged")
 
 
 def _report_applied(scope: str, consumed: list[Intent], outcomes: list[PoolOutcome]) -> None:

@@ -4,6 +4,7 @@
 tokens, refilled 25/s), so a prober hammering /health could starve real flushes into 429s. The cache
 runs at most one check at a time (concurrent callers wait for it: single flight) and reuses its
 result until it is `ttl_seconds` old, so N probes cost at most one check per TTL, failures included.
+BoundedCheck keeps the answer within HEALTH_ANSWER_SECONDS while ARM hangs (the late answer is cached too).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ DEFAULT_TTL_SECONDS = settings.HEALTH_CACHE_SECONDS.default
 MAX_TTL_SECONDS = 3600.0
 
 T = TypeVar("T")
+
+# /api/health answers within this many seconds whatever ARM does (load balancer probes give up after 5-30 s).
+HEALTH_ANSWER_SECONDS = 4.0
+# Its one ARM read gets short timeouts, so a hanging endpoint frees the check's thread soon after.
+HEALTH_PROBE_TIMEOUTS = {"connection_timeout": 3.0, "read_timeout": 3.0}
 
 
 def health_cache_seconds(env: Mapping[str, str]) -> float:
@@ -97,3 +103,44 @@ class SingleFlightCache(Generic[T]):
         if 0 <= age < ttl_seconds:
             return Checked(self._value, age)
         return None
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.raised = False
+        self.value: object = None
+
+
+class BoundedCheck(Generic[T]):
+    """Answer within `limit_seconds` whatever the check does: the check runs in a worker thread, and a
+    caller that waited `limit_seconds` gets `late()` instead. At most one check runs at a time: a caller
+    arriving while an earlier check still hangs waits for that one (again bounded) rather than starting
+    another, so a hanging ARM costs one thread, not one per probe."""
+
+    def __init__(self, limit_seconds: float) -> None:
+        self.limit_seconds = limit_seconds
+        self._lock = threading.Lock()
+        self._flight: _Flight | None = None
+
+    def run(self, check: Callable[[], T], late: Callable[[], T]) -> T:
+        with self._lock:
+            flight = self._flight
+            if flight is None or flight.done.is_set():
+                flight = self._flight = _Flight()
+                threading.Thread(target=self._work, args=(check, flight), name="poolsync-health-check",
+                                 daemon=True).start()
+        if not flight.done.wait(self.limit_seconds):
+            return late()
+        if flight.raised:
+            assert isinstance(flight.value, BaseException)
+            raise flight.value
+        return flight.value  # type: ignore[return-value]
+
+    @staticmethod
+    def _work(check: Callable[[], T], flight: _Flight) -> None:
+        try:
+            flight.value = check()
+        except BaseException as error:  # handed to the callers that wait for it
+            flight.raised, flight.value = True, error
+        flight.done.set()

@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared import telemetry
+from shared.app.pool_memory import PoolMemory, Recall
 from shared.azure.inventory import InventoryReader
 from shared.azure.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter, WriteResult
 from shared.core.arm_json import pool_from_json
@@ -49,8 +50,22 @@ Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name
 
 
 MAX_PARALLEL_LBS = 8
+MAX_PULLS = 4  # times one round pulls in the owners of entries whose IP blocks a change
 OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
 VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
+
+
+def _refused_by_azure(error: AzureError | None) -> bool:
+    """Azure answered the write with a permanent validation error (400): the content, not the moment, is
+    wrong, so retrying the same plan cannot help."""
+    return isinstance(error, HttpResponseError) and error.status_code == 400
+
+
+def _blocked(outcome: PoolOutcome) -> bool:
+    """Another managed entry holding the IP blocked an add or move in this pool. Also when the guard held
+    a removal in the same plan (`refused`): the hold must not keep a replacement out."""
+    return outcome.status in ("conflict", "refused") and outcome.plan is not None \
+        and bool(outcome.plan.ip_blockers())
 
 
 def _lb_of(pool_id: str) -> str:
@@ -71,7 +86,10 @@ class UnmanagedPool(GuardError, PermissionError):
 @dataclass(frozen=True)
 class PoolOutcome:
     pool_id: str
-    status: str  # unchanged | planned | written | refused (the guard held removals back) | failed
+    # unchanged | planned | written | refused (the guard held removals back) | failed (Azure error past the
+    # retries) | rejected (Azure refused the plan: its removals were applied alone) | conflict (event path:
+    # an add or move is blocked by another entry holding the IP)
+    status: str
     plan: PoolPlan | None = None
     detail: str = ""
     result: WriteResult | None = field(default=None, repr=False)
@@ -87,16 +105,58 @@ class PoolOutcome:
         }
 
 
+# Statuses an owner round may still leave a pool in, besides PoolOutcome's: the pool was not brought to
+# what Azure's state says (so the intents that touched it stay pending).
+DONE = ("written", "unchanged")
+
+
+@dataclass
+class OwnerRound:
+    """What one event-path round did: per-pool outcomes, the pools each owner touched, and the owners
+    nothing could be decided for (their reads were refused)."""
+
+    outcomes: list[PoolOutcome] = field(default_factory=list)
+    # owner key -> the pools it touches that were not done, as of the last pass that planned this owner.
+    # Per owner, not per pool: a later pass plans a pool again for some owners only (the conflict's and
+    # the pulled-in blocker's), so its "done" says nothing about the owners it left out.
+    not_done_by_owner: dict[str, set[str]] = field(default_factory=dict)
+    undecided: dict[str, str] = field(default_factory=dict)  # owner key -> why
+    waiting: set[str] = field(default_factory=set)  # undecided owners that have entries: their intents wait
+
+    def add(self, changes: ChangeSet, outcomes: list[PoolOutcome]) -> None:
+        """Merge one pass: a pool's latest outcome wins, but a write earlier in the round stays a write and
+        a pool left not done (other than by a conflict, which is what later passes resolve) stays so."""
+        by_pool = {id_key(o.pool_id): o for o in self.outcomes}
+        for outcome in outcomes:
+            earlier = by_pool.get(id_key(outcome.pool_id))
+            if earlier is not None and earlier.status not in (*DONE, "conflict") and outcome.status in DONE:
+                continue
+            if earlier is not None and earlier.status == "written" and outcome.status == "unchanged":
+                outcome = replace(outcome, status="written", plan=earlier.plan)
+            by_pool[id_key(outcome.pool_id)] = outcome
+        self.outcomes = list(by_pool.values())
+        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
+        for owner_key, pools in changes.pools_by_owner.items():
+            self.not_done_by_owner[owner_key] = pools & not_done
+        self.undecided.update(changes.undecided)
+        self.waiting |= changes.undecided_with_entries
+
+    def owners_waiting(self) -> set[str]:
+        """Owner keys whose intents must stay pending: a pool they touch is not done, or a read was refused
+        for an owner with entries."""
+        return {key for key, pools in self.not_done_by_owner.items() if pools} | self.waiting
+
+
 class Journal(Protocol):
     """Where outcomes of real (not dry-run) reconciles are recorded, e.g. shared.storage.reconcile_log."""
 
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None: ...
+    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None: ...
 
     def last(self) -> dict[str, dict[str, Any]]: ...
 
 
 class NoJournal:
-    def record(self, outcomes: Iterable[PoolOutcome], source: str) -> None:
+    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None:
         pass
 
     def last(self) -> dict[str, dict[str, Any]]:
@@ -109,8 +169,10 @@ class Reconciler:
     the lease is held, so no writer acts on a state older than one another writer already acted on."""
 
     def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
-                 journal: Journal | None = None, index: MemberIndex | None = None) -> None:
+                 journal: Journal | None = None, index: MemberIndex | None = None,
+                 memory: PoolMemory | None = None) -> None:
         self.rules = rules
+        self.memory = memory  # the guard's window and drains that outlive their entry (None: no storage)
         self.inventory = inventory
         self.writer = writer
         self.journal: Journal = journal or NoJournal()
@@ -165,13 +227,14 @@ class Reconciler:
         wait: bool = True,
         source: str = "reconcile",
         deadline: float | None = None,
+        by: str | None = None,
     ) -> list[PoolOutcome]:
         """Full reconcile of the given managed pools (all by default): the anti-entropy path.
 
         Takes the write lease of every load balancer involved, then reads the inventory once (so the read
         is newer than any write another poolsync writer made), plans each pool against it and writes the
         load balancers in parallel; rebuilds the member index of the pools it saw. `source` (http, events,
-        audit, ...) is recorded with the outcomes of a real run."""
+        audit, ...) and `by` (who asked, for an operator's run) are recorded with a real run's outcomes."""
         requested = self._managed.values() if pool_ids is None else pool_ids
         targets = list(dict.fromkeys(self.require_managed(pool_id) for pool_id in requested))
         if not targets:
@@ -215,11 +278,23 @@ class Reconciler:
         outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
         if not dry_run:
             self._rebuild_index(outcomes, desired, by_pool, records)
-            if (self.index is not None and {id_key(p) for p in targets} == set(self._managed)
-                    and all(o.status != "failed" for o in outcomes)):
-                self.index.mark_built()
-            self.journal.record(outcomes, source)
+            if self.index is not None:
+                failed = [o.pool_id for o in outcomes if o.status == "failed"]
+                self.index.record_build([o.pool_id for o in outcomes if o.status != "failed"], failed,
+                                        everything={id_key(p) for p in targets} == set(self._managed))
+                for pool_id in failed:
+                    telemetry.emit("index_pool_unbuilt", logging.WARNING, pool=pool_id,
+                                   reason="full reconcile failed; retried with a back-off")
+            self.journal.record(outcomes, source, by)
         return outcomes
+
+    def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:
+        """Full reconcile of the pools whose index rows a failed full reconcile could not build, when their
+        back-off is due (the event path calls this; it never runs a full reconcile per event)."""
+        if self.index is None:
+            return []
+        due = [pool_id for pool_id in self.index.unbuilt_due() if id_key(pool_id) in self._managed]
+        return self.reconcile(due, source="index-repair", deadline=deadline) if due else []
 
     def index_ready(self) -> bool:
         """False until a full reconcile filled the member index: the event path cannot work from it yet."""
@@ -228,9 +303,36 @@ class Reconciler:
     def reconcile_owners(
         self, owners: list[Owner], *, deadline: float | None = None, source: str = "events",
         fence: HeldLease | None = None,
-    ) -> tuple[list[PoolOutcome], dict[str, set[str]]]:
+    ) -> OwnerRound:
         """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
-        and plan only those entries. Returns the outcomes and, per owner key, the pool keys it touched."""
+        and plan only those entries.
+
+        When an add or move is blocked by another managed entry holding the IP (a VM replaced on the same
+        static IP before its predecessor's delete event came; two VMs that swapped IPs), the blocking
+        entry's owner is pulled into the round and those pools are planned again with both read, so a swap
+        or replacement lands in one write instead of being reported "unchanged" and forgotten."""
+        result = OwnerRound()
+        round_owners = list(owners)
+        known = {owner.key for owner in owners}
+        for _ in range(1 + MAX_PULLS):
+            changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence)
+            result.add(changes, outcomes)
+            blocked_pools = {id_key(o.pool_id) for o in outcomes if _blocked(o)}
+            pulled = [owner for owner in self._blocking_owners(outcomes) if owner.key not in known]
+            if not pulled:
+                break
+            known |= {owner.key for owner in pulled}
+            round_owners = [o for o in round_owners
+                            if changes.pools_by_owner.get(o.key, set()) & blocked_pools]
+            round_owners += pulled
+            log.info("owners round: %d entries block a change; reading their owners too", len(pulled))
+        for owner_key, reason in result.undecided.items():
+            telemetry.emit("owner_unreadable", logging.WARNING, owner=owner_key, reason=reason,
+                           has_entries=owner_key in result.waiting)
+        return result
+
+    def _owner_pass(self, owners: list[Owner], *, deadline: float | None, source: str,
+                    fence: HeldLease | None) -> tuple[ChangeSet, list[PoolOutcome]]:
         started = time.monotonic()
         records = self.index.for_owners([o.id for o in owners if o.kind == KIND_VM],
                                         [o.id for o in owners if o.kind == KIND_NIC]) if self.index else []
@@ -243,7 +345,19 @@ class Reconciler:
         log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
                  "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
                  read - indexed, len(changes.pools), time.monotonic() - read)
-        return outcomes, changes.pools_by_owner
+        return changes, outcomes
+
+    def _blocking_owners(self, outcomes: list[PoolOutcome]) -> list[Owner]:
+        """The NICs of the managed entries whose IP blocked a change in these outcomes (from the index)."""
+        if self.index is None:
+            return []
+        owners: dict[str, Owner] = {}
+        for outcome in outcomes:
+            if not _blocked(outcome) or outcome.plan is None:
+                continue
+            for record in self.index.records_named(outcome.pool_id, outcome.plan.ip_blockers()):
+                owners.setdefault(id_key(record.nic_id), Owner(KIND_NIC, record.nic_id))
+        return list(owners.values())
 
     def apply_changes(self, changes: ChangeSet, *, source: str = "events", fence: HeldLease | None = None,
                       deadline: float | None = None) -> list[PoolOutcome]:
@@ -280,27 +394,71 @@ class Reconciler:
                     deadline: float | None = None) -> PoolOutcome:
         guard = self.writer.guard
         scope = None if full else work.in_scope
+        recalled: list[Recall] = []  # read once per pool write, at its first plan (under the write lease)
 
         def make_plan(snapshot: PoolSnapshot) -> PoolPlan:
+            recall = self._recall(work.pool_id, recalled)
+
             def planned() -> PoolPlan:
                 return guarded_plan(snapshot, work.wanted, guard, scope=scope, confirmed=work.confirmed,
-                                    force=force)
+                                    force=force, recent_unconfirmed=recall.recent_unconfirmed,
+                                    admin_of_new=recall.admin_of_new)
 
             first = planned()
             return planned() if first.held and self._verify_held(work, first) else first
 
         def remember(planned: PoolPlan) -> None:
+            if self.memory is not None:
+                self.memory.before_write(work.pool_id, planned, forced=force)
             if self.index is not None:
                 names = [a.name for a in planned.adds] + [c.after.name for c in planned.readdresses]
                 names += [c.after.name for c in planned.renames]
                 self.index.remember(records_for(work.pool_id, work.wanted, names))
 
-        outcome = self.apply(work.pool_id, make_plan, fence=fence, dry_run=dry_run, force=force,
-                             force_reason=force_reason, wait=wait, lease=lease, guarded=True,
-                             before_write=remember, deadline=deadline)
-        if outcome.status in ("written", "refused") and outcome.result is not None and outcome.result.written:
+        options: dict[str, Any] = dict(fence=fence, dry_run=dry_run, force=force, force_reason=force_reason,
+                                       wait=wait, lease=lease, guarded=True, before_write=remember,
+                                       deadline=deadline)
+        outcome = self.apply(work.pool_id, make_plan, **options)
+        if outcome.status == "failed" and _refused_by_azure(outcome.error):
+            outcome = self._apply_removals_alone(work, make_plan, outcome, options)
+        if outcome.status in ("written", "refused", "rejected") and outcome.result is not None \
+                and outcome.result.written:
             self._forget_removed(work, outcome.plan)
+        if not full and not dry_run and outcome.status != "failed":
+            self._follow_moved_nics(work, outcome.plan)
+        if not full and outcome.status in DONE and outcome.plan is not None and outcome.plan.conflicts:
+            detail = "; ".join(f"{c.name}: {c.reason}" for c in outcome.plan.conflicts)
+            telemetry.emit("pool_conflict", logging.WARNING, pool=work.pool_id, detail=detail[:500],
+                           written=outcome.status == "written")
+            outcome = replace(outcome, status="conflict", detail=detail)
         return outcome
+
+    def _apply_removals_alone(self, work: PoolWork, make_plan: Callable[[PoolSnapshot], PoolPlan],
+                              refused: PoolOutcome, options: dict[str, Any]) -> PoolOutcome:
+        """Azure refused the plan (e.g. more addresses than a pool holds): removals of owners that are gone
+        must not wait on additions that cannot land, so write the removals alone; the pool is `rejected`,
+        an alert naming the rules that select into it."""
+        error = refused.error
+        code = getattr(getattr(error, "error", None), "code", None) or "BadRequest"
+        rules = sorted(rule.name for rule in self.rules.rules if rule.pool_key == id_key(work.pool_id))
+        removals = self.apply(work.pool_id, lambda snapshot: make_plan(snapshot).removals_only(), **options)
+        applied = removals.plan is not None and removals.status in ("written", "refused")
+        detail = (f"Azure refused the write ({code}); "
+                  + (f"{len(removals.plan.removes)} removals applied alone" if applied and removals.plan
+                     else f"removals alone: {removals.status} {removals.detail}".strip())
+                  + f"; rules {', '.join(rules)}: {refused.detail}")
+        telemetry.emit("pool_write_refused", logging.ERROR, pool=work.pool_id, code=code, rules=rules,
+                       removals_applied=len(removals.plan.removes) if applied and removals.plan else 0,
+                       detail=refused.detail[:500])
+        if removals.status == "failed":
+            return replace(refused, detail=detail)
+        return replace(removals, status="rejected", detail=detail)
+
+    def _recall(self, pool_id: str, recalled: list[Recall]) -> Recall:
+        """The pool's memory (`shared.app.pool_memory`), read at the first call for one write."""
+        if not recalled:
+            recalled.append(self.memory.recall(pool_id) if self.memory is not None else Recall())
+        return recalled[0]
 
     def _verify_held(self, work: PoolWork, planned: PoolPlan) -> bool:
         """Read the owners of held removals directly; True when that confirmed any of them."""
@@ -320,6 +478,17 @@ class Reconciler:
         gone = [work.records[e.name.lower()] for e in planned.removes if e.name.lower() in work.records]
         if gone:
             self.index.forget(gone)
+
+    def _follow_moved_nics(self, work: PoolWork, planned: PoolPlan | None) -> None:
+        """An entry left as it is may now belong to another VM (its NIC was moved while its events were
+        late): record the VM it belongs to, or that VM's delete event would find nothing to remove."""
+        if self.index is None or planned is None or not planned.unchanged:
+            return
+        stale = [record for record in records_for(work.pool_id, work.wanted, planned.unchanged)
+                 if (known := work.records.get(record.name.lower())) is None
+                 or id_key(known.vm_id) != id_key(record.vm_id)]
+        if stale:
+            self.index.remember(stale)
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord]) -> None:

@@ -14,11 +14,12 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 
 from shared import settings
+from shared.app.pool_memory import PoolMemory
 from shared.app.reconciler import Reconciler
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.inventory import InventoryReader
 from shared.azure.pool_writer import PoolWriter
-from shared.azure.retry import RETRY_STATS, RetrySettings, RetryStats
+from shared.azure.retry import RETRY_STATS, RetrySettings, RetryStats, unreachable
 from shared.core.plan import GuardSettings
 from shared.core.rules import ERROR, RuleProblem, RulesError, RuleSet, load_rules
 from shared.storage.account import StorageSettings
@@ -55,15 +56,17 @@ class Runtime:
         clients = AzureClients(ArmSettings.from_env(env), credential)
         inventory = InventoryReader(clients, retry, stats)
         storage = StorageSettings.from_env(env)
-        locks, index = None, None
+        locks, index, memory = None, None, None
+        guard = GuardSettings.from_env(env)
         if storage.configured:
             lease_seconds = int(settings.FLUSH_LEASE_SECONDS.or_default(env))
             locks = FlushLocks.from_settings(storage, env, lease_seconds)
             index = MemberIndex.from_settings(storage, env)
+            memory = PoolMemory.from_settings(storage, env, guard.window)
         else:  # the Functions host always has storage; this is a read-only tool or a unit test
             log.warning("no storage configured: writes take no load-balancer lease and keep no member index")
-        writer = PoolWriter(clients, GuardSettings.from_env(env), retry, stats, locks=locks)
-        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env), index)
+        writer = PoolWriter(clients, guard, retry, stats, locks=locks)
+        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env), index, memory)
         return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 
@@ -76,7 +79,9 @@ class Runtime:
         try:
             problems = self.reconciler.validate_against_azure()
         except AzureError as error:
-            log.warning("rules not checked against Azure (unreachable): %s", str(error).splitlines()[0])
+            down = unreachable(error)
+            log.warning("rules not checked against Azure (unreachable): %s",
+                        down.message() if down is not None else str(error).splitlines()[0])
             return []
         errors = [problem for problem in problems if problem.severity == ERROR]
         for problem in problems:

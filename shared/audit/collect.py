@@ -12,7 +12,6 @@ writer as every other change (one GET + PUT per pool that needs a change).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from azure.core.exceptions import AzureError
 from shared import settings, telemetry
 from shared.audit.report import RunFacts, build_report, log_summary, render_html
 from shared.azure.retry import call_with_retry
+from shared.core import durations
 from shared.core.arm_json import as_json, pool_from_json
 from shared.core.audit_findings import audit
 from shared.core.audit_model import (
@@ -58,26 +58,9 @@ DEFAULT_DRAIN_MAX_AGE = settings.DRAIN_MAX_AGE.default
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
-    re.IGNORECASE,
-)
-_SHORT_DURATION = re.compile(r"^(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[smhd]?)$", re.IGNORECASE)
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(text: str) -> timedelta:
     """`P7D`, `PT36H`, `P1DT12H` (ISO 8601), or `36h`, `90m`, `7d`, `3600` (seconds)."""
-    raw = text.strip()
-    iso = _ISO_DURATION.match(raw)
-    if iso and raw.upper() not in ("P", "PT") and any(iso.groupdict().values()):
-        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-        return timedelta(**parts)
-    short = _SHORT_DURATION.match(raw)
-    if short:
-        return timedelta(seconds=float(short["value"]) * _UNIT_SECONDS[short["unit"].lower()])
-    raise ValueError(f"{DRAIN_MAX_AGE_ENV} must be a duration like P7D, PT12H, 36h or 7d, got {text!r}")
+    return durations.parse_duration(text, DRAIN_MAX_AGE_ENV)
 
 
 def parse_flag(name: str, text: str | None) -> bool:
@@ -201,6 +184,8 @@ def collect(
         now=now,
         drain_max_age=settings.drain_max_age,
         drains=drains,
+        rejected_writes={pool_key: str(last.get("detail") or "") for pool_key, last in
+                         runtime.reconciler.journal.last().items() if last.get("status") == "rejected"},
     )
     counts = {
         "networkInterfaces": len(inventory.nics),

@@ -6,6 +6,7 @@ reader serves the Event Grid path, where one VM or NIC changed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,8 @@ from shared.core.arm_json import as_json, nic_from_json, vm_from_json
 from shared.core.changes import OwnerState
 from shared.core.ids import ResourceId, id_key
 from shared.core.models import Inventory
+
+log = logging.getLogger("poolsync.inventory")
 
 
 def _list_json(client: Any, first: HttpRequest) -> list[dict[str, Any]]:
@@ -84,11 +87,25 @@ class InventoryReader:
         except ResourceNotFoundError:
             return None
 
-    def _add_nic(self, inventory: Inventory, nic_id: str) -> Any:
+    def _get_owner(self, fn: Any, operation: str, resource_id: str,
+                   refused: set[str]) -> dict[str, Any] | None:
+        """GET one owner: its JSON, None for 404; a 403 puts it in `refused` (neither there nor gone: a
+        principal scoped to some resource groups still gets events for the whole subscription)."""
+        try:
+            return self._get_or_none(fn, operation)
+        except HttpResponseError as error:
+            if error.status_code != 403:
+                raise
+            log.warning("%s refused (403): its entries are left as they are", operation,
+                        extra={"resource": resource_id})
+            refused.add(id_key(resource_id))
+            return None
+
+    def _add_nic(self, inventory: Inventory, nic_id: str, refused: set[str]) -> Any:
         rid = ResourceId.parse(nic_id)
         network = self.clients.network(rid.subscription)
-        nic = self._get_or_none(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
-                                f"GET NIC {rid.name}")
+        nic = self._get_owner(lambda: network.network_interfaces.get(rid.resource_group, rid.name),
+                              f"GET NIC {rid.name}", nic_id, refused)
         if nic is None:
             return None
         model = nic_from_json(nic)
@@ -97,47 +114,49 @@ class InventoryReader:
 
     def read_owners(self, vm_ids: Iterable[str] = (), nic_ids: Iterable[str] = ()) -> OwnerState:
         """These VMs and NICs by GETs of their own, with the NICs of the VMs and the VMs of the NICs; a 404
-        lands in `gone`. Reads of one kind run in parallel (a few at a time)."""
+        lands in `gone`, a 403 in `unreadable`. Reads of one kind run in parallel (a few at a time)."""
         inventory = Inventory()
         gone: set[str] = set()
+        refused: set[str] = set()
         vms = {id_key(v): v for v in vm_ids}
-        self._read_all(vms.values(), self._vm_reader(inventory), gone)
+        self._read_all(vms.values(), self._vm_reader(inventory, refused), gone, refused)
         nics = {id_key(n): n for n in nic_ids}
         for vm in inventory.vms.values():
             nics.update({id_key(n): n for n in vm.nic_ids})
-        self._read_all(nics.values(), self._nic_reader(inventory), gone)
+        self._read_all(nics.values(), self._nic_reader(inventory, refused), gone, refused)
         missing_vms = {id_key(n.vm_id): n.vm_id for n in inventory.nics.values()
                        if n.vm_id and id_key(n.vm_id) not in inventory.vms and id_key(n.vm_id) not in gone}
-        self._read_all(missing_vms.values(), self._vm_reader(inventory), gone)
-        return OwnerState(inventory, frozenset(gone), direct=True)
+        self._read_all(missing_vms.values(), self._vm_reader(inventory, refused), gone, refused)
+        return OwnerState(inventory, frozenset(gone), direct=True, unreadable=frozenset(refused))
 
     @staticmethod
     def owner_read_estimate(vm_ids: Iterable[str], nic_ids: Iterable[str]) -> int:
         """GETs `read_owners` will make at least: one per VM and its NIC, one per NIC and its VM."""
         return 2 * len({id_key(v) for v in vm_ids} | {id_key(n) for n in nic_ids})
 
-    def _read_all(self, ids: Iterable[str], read: Callable[[str], bool], gone: set[str]) -> None:
+    def _read_all(self, ids: Iterable[str], read: Callable[[str], bool], gone: set[str],
+                  refused: set[str]) -> None:
         ids = list(ids)
         if not ids:
             return
         with ThreadPoolExecutor(max_workers=min(8, len(ids))) as executor:
             for resource_id, found in zip(ids, executor.map(read, ids), strict=True):
-                if not found:
+                if not found and id_key(resource_id) not in refused:
                     gone.add(id_key(resource_id))
 
-    def _vm_reader(self, inventory: Inventory) -> Callable[[str], bool]:
+    def _vm_reader(self, inventory: Inventory, refused: set[str]) -> Callable[[str], bool]:
         def read(vm_id: str) -> bool:
             rid = ResourceId.parse(vm_id)
             compute = self.clients.compute(rid.subscription)
-            vm = self._get_or_none(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
-                                   f"GET VM {rid.name}")
+            vm = self._get_owner(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
+                                 f"GET VM {rid.name}", vm_id, refused)
             if vm is not None:
                 inventory.add_vm(vm_from_json(vm))
             return vm is not None
         return read
 
-    def _nic_reader(self, inventory: Inventory) -> Callable[[str], bool]:
-        return lambda nic_id: self._add_nic(inventory, nic_id) is not None
+    def _nic_reader(self, inventory: Inventory, refused: set[str]) -> Callable[[str], bool]:
+        return lambda nic_id: self._add_nic(inventory, nic_id, refused) is not None
 
     def virtual_network(self, vnet_id: str) -> dict[str, Any] | None:
         rid = ResourceId.parse(vnet_id)

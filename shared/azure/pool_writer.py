@@ -4,6 +4,12 @@ Every attempt starts from a fresh GET: on 412 (someone else wrote the pool since
 we read it) the retry re-reads and re-plans against the new contents, so other
 writers' changes are never overwritten. The plan is a function of the snapshot
 for exactly that reason.
+
+Writes hold the load balancer's write lease. Just before each PUT the lease is proven and the pool
+recorded on the lease's blob as being written (`HeldLease.begin_write`); the record is cleared once the
+PUT was answered. A writer taking the lease first fences every pool an earlier holder left recorded: it
+writes the pool back unchanged, so the ETag moves on and any PUT that holder prepared (it may have paused
+right after its proof) fails with 412; its retry then re-reads and fails its proof.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+
 from shared import telemetry
 from shared.azure.clients import AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
@@ -24,7 +32,7 @@ from shared.core.ids import ResourceId
 from shared.core.models import PoolAddress, PoolSnapshot
 from shared.core.plan import GuardSettings, PoolPlan, apply_plan, check_guard
 from shared.errors import LeaseError
-from shared.storage.intents import FlushLocks, HeldLease
+from shared.storage.intents import FlushLocks, HeldLease, LeaseLost
 
 PlanMaker = Callable[[PoolSnapshot], PoolPlan]
 FAILED = "Failed"
@@ -33,6 +41,11 @@ LB_LEASE_WAIT_SECONDS = 30.0  # how long a writer waits for another writer of th
 
 class LoadBalancerBusy(LeaseError, RuntimeError):
     """Another poolsync writer held the load balancer's write lease for longer than we could wait."""
+
+
+class PoolNotFenced(LoadBalancerBusy):
+    """An earlier holder of the write lease may still land a PUT on a pool and fencing it failed: nothing
+    on that load balancer is written until a holder manages to (the record stays on the lease's blob)."""
 
 # Server-computed fields we must not echo back in a PUT body.
 _READ_ONLY_POOL_FIELDS = (
@@ -101,7 +114,10 @@ class PoolWriter:
 
     @contextlib.contextmanager
     def lb_lease(self, lb_id: str, wait: float = LB_LEASE_WAIT_SECONDS) -> Iterator[HeldLease | None]:
-        """Hold the write lease of a load balancer (None without locks); LoadBalancerBusy if we cannot."""
+        """Hold the write lease of a load balancer (None without locks); LoadBalancerBusy if we cannot.
+
+        Pools an earlier holder left recorded as being written are fenced first (PoolNotFenced if that
+        fails); a clean hand-over costs no ARM call."""
         if self.locks is None:
             yield None
             return
@@ -109,9 +125,46 @@ class PoolWriter:
         if lease is None:
             raise LoadBalancerBusy(f"another poolsync writer holds {lb_id}")
         try:
+            for pool_id in lease.unfinished:
+                self._fence(pool_id, lease)
             yield lease
         finally:
             lease.release()
+
+    def _fence(self, pool_id: str, lease: HeldLease) -> None:
+        """Write the pool back unchanged with If-Match, so its ETag moves on: a PUT an earlier holder
+        prepared from an older read can no longer match. PoolNotFenced if that cannot be done."""
+        rid = ResourceId.parse(pool_id)
+        operations = self._operations(rid)
+
+        def attempt() -> tuple[str | None, str | None]:
+            """(ETag before, ETag after) the write-back; (None, None) when the pool does not exist."""
+            try:
+                raw = as_json(operations.get(rid.resource_group, rid.name, rid.child_name))
+            except ResourceNotFoundError:
+                return None, None  # nothing to fence: an If-Match PUT fails on a missing pool as well
+            snapshot = pool_from_json(raw)
+            poller = operations.begin_create_or_update(
+                rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, list(snapshot.addresses)),
+                headers={"If-Match": snapshot.etag} if snapshot.etag else {},
+                polling=self.clients.settings.pool_write_polling(),
+            )
+            return snapshot.etag, pool_from_json(as_json(poller.result())).etag
+
+        try:
+            before, after = call_with_retry(attempt, settings=self.retry, stats=self.stats,
+                                            operation=f"fence pool {rid.child_name}")
+        except AzureError as error:
+            raise _not_fenced(pool_id, error) from error
+        if after is not None and after == before:
+            raise _not_fenced(pool_id, f"writing it back left its ETag {before} unchanged")
+        try:
+            lease.fenced(pool_id)
+        except LeaseLost as error:
+            raise _not_fenced(pool_id, error) from error
+        telemetry.emit("pool_fenced", logging.WARNING, pool=pool_id, etag=after,
+                       reason="an earlier holder of the write lease recorded a write it never finished"
+                       if after is not None else "recorded as being written by an earlier holder; pool gone")
 
     def _operations(self, pool_id: ResourceId) -> Any:
         return self.clients.network(pool_id.subscription).load_balancer_backend_address_pools
@@ -141,9 +194,9 @@ class PoolWriter:
         """Plan against a fresh read and write the result; GuardRefused propagates, unretried.
 
         A real write holds the load balancer's write lease (`lease`, or one taken here) and proves it just
-        before the PUT; so is `fence` (the event flusher's subscription lock: a flusher that lost it may have
-        a successor working from a newer read). `guarded` plans (`guarded_plan`) hold back what the guard
-        refuses.
+        before the PUT, recording the pool as being written until the PUT is answered; `fence` (the event
+        flusher's subscription lock: a flusher that lost it may have a successor working from a newer read)
+        is proven too. `guarded` plans (`guarded_plan`) hold back what the guard refuses.
         `before_write` runs after planning, before the PUT (the member index is written there). `deadline`
         (time.monotonic) bounds the retries. A pool left in provisioningState Failed is re-PUT even when
         the plan is empty: Azure refuses dependent writes until then."""
@@ -177,18 +230,27 @@ class PoolWriter:
             addresses = apply_plan(snapshot.addresses, plan)
             if before_write is not None:
                 before_write(plan)
-            for proof in (lease, fence):  # LeaseLost: another writer may own this now; do not write
-                if proof is not None:
-                    proof.check()
+            # LeaseLost: another writer may own this now; do not write
+            if fence is not None:
+                fence.check()
+            if lease is not None:
+                lease.begin_write(pool_id)  # proven, and recorded: a new holder fences this pool first
             if repair:
                 telemetry.emit("pool_repair", logging.WARNING, pool=pool_id,
                                reason="provisioningState Failed")
             started = time.monotonic()
-            poller = operations.begin_create_or_update(
-                rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
-                headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
-                polling=self.clients.settings.pool_write_polling(),
-            )
+            try:
+                poller = operations.begin_create_or_update(
+                    rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
+                    headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
+                    polling=self.clients.settings.pool_write_polling(),
+                )
+            except Exception as error:  # no status (connection error, timeout): it may still land
+                if lease is not None:
+                    lease.put_answered(pool_id, getattr(error, "status_code", None))
+                raise
+            if lease is not None:
+                lease.put_answered(pool_id, 200)  # accepted: the pool has a new ETag
             if not wait:
                 return WriteResult(pool_id, plan, written=True, attempts=attempts,
                                    operation_url=_operation_url(poller), addresses=tuple(addresses))
@@ -202,6 +264,13 @@ class PoolWriter:
                                addresses=written.addresses)
 
         return call_with_retry(attempt, settings=retry, stats=self.stats, operation=f"write pool {pool_id}")
+
+
+def _not_fenced(pool_id: str, cause: BaseException | str) -> PoolNotFenced:
+    detail = f"{type(cause).__name__}: {cause}".splitlines()[0] if isinstance(cause, BaseException) else cause
+    telemetry.emit("pool_fence_failed", logging.ERROR, pool=pool_id, error=detail)
+    return PoolNotFenced(f"{pool_id} may still get a write from an earlier holder of the write lease and "
+                         f"could not be fenced: {detail}")
 
 
 def _operation_url(poller: Any) -> str | None:

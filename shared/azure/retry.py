@@ -6,6 +6,11 @@ re-reads and re-plans), 5xx, connection errors/timeouts, and long-running
 operations that end Failed with a transient code. Permanent (raised at once):
 400/401/403/404 and any other 4xx, and LROs that failed for a permanent reason.
 
+An endpoint that refuses connections or whose name does not resolve is retried only briefly
+(`unreachable_attempts`): that is a wrong endpoint, a firewall or an outage, not a blip, and the caller
+should hear so in seconds, not after the deadline. Resets and timeouts of a request under way keep the
+full budget.
+
 Waits honour Retry-After (capped); otherwise exponential backoff with full jitter.
 A total deadline bounds every call. Retries are logged with their reason and
 counted in a RetryStats for tests and metrics.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -29,6 +35,8 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.polling.base_polling import OperationFailed
+from urllib3.connection import HTTPSConnection
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from shared import settings, telemetry
 
@@ -57,6 +65,7 @@ class RetrySettings:
     base_backoff: float = settings.RETRY_BASE_BACKOFF.default
     max_backoff: float = settings.RETRY_MAX_BACKOFF.default
     retry_after_cap: float = settings.RETRY_AFTER_CAP.default
+    unreachable_attempts: int = settings.RETRY_UNREACHABLE_ATTEMPTS.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetrySettings:
@@ -67,6 +76,7 @@ class RetrySettings:
             base_backoff=float(settings.RETRY_BASE_BACKOFF.get(env)),
             max_backoff=float(settings.RETRY_MAX_BACKOFF.get(env)),
             retry_after_cap=float(settings.RETRY_AFTER_CAP.get(env)),
+            unreachable_attempts=int(settings.RETRY_UNREACHABLE_ATTEMPTS.get(env)),
         )
 
 
@@ -115,8 +125,54 @@ def _retry_after(exc: HttpResponseError) -> float | None:
         return None  # an HTTP-date; rare for ARM, fall back to backoff
 
 
+REFUSED = "connection refused"
+NAME_NOT_RESOLVED = "name not resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """Why no connection to the endpoint could be opened at all."""
+
+    endpoint: str  # scheme://host:port as dialled
+    cause: str  # REFUSED | NAME_NOT_RESOLVED
+
+    def message(self) -> str:
+        return f"Azure Resource Manager unreachable at {self.endpoint}: {self.cause}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (azure-core's inner_exception, __cause__, __context__)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        inner = getattr(current, "inner_exception", None)
+        wrapped = inner if isinstance(inner, BaseException) else None
+        current = wrapped or current.__cause__ or current.__context__
+    return chain
+
+
+def unreachable(exc: BaseException) -> Unreachable | None:
+    """An Unreachable when `exc` is a refused connection or an unresolvable host name, else None."""
+    chain = _causes(exc)
+    connection = next((e for e in chain if isinstance(e, NewConnectionError)), None)
+    if connection is None:
+        return None
+    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in chain):
+        cause = NAME_NOT_RESOLVED
+    elif any(isinstance(e, ConnectionRefusedError) for e in chain):
+        cause = REFUSED
+    else:
+        return None  # e.g. a connect timeout: the network may be slow, not closed
+    conn = connection.conn
+    scheme = "https" if isinstance(conn, HTTPSConnection) else "http"
+    return Unreachable(f"{scheme}://{conn.host}:{conn.port}", cause)
+
+
 def classify(exc: BaseException) -> RetryDecision:
     """Decide whether an exception from an Azure call is worth another attempt."""
+    if (down := unreachable(exc)) is not None:
+        return RetryDecision(True, "unreachable:" + ("refused" if down.cause == REFUSED else "dns"))
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
         return RetryDecision(True, "connection")
     if not isinstance(exc, HttpResponseError):
@@ -169,6 +225,19 @@ class _Wait(tenacity.wait.wait_base):
         return max(0.0, min(wait, remaining))
 
 
+class _StopWhileUnreachable(tenacity.stop.stop_base):
+    """Stop after `attempts` when the last one could not even connect (refused, or no such host)."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        exc = _failure(retry_state)
+        if exc is None or retry_state.attempt_number < self.attempts:
+            return False
+        return unreachable(exc) is not None
+
+
 def retrying(
     settings: RetrySettings | None = None,
     stats: RetryStats | None = None,
@@ -206,7 +275,8 @@ def retrying(
         retry=should_retry,
         wait=_Wait(settings, rng or random.Random()),
         stop=tenacity.stop_after_delay(settings.deadline_seconds)
-        | tenacity.stop_after_attempt(settings.max_attempts),
+        | tenacity.stop_after_attempt(settings.max_attempts)
+        | _StopWhileUnreachable(settings.unreachable_attempts),
         before_sleep=before_sleep,
         retry_error_callback=give_up,
         reraise=True,

@@ -71,6 +71,18 @@ def audit(inputs: AuditInputs) -> AuditResult:
         wanted = desired.get(id_key(pool_id), {})
         pool_findings, pool_audit = _audit_pool(inputs, resolver, lb, pool, wanted)
         findings += pool_findings
+        rejected = inputs.rejected_writes.get(id_key(pool_id))
+        if rejected is not None:
+            rules = sorted(rule.name for rule in inputs.rules.rules if rule.pool_key == id_key(pool_id))
+            findings.append(Finding(
+                "write_rejected", pool_id,
+                f"Azure refused poolsync's last write of this pool; removals of gone VMs were written alone, "
+                f"additions wait: {rejected}",
+                f"change the rules that select into this pool ({', '.join(rules)}) or the pool so Azure "
+                "accepts the write (e.g. fewer addresses than the pool's limit); the next event or the "
+                "hourly full reconcile then writes it",
+                evidence={"rules": rules, "detail": rejected},
+            ))
         pool_audits.append(pool_audit)
     drain_findings, drain_changes = _drains(inputs, pools_by_key)
     findings += drain_findings
@@ -377,10 +389,17 @@ def _drains(
                               "maxAgeSeconds": int(inputs.drain_max_age.total_seconds())},
                 ))
     read_pools = {key for key in managed_keys if key in pools_by_key}
-    # Forget entries that are Up again or gone; keep those of pools this run could not read.
+    present = {drain_key(pool.id, entry.name) for key in read_pools
+               for pool in [pools_by_key[key][1]] for entry in pool.addresses}
+    # Forget entries that are Up again, and drains of entries gone from the pool once they are too old to
+    # carry over to a re-add (a drain belongs to its VM, see shared.app.pool_memory); keep those of pools
+    # this run could not read.
     deletes = tuple(
         record for key, record in inputs.drains.items()
-        if key not in down and (key[0] in read_pools or key[0] not in managed_keys)
+        if key not in down and (
+            key[0] not in managed_keys
+            or (key[0] in read_pools
+                and (key in present or inputs.now - record.since > inputs.drain_max_age)))
     )
     return findings, DrainChanges(tuple(upserts), deletes)
 

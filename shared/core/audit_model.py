@@ -42,6 +42,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "sync_mode_automatic": (PLATFORM, ERROR),
     "pool_provisioning_failed": (PLATFORM, ERROR),
     "pool_size_limit": (PLATFORM, ERROR),
+    "write_rejected": (PLATFORM, ERROR),
     "unmanaged_orphan": (UNMANAGED, WARNING),
     "rule_pool_missing": (RULES, ERROR),
     "rule_vnet_missing": (RULES, ERROR),
@@ -122,6 +123,8 @@ class AuditInputs:
     now: datetime
     drain_max_age: timedelta
     drains: Mapping[tuple[str, str], DrainRecord] = field(default_factory=dict)  # keyed by drain_key
+    # pool key -> why Azure refused poolsync's last write of that pool (from the reconcile log)
+    rejected_writes: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- outputs -----------------------------------------------------------------------------------------

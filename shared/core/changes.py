@@ -44,12 +44,14 @@ class Owner:
 
 @dataclass
 class OwnerState:
-    """The owners as read now. `gone` holds id keys a GET answered 404 for; `direct` says every owner was
+    """The owners as read now. `gone` holds id keys a GET answered 404 for; `unreadable` those it answered
+    403 for (neither present nor gone: nothing about them may be decided); `direct` says every owner was
     read by a GET of its own (a list read cannot tell "gone" from "not visible to this principal")."""
 
     inventory: Inventory
     gone: frozenset[str] = frozenset()
     direct: bool = True
+    unreadable: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -72,6 +74,10 @@ class PoolWork:
 class ChangeSet:
     pools: dict[str, PoolWork] = field(default_factory=dict)  # pool key -> work
     pools_by_owner: dict[str, set[str]] = field(default_factory=dict)  # owner key -> pool keys it touches
+    # owner key -> why nothing could be decided for it (a read was refused); its entries stay as they are
+    undecided: dict[str, str] = field(default_factory=dict)
+    # owner keys of undecided owners that have entries in managed pools: their intents must wait
+    undecided_with_entries: set[str] = field(default_factory=set)
 
 
 def owner_nics(owners: Iterable[Owner], inventory: Inventory,
@@ -121,11 +127,12 @@ def owner_change(rules: RuleSet, owners: Iterable[Owner], state: OwnerState,
     owners = list(owners)
     records = list(records)
     nics = owner_nics(owners, state.inventory, records)
+    blind = _unreadable_nics(nics, state)
     # Only the owners' NICs count, even when the state is a whole subscription's list read.
     scoped = Inventory()
     for key in nics:
         nic = state.inventory.nics.get(key)
-        if nic is None:
+        if nic is None or key in blind:
             continue
         scoped.add_nic(nic)
         vm = state.inventory.vms.get(id_key(nic.vm_id)) if nic.vm_id else None
@@ -149,6 +156,8 @@ def owner_change(rules: RuleSet, owners: Iterable[Owner], state: OwnerState,
     for record in records:
         if record.pool_key not in managed:  # the rules stopped managing that pool: not ours to touch now
             continue
+        if id_key(record.nic_id) in blind or id_key(record.vm_id) in state.unreadable:
+            continue  # cannot tell whether its owner still holds it: leave the entry as it is
         pool = work(record.pool_key)
         lowered = record.name.lower()
         pool.scope.add(lowered)
@@ -161,7 +170,22 @@ def owner_change(rules: RuleSet, owners: Iterable[Owner], state: OwnerState,
     for owner in owners:
         keys = {owner.key} if owner.kind == KIND_NIC else nics_of_vm.get(owner.key, set())
         changes.pools_by_owner[owner.key] = set().union(*(touched_by_nic.get(k, set()) for k in keys))
+        if owner.key in state.unreadable or keys & blind:
+            changes.undecided[owner.key] = "read refused (403): poolsync may not read this owner"
+            if any(r.pool_key in managed and (id_key(r.nic_id) in keys or id_key(r.vm_id) == owner.key)
+                   for r in records):
+                changes.undecided_with_entries.add(owner.key)
     return changes
+
+
+def _unreadable_nics(nics: Mapping[str, str], state: OwnerState) -> set[str]:
+    """NIC keys whose NIC, or the VM it is attached to, could not be read (403)."""
+    blind = {key for key in nics if key in state.unreadable}
+    for key in nics:
+        nic = state.inventory.nics.get(key)
+        if nic is not None and nic.vm_id and id_key(nic.vm_id) in state.unreadable:
+            blind.add(key)
+    return blind
 
 
 def _nics_of_vms(owners: Iterable[Owner], inventory: Inventory,

@@ -21,10 +21,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
 from shared import settings
+from shared.core.durations import parse_duration
 from shared.core.ids import id_key, vnet_of_subnet
 from shared.core.models import (
     ADMIN_DOWN,
@@ -41,6 +43,8 @@ from shared.errors import GuardError, InputError
 ADMIN_STATES = (ADMIN_NONE, ADMIN_UP, ADMIN_DOWN)
 MAX_REMOVE_FRACTION_ENV = settings.MAX_REMOVE_FRACTION.name
 DEFAULT_MAX_REMOVE_FRACTION = settings.MAX_REMOVE_FRACTION.default
+GUARD_WINDOW_ENV = settings.GUARD_WINDOW.name
+DEFAULT_GUARD_WINDOW = settings.GUARD_WINDOW.default
 
 # Why a direct read says a removed entry's owner is gone (values of `confirmed`).
 CONFIRM_NIC_DELETED = "nic deleted"
@@ -80,6 +84,7 @@ class Conflict:
     name: str
     ip_address: str | None
     reason: str
+    held_by: str | None = None  # the entry holding the IP, when that is what blocked it
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,15 @@ class PoolPlan:
     def has_held(self) -> bool:
         """The guard kept removals back: a refusal the caller must report, not a silent no-op."""
         return bool(self.held)
+
+    def ip_blockers(self) -> set[str]:
+        """Names of the managed entries whose IP kept an add or move of this plan from happening."""
+        return {c.held_by for c in self.conflicts if c.held_by and is_managed_name(c.held_by)}
+
+    def removals_only(self) -> PoolPlan:
+        """This plan's removals alone: when Azure refuses the whole plan, owners that are gone still leave."""
+        return replace(self, adds=(), readdresses=(), renames=(), admin_changes=_empty_mapping(),
+                       manual_adds=())
 
     def unconfirmed_removes(self) -> tuple[PoolAddress, ...]:
         return tuple(entry for entry in self.removes if entry.name.lower() not in self.confirmed)
@@ -293,6 +307,7 @@ def plan(
     admin_changes: Mapping[str, str] | None = None,
     confirmed: Mapping[str, str] | None = None,
     hold: Collection[str] = (),
+    admin_of_new: Mapping[str, str] | None = None,
 ) -> PoolPlan:
     """Bring the managed entries of `current` to `desired`.
 
@@ -306,7 +321,8 @@ def plan(
     `confirmed` maps lower-cased managed names to the reason a direct read says their owner is gone;
     it is copied to `PoolPlan.confirmed` for the removals in this plan. `hold` (lower-cased names):
     entries this plan would remove are kept as they are instead, listed in `held`, their IPs still
-    held, so an add or move onto such an IP is a conflict.
+    held, so an add or move onto such an IP is a conflict. `admin_of_new` (lower-cased names -> state):
+    the admin state an entry gets if this plan adds it (a drain that outlived its entry leaving the pool).
     """
     admin = _check_admin(admin_changes)
     hold_keys = {name.lower() for name in hold}
@@ -372,12 +388,13 @@ def plan(
         elif renamed:  # the identity still moves on; the IP stays until its holder lets go
             after = replace(entry, name=want.name)
             conflicts.append(Conflict(
-                want.name, want.ip_address, f"IP already held by {held_by(blocker)}; renamed, IP left as is"
+                want.name, want.ip_address, f"IP already held by {held_by(blocker)}; renamed, IP left as is",
+                blocker,
             ))
         else:
-            conflicts.append(
-                Conflict(entry.name, want.ip_address, f"IP already held by {held_by(blocker)}; left as is")
-            )
+            conflicts.append(Conflict(
+                entry.name, want.ip_address, f"IP already held by {held_by(blocker)}; left as is", blocker
+            ))
             continue
         (renames if renamed else readdresses).append(Readdress(entry, after))
 
@@ -389,7 +406,7 @@ def plan(
         other = holders.holder(want.ip_address, want.name)
         if other is not None:
             conflicts.append(
-                Conflict(want.name, want.ip_address, f"IP already held by {held_by(other)}; not added")
+                Conflict(want.name, want.ip_address, f"IP already held by {held_by(other)}; not added", other)
             )
             continue
         adds.append(want)
@@ -401,6 +418,10 @@ def plan(
     for change in renames:
         final[change.before.name.lower()] = final[change.after.name.lower()] = change.after
     admin_plan: dict[str, str] = {}
+    for want in adds:
+        carried = (admin_of_new or {}).get(want.name.lower())
+        if carried is not None and carried != ADMIN_NONE:
+            admin_plan[want.name] = carried
     for name, state in admin.items():
         target = final.get(name.lower())
         if target is None:
@@ -573,13 +594,18 @@ def apply_plan(addresses: Sequence[PoolAddress], plan: PoolPlan) -> list[PoolAdd
 @dataclass(frozen=True)
 class GuardSettings:
     max_remove_fraction: float = DEFAULT_MAX_REMOVE_FRACTION
+    window: timedelta = DEFAULT_GUARD_WINDOW  # unconfirmed removals within it count together
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GuardSettings:
         env = settings.app_settings(env)
+        window_text = settings.GUARD_WINDOW.text(env)
+        window = parse_duration(window_text, GUARD_WINDOW_ENV) if window_text else DEFAULT_GUARD_WINDOW
+        if window <= timedelta(0):
+            raise ValueError(f"{GUARD_WINDOW_ENV} must be longer than 0, got {window_text!r}")
         raw = settings.MAX_REMOVE_FRACTION.text(env)
         if not raw:
-            return cls()
+            return cls(window=window)
         try:
             fraction = float(raw)
         except ValueError:
@@ -588,7 +614,7 @@ class GuardSettings:
             ) from None
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"{MAX_REMOVE_FRACTION_ENV} must be between 0 and 1, got {raw!r}")
-        return cls(fraction)
+        return cls(fraction, window)
 
 
 class GuardRefused(GuardError):
@@ -603,17 +629,18 @@ class GuardRefused(GuardError):
 _EPSILON = 1e-9  # 0.1 * 3 must not refuse 0.3 of a pool because of binary floating point
 
 
-
-
-_EPSILON = 1e-9  # 0.1 * 3 must not refuse 0.3 of a pool because of binary floating point
-
-
-def guard_refusal(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings) -> str | None:
+def guard_refusal(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings,
+                  recent_unconfirmed: Collection[str] = ()) -> str | None:
     """Why the guard refuses `plan`, or None. Confirmed removals (`plan.confirmed`) never count.
 
     - Removing more than `max_remove_fraction` of the pool's managed entries without confirmation is
       refused. Only removals of managed entries count: a readdress or rename keeps the member, and an
       unmanaged entry is only ever removed on an operator's explicit request.
+    - `recent_unconfirmed` (names): the unconfirmed removals poolsync already applied to this pool within
+      the guard's window. They count together with this plan's, against the pool as it was at the window's
+      start (approximated as today's managed entries plus those), so a mass removal cut into one-owner
+      rounds is refused as a whole. Names back in the pool (re-added, or a write that never landed) do not
+      count.
     - Leaving a pool that had addresses with none is refused when unconfirmed removals take part in
       emptying it; deleting a pool's last VM (confirmed) may empty it.
     Small pools follow from that: removing 1 of 1 managed entry unconfirmed is refused (it exceeds any
@@ -625,9 +652,18 @@ def guard_refusal(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings
         return None
     managed = sum(1 for entry in current.addresses if is_managed_name(entry.name))
     removing = sum(1 for entry in unconfirmed if is_managed_name(entry.name))
-    if removing and removing > settings.max_remove_fraction * managed + _EPSILON:
+    present = {entry.name.lower() for entry in current.addresses}
+    earlier = len({name.lower() for name in recent_unconfirmed if is_managed_name(name)} - present)
+    start = managed + earlier
+    if removing and earlier + removing > settings.max_remove_fraction * start + _EPSILON:
+        if not earlier:
+            return (
+                f"would remove {removing} of {managed} managed addresses, more than the allowed "
+                f"{settings.max_remove_fraction:g} ({MAX_REMOVE_FRACTION_ENV})"
+            )
         return (
-            f"would remove {removing} of {managed} managed addresses, more than the allowed "
+            f"would remove {removing} more managed addresses after {earlier} unconfirmed removals within "
+            f"{GUARD_WINDOW_ENV}: {earlier + removing} of {start}, more than the allowed "
             f"{settings.max_remove_fraction:g} ({MAX_REMOVE_FRACTION_ENV})"
         )
     if current.addresses and not apply_plan(current.addresses, plan):
@@ -655,18 +691,22 @@ def guarded_plan(
     scope: Callable[[str], bool] | None = None,
     confirmed: Mapping[str, str] | None = None,
     force: bool = False,
+    recent_unconfirmed: Collection[str] = (),
+    admin_of_new: Mapping[str, str] | None = None,
 ) -> PoolPlan:
     """`plan()` with the guard applied by holding back, never by blocking the whole plan.
 
-    If the guard refuses the plan, every unconfirmed removal is held (`held`, `hold_reason`), and the
-    plan is rebuilt around them: adds, readdresses, renames and confirmed removals still go ahead, except
-    an add or move that needs a held entry's IP (a conflict). `force` skips the guard.
+    If the guard refuses the plan (counting `recent_unconfirmed`, see `guard_refusal`), every unconfirmed
+    removal is held (`held`, `hold_reason`), and the plan is rebuilt around them: adds, readdresses,
+    renames and confirmed removals still go ahead, except an add or move that needs a held entry's IP (a
+    conflict). `force` skips the guard. `admin_of_new` goes to `plan()`.
     """
-    full = plan(current, desired, scope=scope, confirmed=confirmed)
+    full = plan(current, desired, scope=scope, confirmed=confirmed, admin_of_new=admin_of_new)
     if force:
         return full
-    reason = guard_refusal(full, current, settings)
+    reason = guard_refusal(full, current, settings, recent_unconfirmed)
     if reason is None:
         return full
     hold = [entry.name.lower() for entry in full.unconfirmed_removes()]
-    return replace(plan(current, desired, scope=scope, confirmed=confirmed, hold=hold), hold_reason=reason)
+    return replace(plan(current, desired, scope=scope, confirmed=confirmed, hold=hold,
+                        admin_of_new=admin_of_new), hold_reason=reason)

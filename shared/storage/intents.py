@@ -9,14 +9,20 @@ removal, a busy or failing load balancer) stays pending with a back-off (`Attemp
 Two kinds of blob lease live in `poolsync-locks`:
 - `sub-<key>`: the flush lock of a subscription, for coalescing (one flusher drains a burst);
 - `lb-<key>`: the write lease of a load balancer. Every writer (flusher, HTTP API, audit, full
-  reconcile) holds it while it reads and writes that load balancer's pools, and renews it synchronously
-  just before each PUT (`HeldLease.check`), so a writer that paused past its lease never writes.
+  reconcile) holds it while it reads and writes that load balancer's pools. Just before each PUT the
+  holder renews it synchronously and records the pool in the blob's metadata (`writing`), with its lease
+  (`HeldLease.begin_write`); once the PUT was answered so that no earlier PUT of ours can still match
+  the pool's ETag, it clears the entry (`HeldLease.put_answered`). A lease-conditioned write fails once
+  another holder has the lease, and each holder reads the metadata right after acquiring it: a pool
+  still listed there (`HeldLease.unfinished`) may get a PUT from a writer that paused or died after its
+  proof, so the new holder fences it (pool_writer) before it writes anything on that load balancer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -28,7 +34,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
-from azure.storage.blob import BlobLeaseClient, ContainerClient
+from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
 from shared import settings
 from shared.core.events import ResourceHint, intent_row_key
@@ -43,6 +49,8 @@ DEFAULT_LOCKS_CONTAINER = settings.LOCKS_CONTAINER.default
 _TRANSACTION_LIMIT = 100  # Table batch limit
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 900.0
+# Metadata of an `lb-` lease blob: the pools (JSON list of ids) whose PUT a holder may still have in flight.
+WRITING_METADATA = "writing"
 
 
 def _key(prefix: str, text: str) -> str:
@@ -229,10 +237,15 @@ class HeldLease:
 
     `lost` turns true when the lease was taken over, or when no renewal succeeded for long enough that it
     may have expired (storage errors do not extend a lease). `check()` renews synchronously: a writer calls
-    it just before each PUT, so a holder that paused past its lease does not write."""
+    it just before each PUT, so a holder that paused past its lease does not write.
+
+    A load balancer's write lease also keeps, on its blob, the pools whose PUT may be in flight (see the
+    module doc): `unfinished` are those an earlier holder left, `begin_write` / `put_answered` / `fenced`
+    keep the record current. Without a blob (flush locks) nothing is recorded."""
 
     def __init__(self, name: str, lease: BlobLeaseClient, duration: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, blob: BlobClient | None = None,
+                 writing: Iterable[str] = ()) -> None:
         self.name = name
         self._lease = lease
         self._duration = duration
@@ -241,6 +254,11 @@ class HeldLease:
         self._renew_lock = threading.Lock()
         self._stop = threading.Event()
         self._taken_over = False
+        self._blob = blob
+        self._record_lock = threading.Lock()
+        self._unfinished = {pool_id.lower(): pool_id for pool_id in writing}
+        self._writing = dict(self._unfinished)  # lower-case id -> id, as last written to the blob
+        self._uncertain: set[str] = set()  # pools with a PUT of ours that got no definite answer
         self._thread = threading.Thread(target=self._renew_loop, args=(max(1.0, duration / 3),),
                                         name="poolsync-lease-renew", daemon=True)
         self._thread.start()
@@ -249,6 +267,12 @@ class HeldLease:
     def lost(self) -> bool:
         # A margin of a third of the duration: a renewal in flight at expiry does not count.
         return self._taken_over or self._clock() - self._renewed_at > self._duration * 2 / 3
+
+    @property
+    def unfinished(self) -> tuple[str, ...]:
+        """Pools an earlier holder recorded as being written and never cleared: fence them before writing."""
+        with self._record_lock:
+            return tuple(sorted(self._unfinished.values()))
 
     def _renew_once(self) -> None:
         with self._renew_lock:
@@ -279,10 +303,68 @@ class HeldLease:
         try:
             self._renew_once()
         except Exception as error:
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise LeaseLost(f"lease {self.name} could not be renewed: {detail}") from error
+            raise LeaseLost(f"lease {self.name} could not be renewed: {_first_line(error)}") from error
+
+    def begin_write(self, pool_id: str) -> None:
+        """The proof just before a PUT of `pool_id`: renew, then record the pool on the blob with our lease.
+
+        LeaseLost (do not PUT) when either fails: once another holder has the lease, our record cannot be
+        written, and a record written before that is what the new holder reads first."""
+        self.check()
+        with self._record_lock:
+            self._write_record({**self._writing, pool_id.lower(): pool_id})
+
+    def put_answered(self, pool_id: str, status: int | None) -> None:
+        """The PUT of `pool_id` was answered with HTTP `status` (None: no answer - connection error or
+        timeout). Clears the pool's record once no PUT we sent for it can still land: after an accepted
+        PUT (2xx: a new ETag) or a 412 (the ETag moved past every If-Match we sent); after another 4xx only
+        when no earlier PUT of ours is in doubt (a 409/429 leaves the ETag where it was). No answer or a 5xx
+        keeps the record: that PUT may still land, and the next holder fences the pool."""
+        key = pool_id.lower()
+        with self._record_lock:
+            if status is None or status >= 500:
+                self._uncertain.add(key)
+                return
+            if not (status < 300 or status == 412) and key in self._uncertain:
+                return
+            self._uncertain.discard(key)
+            self._clear(key)
+
+    def fenced(self, pool_id: str) -> None:
+        """An earlier holder's unfinished PUT of `pool_id` can no longer land: forget it (LeaseLost if the
+        record cannot be updated - then the next holder fences it again)."""
+        with self._record_lock:
+            self._unfinished.pop(pool_id.lower(), None)
+            self._clear(pool_id.lower(), strict=True)
+
+    def _clear(self, key: str, *, strict: bool = False) -> None:
+        if key not in self._writing:
+            return
+        try:
+            self._write_record({k: v for k, v in self._writing.items() if k != key})
+        except LeaseLost as error:
+            if strict:
+                raise
+            # The entry stays on the blob: whoever holds the lease next fences the pool (harmless).
+            log.warning("could not clear %s from the write record of %s: %s", key, self.name, error)
+
+    def _write_record(self, writing: dict[str, str]) -> None:
+        """Replace the blob's record with `writing`, conditioned on our lease (LeaseLost if that fails)."""
+        if self._blob is None:
+            return
+        try:
+            self._blob.set_blob_metadata(writing_metadata(writing.values()), lease=self._lease)
+        except Exception as error:
+            if isinstance(error, HttpResponseError) and error.status_code in (409, 412):
+                self._taken_over = True  # the lease is someone else's (or nobody's) now
+            self._writing = {**self._writing, **writing}  # unknown whether it landed: keep every entry
+            raise LeaseLost(f"lease {self.name}: could not record the pools being written: "
+                            f"{_first_line(error)}") from error
+        self._writing = dict(writing)
 
     def release(self) -> None:
+        if self._stop.is_set():
+            return  # released already
         self._stop.set()
         self._thread.join(timeout=10)
         if self._taken_over:
@@ -291,6 +373,28 @@ class HeldLease:
             self._lease.release()
         except HttpResponseError as error:  # expired or taken over: nothing to release
             log.info("lease %s was already gone at release: %s", self.name, error)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def writing_metadata(pool_ids: Iterable[str]) -> dict[str, str]:
+    """Blob metadata recording these pools as being written (none: empty metadata). Metadata travels in
+    HTTP headers, so the JSON is ASCII-only."""
+    ids = sorted(set(pool_ids))
+    return {WRITING_METADATA: json.dumps(ids, ensure_ascii=True)} if ids else {}
+
+
+def pools_being_written(metadata: Mapping[str, str] | None) -> list[str]:
+    """The pools an lb- lease blob's metadata records as being written."""
+    raw = (metadata or {}).get(WRITING_METADATA)
+    if not raw:
+        return []
+    value = json.loads(raw)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"the {WRITING_METADATA} metadata is not a list of pool ids: {raw[:200]}")
+    return value
 
 
 class FlushLocks:
@@ -313,8 +417,13 @@ class FlushLocks:
     def try_acquire_scope(self, scope: str) -> HeldLease | None:
         return self._try_acquire(scope_partition_key(scope), scope)
 
+    def try_acquire_named(self, name: str) -> HeldLease | None:
+        """A lease of poolsync's own (one job across instances, e.g. the first full reconcile)."""
+        return self._try_acquire(name, name)
+
     def try_acquire_lb(self, lb_id: str) -> HeldLease | None:
-        return self._try_acquire(lb_partition_key(lb_id), lb_id)
+        """The write lease of a load balancer, with what earlier holders left unfinished (one more read)."""
+        return self._try_acquire(lb_partition_key(lb_id), lb_id, records_writes=True)
 
     def acquire_lb(self, lb_id: str, timeout: float, poll: float = 0.5) -> HeldLease | None:
         """The write lease of a load balancer, waiting up to `timeout` seconds for its holder."""
@@ -325,20 +434,29 @@ class FlushLocks:
                 return lease
             time.sleep(poll)
 
-    def _try_acquire(self, blob_name: str, label: str) -> HeldLease | None:
+    def _try_acquire(self, blob_name: str, label: str, *, records_writes: bool = False) -> HeldLease | None:
         blob = self.container.get_blob_client(blob_name)
         for first_attempt in (True, False):
             try:
                 lease = blob.acquire_lease(lease_duration=self.lease_seconds)
-                return HeldLease(label, lease, self.lease_seconds)
             except ResourceNotFoundError:
                 if not first_attempt:
                     raise
                 self._create(blob)
+                continue
             except HttpResponseError as error:
                 if error.status_code == 409:  # LeaseAlreadyPresent
                     return None
                 raise
+            if not records_writes:
+                return HeldLease(label, lease, self.lease_seconds)
+            try:  # read after acquiring: no earlier holder can add to the record any more
+                writing = pools_being_written(blob.get_blob_properties(lease=lease).metadata)
+            except Exception:
+                with contextlib.suppress(HttpResponseError):
+                    lease.release()
+                raise
+            return HeldLease(label, lease, self.lease_seconds, blob=blob, writing=writing)
         return None
 
     def _create(self, blob: Any) -> None:

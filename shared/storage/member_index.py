@@ -15,8 +15,10 @@ leaves a row too many, never one too few); the full reconcile rebuilds it from p
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -26,6 +28,7 @@ from shared import settings
 from shared.core.ids import id_key
 from shared.core.member_record import MemberRecord, bucketed, vm_link
 from shared.storage.account import CreatedOnce, StorageSettings
+from shared.storage.intents import backoff_seconds
 
 DEFAULT_MEMBERS_TABLE = settings.MEMBERS_TABLE.default
 _BATCH = 100
@@ -55,9 +58,52 @@ class MemberIndex:
         return self._built
 
     def mark_built(self) -> None:
+        self.record_build([], [], everything=True)
+
+    def _meta(self) -> dict[str, Any] | None:
         self._ensure_table()
-        self.table.upsert_entity({"PartitionKey": _META[0], "RowKey": _META[1]})
+        try:
+            return dict(self.table.get_entity(*_META))
+        except ResourceNotFoundError:
+            return None
+
+    def record_build(self, succeeded: Iterable[str], failed: Iterable[str], *, everything: bool,
+                     now: datetime | None = None) -> None:
+        """After a full reconcile: the index is built once every managed pool was tried (`everything`);
+        pools that failed stay listed as unbuilt, retried with a back-off (`unbuilt_due`), never by every
+        event. A reconcile of some pools before the index is built changes nothing here."""
+        meta = self._meta()
+        if meta is None and not everything:
+            return
+        now = now or datetime.now(UTC)
+        unbuilt: dict[str, dict[str, Any]] = json.loads((meta or {}).get("Unbuilt") or "{}")
+        for pool_id in succeeded:
+            unbuilt.pop(id_key(pool_id), None)
+        for pool_id in failed:
+            attempts = int(unbuilt.get(id_key(pool_id), {}).get("attempts", 0)) + 1
+            due = now + timedelta(seconds=backoff_seconds(attempts))
+            unbuilt[id_key(pool_id)] = {"pool": pool_id, "attempts": attempts, "due": due.isoformat()}
+        self.table.upsert_entity({"PartitionKey": _META[0], "RowKey": _META[1],
+                                  "Unbuilt": json.dumps(unbuilt)})
         self._built = True
+
+    def unbuilt_due(self, now: datetime | None = None) -> list[str]:
+        """Pools whose rows a failed full reconcile could not build, due for another try."""
+        meta = self._meta()
+        unbuilt: dict[str, dict[str, Any]] = json.loads((meta or {}).get("Unbuilt") or "{}")
+        now = now or datetime.now(UTC)
+        return [entry["pool"] for entry in unbuilt.values() if datetime.fromisoformat(entry["due"]) <= now]
+
+    def records_named(self, pool_id: str, names: Iterable[str]) -> list[MemberRecord]:
+        """The records of these entries of one pool, by entry name: a scan of the NIC rows, for the rare
+        entry whose IP blocks another owner's change (its owner is pulled into the round)."""
+        self._ensure_table()
+        found: list[MemberRecord] = []
+        for name in set(names):
+            query = "PartitionKey ge 'nic-' and PartitionKey lt 'nic.' and Name eq @name"
+            rows = self.table.query_entities(query, parameters={"name": name})
+            found += [r for r in map(MemberRecord.from_entity, rows) if r.pool_key == id_key(pool_id)]
+        return found
 
     @classmethod
     def from_settings(cls, storage: StorageSettings, env: Mapping[str, str]) -> MemberIndex:

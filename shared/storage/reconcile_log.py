@@ -36,6 +36,9 @@ class ReconciledPool(Protocol):
     @property
     def plan(self) -> PoolPlan | None: ...
 
+    @property
+    def detail(self) -> str: ...
+
 
 def _pool_row_key(pool_id: str) -> str:
     return hashlib.sha256(id_key(pool_id).encode()).hexdigest()[:40]  # ids hold "/", not allowed in keys
@@ -56,7 +59,8 @@ class ReconcileLog:
     def from_env(cls, storage: StorageSettings, env: Mapping[str, str]) -> ReconcileLog:
         return cls(storage, settings.RECONCILE_TABLE.or_default(env))
 
-    def record(self, outcomes: Iterable[ReconciledPool], source: str) -> None:
+    def record(self, outcomes: Iterable[ReconciledPool], source: str, by: str | None = None) -> None:
+        """One row per pool; `by` names who asked (an operator's reconcile), None for poolsync's own runs."""
         try:
             table = self.storage.table_service().create_table_if_not_exists(self.table_name)
             for outcome in outcomes:
@@ -68,14 +72,16 @@ class ReconcileLog:
                         "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                         "status": outcome.status,
                         "source": source,
+                        "by": by or "",  # written every time: upsert merges, an old name must not stay
                         "summary": json.dumps(outcome.plan.summary() if outcome.plan else None),
+                        "detail": (outcome.detail or "")[:2000],
                     }
                 )
         except Exception as error:  # the reconcile itself succeeded; only the bookkeeping failed
             log.warning("could not record reconcile outcome: %s", error)
 
     def last(self) -> dict[str, dict[str, JSON]]:
-        """Pool key -> {at, status, source, summary}."""
+        """Pool key -> {at, status, source, by, summary}."""
         try:
             table = self.storage.table_service().get_table_client(self.table_name)
             rows = list(table.query_entities(f"PartitionKey eq '{_RECONCILE_PARTITION}'"))
@@ -89,7 +95,9 @@ class ReconcileLog:
                 "at": row.get("at"),
                 "status": row.get("status"),
                 "source": row.get("source"),
+                "by": row.get("by") or None,
                 "summary": json.loads(row["summary"]) if row.get("summary") else None,
+                "detail": row.get("detail") or "",
             }
             for row in rows
             if row.get("poolId")

@@ -3,7 +3,9 @@
 Reports go to `<container>/YYYY/MM/DD/<run-id>.json|.html` (container `audit-reports` by default).
 Azure records no time for an adminState change, so `DrainLedger` keeps one row per drained address:
 when poolsync drained it (`record_drain`, called by whoever sets adminState Down through poolsync), or
-else when an audit first saw it Down.
+else when an audit first saw it Down. A row outlives its entry leaving the pool (the reconciler re-adds
+the same identity Down, `shared.app.pool_memory`) until the drain is enabled or older than
+POOLSYNC_DRAIN_MAX_AGE.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from azure.storage.blob import ContentSettings
 
 from shared import settings
 from shared.core.audit_model import DRAIN_POOLSYNC, DrainRecord, drain_key
+from shared.core.ids import id_key
 from shared.storage.account import StorageSettings
 
 DEFAULT_REPORT_CONTAINER = settings.AUDIT_CONTAINER.default
@@ -99,20 +102,33 @@ class DrainLedger:
             records[record.key] = record
         return records
 
+    def of_pool(self, pool_id: str) -> dict[str, DrainRecord]:
+        """The drains recorded for one pool, by lower-cased entry name (present in the pool or not)."""
+        pool_key = id_key(pool_id)
+        return {name: record for (key, name), record in self.read().items() if key == pool_key}
+
+    def keep(self, records: Iterable[DrainRecord]) -> None:
+        """Record these drains unless a row exists already (which keeps its older `since`)."""
+        table = self._client()
+        for record in records:
+            with contextlib.suppress(ResourceExistsError):
+                table.create_entity(self._entity(record))
+
     def upsert(self, records: Iterable[DrainRecord]) -> None:
         table = self._client()
         for record in records:
-            table.upsert_entity(
-                {
-                    "PartitionKey": _PARTITION,
-                    "RowKey": _row_key(record.pool_id, record.name),
-                    "PoolId": record.pool_id,
-                    "Name": record.name,
-                    "Since": record.since,
-                    "Source": record.source,
-                },
-                mode=UpdateMode.REPLACE,
-            )
+            table.upsert_entity(self._entity(record), mode=UpdateMode.REPLACE)
+
+    @staticmethod
+    def _entity(record: DrainRecord) -> dict[str, Any]:
+        return {
+            "PartitionKey": _PARTITION,
+            "RowKey": _row_key(record.pool_id, record.name),
+            "PoolId": record.pool_id,
+            "Name": record.name,
+            "Since": record.since,
+            "Source": record.source,
+        }
 
     def delete(self, records: Iterable[DrainRecord]) -> None:
         table = self._client()

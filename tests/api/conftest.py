@@ -20,7 +20,8 @@ def configure(arm: Emulator, storage_connection_string: str, unique_name: str) -
     """Install a Runtime for the handlers; keyword arguments override app settings."""
 
     def install(**overrides: str) -> Runtime:
-        tables = {"POOLSYNC_RECONCILE_TABLE": unique_name, "POOLSYNC_DRAIN_TABLE": unique_name + "drains"}
+        tables = {"POOLSYNC_RECONCILE_TABLE": unique_name, "POOLSYNC_DRAIN_TABLE": unique_name + "drains",
+                  "POOLSYNC_REMOVALS_TABLE": unique_name + "removals"}
         env = runtime_env(arm.url, arm.ca_path, storage_connection_string, **{**tables, **overrides})
         runtime = Runtime.from_env(env, retry_stats=RetryStats())
         set_runtime(runtime)

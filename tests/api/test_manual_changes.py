@@ -199,6 +199,18 @@ def test_removing_a_managed_member_warns_that_reconcile_brings_it_back(
     assert name in azure_addresses(network)
 
 
+def test_a_drained_managed_member_removed_by_hand_comes_back_drained(
+    api: ApiClient, world: Emulator, network: NetworkManagementClient
+) -> None:
+    api.call("POST", "/api/reconcile", {"pool": ids.pool()})
+    name = managed_name(world, "web-2-nic")
+    assert api.call("POST", f"{pool_path()}/addresses/{name}/drain").status == 200
+
+    assert api.call("DELETE", f"{pool_path()}/addresses/{name}").status == 200
+    assert api.call("POST", "/api/reconcile", {"pool": ids.pool()}).body["pools"][0]["status"] == "written"
+    assert azure_addresses(network)[name]["properties"].get("adminState") == "Down"  # the drain is the VM's
+
+
 def test_a_pool_without_a_virtual_network_needs_one_in_the_request(
     api: ApiClient, network: NetworkManagementClient
 ) -> None:

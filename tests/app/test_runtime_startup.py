@@ -56,6 +56,19 @@ def test_unreachable_azure_does_not_block_start_up(arm, monkeypatch, caplog) -> 
     assert "not checked against Azure" in caplog.text
 
 
+def test_start_up_against_a_refused_endpoint_says_so_without_waiting_out_the_deadline(  # type: ignore[no-untyped-def]
+    arm, monkeypatch, caplog
+) -> None:
+    port = free_port()
+    # The default retry budget (120 s, 30 attempts): only the short one for a refused connection applies.
+    use_settings(monkeypatch, local_settings(f"https://127.0.0.1:{port}", arm.ca_path, rules=rules_document(),
+                                             POOLSYNC_RETRY_BASE_BACKOFF="0.05"))
+    assert get_runtime().rules.rules[0].name == "web"
+    assert (f"not checked against Azure (unreachable): Azure Resource Manager unreachable at "
+            f"https://127.0.0.1:{port}: connection refused") in caplog.text
+    assert caplog.text.count("poolsync.retry ") == 2  # attempts 1 and 2 retried; the third gives up
+
+
 def test_a_pool_with_sync_mode_automatic_stops_the_app(arm, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     arm.reset(topology())
     arm.world.put_pool(ids.pool(), {"properties": {"syncMode": "Automatic"}})  # as Azure returns it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -21,7 +22,8 @@ def make_runtime(
     arm: Emulator, storage_connection_string: str, rules: Mapping[str, Any], **settings: str
 ) -> Runtime:
     defaults = {"POOLSYNC_RETRY_DEADLINE": "60", "POOLSYNC_RETRY_BASE_BACKOFF": "0.05",
-                "POOLSYNC_RETRY_MAX_BACKOFF": "0.5"}
+                "POOLSYNC_RETRY_MAX_BACKOFF": "0.5",
+                "POOLSYNC_REMOVALS_TABLE": "removals" + uuid.uuid4().hex[:12]}  # the guard's window per test
     env = local_settings(arm.url, arm.ca_path, storage_connection_string, rules=rules,
                          **{**defaults, **settings})
     return Runtime.from_env(env, retry_stats=RetryStats())

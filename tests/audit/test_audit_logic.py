@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from shared.core.audit_model import (
     VnetFacts,
     drain_key,
 )
+from shared.core.ids import id_key
 from shared.core.models import (
     Inventory,
     IpConfiguration,
@@ -307,6 +309,17 @@ def test_drain_ages_records_and_forgetting():
     assert set(result.drains.deletes) == {undrained, other_pool}
 
 
+def test_drains_of_entries_gone_from_the_pool_are_kept_until_too_old_to_carry_over():
+    inventory = Inventory()
+    add_vm(inventory, "web-1", "10.0.0.1")
+    addresses = (entry(name_of("web-1-nic"), "10.0.0.1"),)
+    left = DrainRecord(POOL, name_of("web-2-nic"), NOW - timedelta(days=2), "poolsync")  # may rejoin Down
+    expired = DrainRecord(POOL, name_of("web-3-nic"), NOW - timedelta(days=8), "poolsync")
+    drains = {record.key: record for record in (left, expired)}
+    result = audit(inputs(*addresses, inventory=inventory, drains=drains))
+    assert result.drains.deletes == (expired,)
+
+
 def test_drain_records_of_a_pool_that_could_not_be_read_are_kept():
     rules = parse_rules(
         {
@@ -478,3 +491,17 @@ def test_settings_defaults_and_flags():
     assert (settings.remediate, settings.drain_max_age) == (True, timedelta(days=2))
     with pytest.raises(ValueError, match="POOLSYNC_AUDIT_REMEDIATE"):
         AuditSettings.from_env({"POOLSYNC_AUDIT_REMEDIATE": "maybe"})
+
+
+def test_a_write_azure_rejected_is_a_finding_naming_the_rules() -> None:
+    plain = inputs()
+    pool_id = plain.rules.managed_pool_ids()[0]
+    refusal = "LoadBalancerBackendAddressPoolSizeLimitExceeded"
+    rejected = replace(plain, rejected_writes={id_key(pool_id): refusal})
+
+    [finding] = [f for f in audit(rejected).findings if f.code == "write_rejected"]
+
+    assert finding.pool == pool_id and finding.severity == "error"
+    selecting = sorted(r.name for r in plain.rules.rules if r.pool_key == id_key(pool_id))
+    assert finding.evidence["rules"] == selecting and refusal in finding.message
+    assert not [f for f in audit(plain).findings if f.code == "write_rejected"]

@@ -162,6 +162,9 @@ class _LostLease:
     def check(self) -> None:
         raise LeaseLost("lease lb was taken over")
 
+    def begin_write(self, pool_id: str) -> None:  # the write lease's proof
+        self.check()
+
 
 def test_a_writer_whose_lease_is_lost_never_puts(arm, arm_settings, pool) -> None:  # type: ignore[no-untyped-def]
     writer = make_writer(arm_settings, RetryStats())

@@ -40,7 +40,8 @@ def settings_file(
 ) -> Path:
     arm.reset(http_topology())
     values = runtime_env(arm.url, arm.ca_path, storage_connection_string,
-                         POOLSYNC_RECONCILE_TABLE=unique_name, POOLSYNC_DRAIN_TABLE=unique_name + "drains")
+                         POOLSYNC_RECONCILE_TABLE=unique_name, POOLSYNC_DRAIN_TABLE=unique_name + "drains",
+                         POOLSYNC_REMOVALS_TABLE=unique_name + "removals")
     path = tmp_path / "local.settings.json"
     path.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
     return path

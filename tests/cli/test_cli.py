@@ -42,12 +42,15 @@ def test_pools_lists_rule_and_manual_pools(poolsync: Poolsync) -> None:
     assert table.code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["POOL", "SOURCE", "EXISTS"]
+    assert "HELD  REMOVED IN WINDOW" in lines[0]  # the guard's held removals and its window's count
     assert any(line.split()[:2] == [APP_POOL, "rules"] for line in lines)
     assert any(line.split()[:2] == [f"{LB}/{MANUAL_POOL}", "manual"] for line in lines)
 
     listed = {p["id"]: p for p in poolsync("pools", "-o", "json").json()["pools"]}
     assert listed[ids.pool()]["source"] == "rules"
     assert listed[ids.pool()]["lastReconcile"] is None
+    assert (listed[ids.pool()]["heldRemovals"], listed[ids.pool()]["windowRemovals"]) == (0, 0)
+    assert listed[ids.pool(MANUAL_POOL)]["windowRemovals"] is None  # poolsync never removes there on its own
     assert ids.pool(UNLISTED_POOL) not in listed
 
 

@@ -142,6 +142,21 @@ def test_if_match_with_current_etag_succeeds(arm, raw):
     assert response.headers["ETag"] == response.json()["etag"] != etag
 
 
+def test_an_identical_put_still_gets_a_new_etag(arm, network):
+    """Network RP: the etag "changes whenever the resource is updated", a PUT of unchanged content included
+    (poolsync fences a paused writer's stale If-Match this way)."""
+    arm.reset(topology())
+    pool = network.load_balancer_backend_address_pools.get(RG, LB, POOL)
+    written = network.load_balancer_backend_address_pools.begin_create_or_update(
+        RG, LB, POOL, pool, headers={"If-Match": pool.etag}).result()
+    assert written.etag != pool.etag
+    assert written.load_balancer_backend_addresses == pool.load_balancer_backend_addresses
+    with pytest.raises(HttpResponseError) as stale:
+        network.load_balancer_backend_address_pools.begin_create_or_update(
+            RG, LB, POOL, pool, headers={"If-Match": pool.etag})
+    assert stale.value.status_code == 412
+
+
 def test_compute_operations_poll_on_the_compute_provider(arm, raw):
     arm.reset(topology(vms=1))
     arm.operation_seconds = 600

@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from shared.core.rules import RulesError, load_rules
-from tests.infra.bicep_tree import REPO_ROOT
+from tests.infra.bicep_tree import MAIN_BICEP, REPO_ROOT
 
 CHECK_RULES = REPO_ROOT / "infra" / "scripts" / "check_rules.py"
 PROVISION_ACCESS = REPO_ROOT / "infra" / "scripts" / "provision_access.py"
+CHECK_RESOURCE_GROUP = REPO_ROOT / "infra" / "scripts" / "check_resource_group.py"
 EXAMPLE_RULES = REPO_ROOT / "config" / "rules.example.json"
 
 sys.path.insert(0, str(CHECK_RULES.parent))
@@ -111,23 +112,26 @@ def test_funcignore_matching_follows_gitignore_rules() -> None:
 # --- postprovision: the access deployment -----------------------------------------------------------
 
 
+def az_on_path(tmp_path: Path, body: str) -> dict[str, str]:
+    """The environment of a hook whose `az` is a Python script: `args` holds its arguments, then `body`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "az"
+    script.write_text(f"#!{sys.executable}\nimport json, os, sys\nargs = sys.argv[1:]\n{body}")
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
 @pytest.fixture
 def fake_az(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """An `az` that records its arguments and the parameters file it was given; fails when told to."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     record = tmp_path / "az-calls.json"
-    script = bin_dir / "az"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "args = sys.argv[1:]\n"
+    return az_on_path(
+        tmp_path,
         "params = args[args.index('--parameters') + 1].lstrip('@')\n"
         f"json.dump({{'args': args, 'parameters': json.load(open(params))}}, open({str(record)!r}, 'w'))\n"
-        "sys.exit(int(os.environ.get('FAKE_AZ_EXIT', '0')))\n"
-    )
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, record
+        "sys.exit(int(os.environ.get('FAKE_AZ_EXIT', '0')))\n",
+    ), record
 
 
 ACCESS_PARAMETERS = {
@@ -187,14 +191,116 @@ def test_a_failed_access_deployment_fails_the_hook(fake_az: tuple[dict[str, str]
     assert run(PROVISION_ACCESS, {**path_env, **AZD_ENV, "FAKE_AZ_EXIT": "3"}).returncode == 3
 
 
+# --- preprovision: the target resource group -----------------------------------------------------------
+
+
+@pytest.fixture
+def fake_az_groups(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An `az` answering `group exists` / `group show` from FAKE_AZ_GROUPS (name -> group JSON), or failing
+    with FAKE_AZ_EXIT; it logs every call."""
+    log = tmp_path / "az-calls.jsonl"
+    return az_on_path(
+        tmp_path,
+        f"open({str(log)!r}, 'a').write(json.dumps(args) + '\\n')\n"
+        "if os.environ.get('FAKE_AZ_EXIT'):\n"
+        "    print('ERROR: AADSTS700082: the refresh token has expired', file=sys.stderr)\n"
+        "    sys.exit(int(os.environ['FAKE_AZ_EXIT']))\n"
+        "groups = json.loads(os.environ.get('FAKE_AZ_GROUPS', '{}'))\n"
+        "name = args[args.index('--name') + 1]\n"
+        "if args[:2] == ['group', 'exists']:\n"
+        "    print(json.dumps(name in groups))\n"
+        "elif args[:2] == ['group', 'show'] and name in groups:\n"
+        "    print(json.dumps(groups[name]))\n"
+        "else:\n"
+        "    print(f'ERROR: (ResourceGroupNotFound) {name}', file=sys.stderr)\n"
+        "    sys.exit(3)\n",
+    ), log
+
+
+def group(name: str, tags: dict[str, str]) -> dict[str, object]:
+    return {"id": f"/subscriptions/s/resourceGroups/{name}", "name": name, "location": "westeurope",
+            "tags": tags}
+
+
+def check_group(fake: tuple[dict[str, str], Path], groups: dict[str, object], **env: str):
+    path_env, _ = fake
+    base = {"AZURE_ENV_NAME": "prod", "AZURE_SUBSCRIPTION_ID": "s", "FAKE_AZ_GROUPS": json.dumps(groups)}
+    return run(CHECK_RESOURCE_GROUP, {**path_env, **base, **env})
+
+
+def test_an_existing_group_this_environment_did_not_create_stops_the_provision(fake_az_groups) -> None:
+    shared = {"rg-apps": group("rg-apps", {"team": "web"})}
+    done = check_group(fake_az_groups, shared, AZURE_RESOURCE_GROUP="rg-apps")
+    assert done.returncode == 1
+    assert "rg-apps already exists and belongs to no azd environment" in done.stderr
+    assert "`azd down` would then delete the whole group" in done.stderr
+    assert "azd env set POOLSYNC_ALLOW_EXISTING_RESOURCE_GROUP true" in done.stderr
+    calls = [json.loads(line) for line in fake_az_groups[1].read_text().splitlines()]
+    assert all(call[call.index("--subscription") + 1] == "s" for call in calls)
+
+
+def test_a_group_of_another_azd_environment_stops_the_provision(fake_az_groups) -> None:
+    other = {"rg-poolsync-prod": group("rg-poolsync-prod", {"azd-env-name": "staging"})}
+    done = check_group(fake_az_groups, other)  # no AZURE_RESOURCE_GROUP: the template's default name
+    assert done.returncode == 1
+    assert "rg-poolsync-prod already exists and belongs to azd environment 'staging'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("groups", "env", "said"),
+    [
+        ({}, {"AZURE_RESOURCE_GROUP": "rg-new"}, "rg-new does not exist yet"),
+        ({}, {}, "rg-poolsync-prod does not exist yet"),
+        (
+            {"rg-poolsync-prod": group("rg-poolsync-prod", {"azd-env-name": "prod"})},
+            {},
+            "created by azd environment prod",
+        ),
+        (
+            {"rg-mine": group("rg-mine", {"azd-env-name": "prod", "app": "poolsync"})},
+            {"AZURE_RESOURCE_GROUP": "rg-mine"},
+            "rg-mine was created by azd environment prod",
+        ),
+    ],
+)
+def test_a_new_group_or_one_this_environment_created_passes(fake_az_groups, groups, env, said) -> None:
+    done = check_group(fake_az_groups, groups, **env)
+    assert done.returncode == 0, done.stderr
+    assert said in done.stdout
+
+
+def test_the_override_turns_the_refusal_into_a_warning(fake_az_groups) -> None:
+    shared = {"rg-apps": group("rg-apps", {})}
+    done = check_group(
+        fake_az_groups, shared, AZURE_RESOURCE_GROUP="rg-apps", POOLSYNC_ALLOW_EXISTING_RESOURCE_GROUP="true"
+    )
+    assert done.returncode == 0
+    assert "WARNING: resource group rg-apps already exists" in done.stderr
+
+
+def test_a_group_that_cannot_be_checked_stops_the_provision(fake_az_groups) -> None:
+    done = check_group(fake_az_groups, {}, AZURE_RESOURCE_GROUP="rg-apps", FAKE_AZ_EXIT="1")
+    assert done.returncode == 1
+    assert "cannot check the target resource group" in done.stderr and "AADSTS700082" in done.stderr
+
+
+def test_the_hook_uses_the_template_default_group_name() -> None:
+    # The hook must look at the group main.bicep deploys into when AZURE_RESOURCE_GROUP is empty.
+    default = "empty(resourceGroupName) ? 'rg-poolsync-${environmentName}' : resourceGroupName"
+    assert default in MAIN_BICEP.read_text()
+    parameters = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert parameters["resourceGroupName"]["value"] == "${AZURE_RESOURCE_GROUP}"
+
+
 # --- azure.yaml wires both ------------------------------------------------------------------------
 
 
-def test_azure_yaml_runs_the_rules_check_before_packaging_and_access_after_provisioning() -> None:
+def test_azure_yaml_runs_the_group_check_before_provisioning_rules_before_packaging_access_after() -> None:
     hooks = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text())["hooks"]
     for hook, script in (
         ("prepackage", "infra/scripts/check_rules.py"),
         ("postprovision", "infra/scripts/provision_access.py"),
+        ("preprovision", "infra/scripts/check_resource_group.py"),
     ):
         for platform in ("posix", "windows"):
             assert script in hooks[hook][platform]["run"], (hook, platform)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.bicep_tree import bicep_files
-from tests.infra.checkov_tool import ensure_checkov, scan_infra
+from tests.infra.bicep_tree import bicep_files, parse, resources
+from tests.infra.checkov_tool import ensure_checkov, extension_files, scan_infra
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -22,6 +22,14 @@ def test_checkov_parsed_every_bicep_file(report):
     assert report["summary"]["parsing_errors"] == 0, report["results"].get("parsing_errors")
     assert bicep_files(), "no Bicep files under infra/"
     assert report["summary"]["resource_count"] > 0
+
+
+def test_only_microsoft_graph_declarations_are_left_out_of_the_scan():
+    left_out = extension_files()
+    assert [path.name for path in left_out] == ["api-app-registration.bicep"]
+    for path in left_out:
+        types = {declaration["type"].split("/")[0] for _, declaration in resources(parse(path))}
+        assert types == {"Microsoft.Graph"}, f"{path.name} declares Azure resources checkov would not see"
 
 
 def test_checkov_finds_no_failed_check(report):

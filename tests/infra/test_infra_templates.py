@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared.core.arm_json import address_to_json
+from shared.core.models import PoolAddress
 from tests.infra.bicep_tree import (
     ACCESS_BICEP,
     INFRA_DIR,
@@ -39,6 +41,12 @@ UNTAGGABLE_TYPES = {
     "microsoft.storage/storageaccounts/queueservices/queues",
     "microsoft.web/sites/basicpublishingcredentialspolicies",
     "microsoft.eventgrid/systemtopics/eventsubscriptions",
+    "microsoft.storage/storageaccounts/managementpolicies",
+    "microsoft.web/sites/config",
+    # Microsoft Graph (Entra ID) objects are not Azure resources; their `tags` are plain strings.
+    "microsoft.graph/applications",
+    "microsoft.graph/serviceprincipals",
+    "microsoft.graph/approleassignedto",
 }
 
 # Newest API version of these types is still a preview one.
@@ -130,14 +138,37 @@ def test_pool_writer_role_can_only_read_lbs_and_write_backend_pools():
         "Microsoft.Network/loadBalancers/backendAddressPools/read",
         "Microsoft.Network/loadBalancers/backendAddressPools/write",
         "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
+        "Microsoft.Network/virtualNetworks/subnets/joinLoadBalancer/action",
         "Microsoft.Network/virtualNetworks/read",
     }
+
+
+# The linked-access check Azure makes for each network reference a backend address can carry in a pool PUT.
+JOIN_ACTION_PER_REFERENCE = {
+    "virtualNetwork": "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
+    "subnet": "Microsoft.Network/virtualNetworks/subnets/joinLoadBalancer/action",
+}
+
+
+def test_pool_writer_role_covers_every_network_reference_poolsync_writes():
+    vnet = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v"
+    written = [
+        address_to_json(PoolAddress("by-vnet", "10.0.1.4", vnet)),
+        address_to_json(PoolAddress("by-subnet", "10.0.1.5", None, vnet + "/subnets/app")),
+    ]
+    references_written = {key for entry in written for key in entry["properties"]
+                          if key in {"virtualNetwork", "subnet"}}
+    assert references_written == set(JOIN_ACTION_PER_REFERENCE)
+    actions = role_actions("poolWriterRole")
+    for reference in references_written:
+        assert JOIN_ACTION_PER_REFERENCE[reference] in actions, reference
 
 
 def test_custom_roles_have_no_wildcards_deletes_or_other_writes():
     allowed_non_reads = {
         "Microsoft.Network/loadBalancers/backendAddressPools/write",
         "Microsoft.Network/virtualNetworks/joinLoadBalancer/action",
+        "Microsoft.Network/virtualNetworks/subnets/joinLoadBalancer/action",
     }
     for symbol in ("poolWriterRole", "inventoryReaderRole", "operationStatusRole"):
         for action in role_actions(symbol):

@@ -41,9 +41,13 @@ def test_azd_deployment_puts_nothing_into_any_resource_group_but_the_apps_own() 
     """azd down deletes every resource group that appears in its deployment's outputResources."""
     tree = parse(MAIN_BICEP)
     for symbol, module in tree["modules"].items():
-        assert body(module).get("scope") == "appResourceGroup", (
-            f"main.bicep module {symbol} leaves the app group"
-        )
+        if "scope" not in body(module):  # deployed at main's own (subscription) scope: role assignments only
+            target = parse(MAIN_BICEP.parent / module["detail"]["path"])
+            assert target["globals"]["scope"]["value"] == "subscription", symbol
+            types = {d["type"] for _, d in resources(target)}
+            assert types == {"Microsoft.Authorization/roleAssignments"}, symbol
+            continue
+        assert body(module)["scope"] == "appResourceGroup", f"main.bicep module {symbol} leaves the app group"
     for symbol, declaration in tree["resources"].items():
         assert "scope" not in body(declaration), f"main.bicep resource {symbol} is scoped elsewhere"
         assert declaration["type"].lower() in {

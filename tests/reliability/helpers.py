@@ -124,6 +124,7 @@ def worker_settings(arm: Emulator, storage_connection_string: str, rules_path: P
         "POOLSYNC_FLUSH_BUDGET": "60",
         "POOLSYNC_INTENTS_TABLE": f"intents{suffix}",
         "POOLSYNC_MEMBERS_TABLE": f"members{suffix}",  # a test's index must not see another test's rows
+        "POOLSYNC_REMOVALS_TABLE": f"removals{suffix}",  # nor its guard window another test's removals
         "POOLSYNC_LOCKS_CONTAINER": f"locks-{suffix}",
     })
 

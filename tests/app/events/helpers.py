@@ -110,6 +110,7 @@ def runtime_env(
     return local_settings(
         arm_url, ca_path, storage_connection_string, rules=rules_json(rules),
         POOLSYNC_INTENTS_TABLE=f"intents{suffix}", POOLSYNC_LOCKS_CONTAINER=f"locks-{suffix}",
+        POOLSYNC_REMOVALS_TABLE=f"removals{suffix}", POOLSYNC_DRAIN_TABLE=f"drains{suffix}",
         **{**FAST_RETRIES, **FAST_COALESCING, **overrides},
     )
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.app.flusher import DEFERRED, FLUSHED, CoalesceSettings, Flusher, FlushFailed
-from shared.app.reconciler import PoolOutcome
+from shared.app.reconciler import OwnerRound, PoolOutcome
+from shared.core.changes import ChangeSet
 from shared.storage.intents import Intent
 
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -98,7 +99,13 @@ class Reconciler:
         self.rounds.append((self.clock.now, len(self.intents.rows) if self.intents else 0))
         self.owners_seen.append(len(owners))
         self.clock.sleep(1.0)  # one ARM write; events keep arriving meanwhile
-        return [PoolOutcome(POOL, self.status)], {o.key: {POOL.lower()} for o in owners}
+        result = OwnerRound()
+        result.add(ChangeSet(pools_by_owner={o.key: {POOL.lower()} for o in owners}),
+                   [PoolOutcome(POOL, self.status)])
+        return result
+
+    def rebuild_unbuilt(self, *, deadline):
+        return []
 
 
 def _flusher(clock: Clock, intents: MemoryIntents, reconciler: Reconciler, settings=SETTINGS):
