@@ -33,8 +33,8 @@ from shared.api.http import (
     parse_json_body,
 )
 from shared.api.operations import Operation, caller_name
-from shared.api.pools import lb_and_pool
-from shared.api.views import address_vnet, member_json, plan_json
+from shared.api.pools import described_members, lb_and_pool
+from shared.api.views import address_vnet, plan_json
 from shared.app.runtime import Runtime
 from shared.audit.collect import AuditSettings
 from shared.core.arm_json import pool_from_json
@@ -132,7 +132,9 @@ def _write(
         raise problem.error
     log.info("%s on %s by %s: %s", action, pool_id, principal, result.plan.summary(),
              extra={"pool": pool_id, "principal": principal, "plan": result.plan.summary()})
-    body: dict[str, JSON] = {"pool": pool_id, "written": result.written, "plan": plan_json(result.plan)}
+    # With wait=false Azure has accepted the change but not finished it: not "written" until the operation is.
+    body: dict[str, JSON] = {"pool": pool_id, "written": result.written and options.wait,
+                             "accepted": result.written, "plan": plan_json(result.plan)}
     token = operation_token(result.operation_url, context.runtime.clients.settings.endpoint)
     if result.written and not options.wait:
         body["operation"] = operation_link(token)
@@ -194,9 +196,14 @@ def add_addresses(context: ApiContext, request: ApiRequest) -> ApiResponse:
         return planned
 
     response, _ = _write(context, pool_id, make_plan, options, caller_name(context, request), "add addresses")
-    response.body["addresses"] = [member_json(a) for a in additions]
+    response.body["addresses"] = _described(context, pool_id, additions)
     return response
 
+
+
+def _described(context: ApiContext, pool_id: str, entries: Iterable[PoolAddress]) -> list[dict[str, JSON]]:
+    """The written entries as GET /api/pools/{...} shows them: owner VM and covering rule included."""
+    return described_members(context, PoolSnapshot(id=pool_id, etag=None, addresses=tuple(entries)))
 
 
 def _existing_entry_plan(
@@ -238,8 +245,8 @@ def remove_address(context: ApiContext, request: ApiRequest) -> ApiResponse:
     )
     who = caller_name(context, request)
     response, plan = _write(context, pool_id, make_plan, options, who, "remove address")
-    removed = [member_json(entry) for entry in plan.removes]
-    if response.body["written"]:  # a managed entry's drain stays: a reconcile re-adds it Down (pool_memory)
+    removed = _described(context, pool_id, plan.removes)
+    if response.body["accepted"]:  # a managed entry's drain stays: a reconcile re-adds it Down (pool_memory)
         unmanaged = [entry.name for entry in plan.removes if not is_managed_name(entry.name)]
         note_drain(context.runtime, pool_id, unmanaged, drained=False)
     response.body["addresses"] = removed
@@ -267,8 +274,9 @@ def set_admin_state(state: str) -> Operation:
         action = "drain" if state == ADMIN_DOWN else "enable"
         who = caller_name(context, request)
         response, _ = _write(context, pool_id, make_plan, options, who, f"{action} address")
-        response.body["addresses"] = [member_json(replace(entry, admin_state=state)) for entry in found]
-        if response.body["written"]:
+        changed = [replace(entry, admin_state=state) for entry in found]
+        response.body["addresses"] = _described(context, pool_id, changed)
+        if response.body["accepted"]:
             note_drain(context.runtime, pool_id, [entry.name for entry in found], drained=state == ADMIN_DOWN)
         return response
 

@@ -214,7 +214,9 @@ class OperationLink(Strict):
 class WriteResult(Strict):
     pool: str
     written: bool
-    """false: nothing to change"""
+    """The change is done in Azure (false: nothing to change, or wait=false and still in progress)"""
+    accepted: bool
+    """Azure accepted a change (with wait=false, follow `operation` until it is done)"""
     plan: Plan
     addresses: list[Member]
     warnings: list[str] | None = None

@@ -131,14 +131,12 @@ def lb_and_pool(context: ApiContext, pool_id: str) -> tuple[dict[str, JSON], dic
 
 
 @auth.requires(auth.READER)
-def get_pool(context: ApiContext, request: ApiRequest) -> ApiResponse:
-    pool_id, source = context.pool_from_route(request)
-    lb, raw = lb_and_pool(context, pool_id)
-    sku = (lb.get("sku") or {}).get("name")
-    snapshot = pool_from_json(raw, lb_sku=sku)
+def described_members(context: ApiContext, snapshot: PoolSnapshot) -> list[dict[str, JSON]]:
+    """The snapshot's entries with the VM holding each IP and the pool's rule selecting it (pool views and
+    write results alike)."""
     owners = _owners(context, snapshot)
     index = context.runtime.rules.membership_index
-    own_rules = {rule.name for rule in context.runtime.rules.rules_for_pool(pool_id)}
+    own_rules = {rule.name for rule in context.runtime.rules.rules_for_pool(snapshot.id)}
     members = []
     for entry in snapshot.addresses:
         vnet = address_vnet(entry, snapshot.vnet_id)
@@ -146,6 +144,17 @@ def get_pool(context: ApiContext, request: ApiRequest) -> ApiResponse:
         owner = owners.get((id_key(vnet), ip)) if vnet else None
         covering = [r.name for r in index.rules_for(id_key(vnet), ip) if r.name in own_rules] if vnet else []
         members.append(member_json(entry, snapshot.vnet_id, owner, covering[0] if covering else None))
+    return members
+
+
+@auth.requires(auth.READER)
+def get_pool(context: ApiContext, request: ApiRequest) -> ApiResponse:
+    pool_id, source = context.pool_from_route(request)
+    lb, raw = lb_and_pool(context, pool_id)
+    sku = (lb.get("sku") or {}).get("name")
+    snapshot = pool_from_json(raw, lb_sku=sku)
+    own_rules = {rule.name for rule in context.runtime.rules.rules_for_pool(pool_id)}
+    members = described_members(context, snapshot)
     body = {
         "id": pool_id,
         "source": source,
