@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from shared.audit.report import log_summary
 from shared.core.ids import ResourceId
 
 MAX_FINDINGS_SHOWN = 20
@@ -96,9 +95,8 @@ def reconcile(body: Any, out: TextIO) -> None:
         shown = ", ".join(
             f"{key} {value}" for key, value in counts.items() if isinstance(value, int) and value
         )
-        out.write(
-            f"{short_pool(outcome['pool'])}: {outcome['status']}" + (f" ({shown})" if shown else "") + "\n"
-        )
+        status = "held by the guard" if outcome["status"] == "refused" else outcome["status"]
+        out.write(f"{short_pool(outcome['pool'])}: {status}" + (f" ({shown})" if shown else "") + "\n")
         if outcome.get("detail"):
             out.write(f"  {outcome['detail']}\n")
         for line in (outcome.get("plan") or {}).get("diff") or []:
@@ -108,10 +106,14 @@ def reconcile(body: Any, out: TextIO) -> None:
 
 
 def audit(body: Any, out: TextIO) -> None:
+    from shared.audit.report import log_summary  # loads the SDKs: only when there is a report to show
+
     if _is_error(body):
         return
     out.write(log_summary(body) + "\n")
     artifacts = body.get("artifacts") or {}
+    if artifacts.get("opened"):
+        out.write(f"opened {artifacts['opened']}\n")
     if artifacts.get("error"):
         out.write(f"report not stored: {artifacts['error']}\n")
     elif artifacts.get("json"):
@@ -132,6 +134,9 @@ def audit(body: Any, out: TextIO) -> None:
         table(rows, ("SEVERITY", "CODE", "POOL", "ADDRESS", "MESSAGE"), out)
         if len(findings) > MAX_FINDINGS_SHOWN:
             out.write(f"... and {len(findings) - MAX_FINDINGS_SHOWN} more (--output json or --report-dir)\n")
+        commands = list(dict.fromkeys(f["command"] for f in findings if f.get("command")))
+        if commands:
+            out.write("\nto fix:\n" + "".join(f"  {command}\n" for command in commands))
 
 
 def admin_change(body: Any, out: TextIO) -> None:
@@ -143,3 +148,12 @@ def admin_change(body: Any, out: TextIO) -> None:
             f"{short_pool(body['pool'])}: {entry['name']} {entry['ipAddress']} adminState "
             f"{entry['adminState']} ({verb})\n"
         )
+
+
+def address_change(body: Any, out: TextIO) -> None:
+    """add / remove: one line per address, and whether anything was written."""
+    if _is_error(body):
+        return
+    verb = "written" if body.get("written") else "already so, nothing written"
+    for entry in body.get("addresses") or []:
+        out.write(f"{short_pool(body['pool'])}: {entry['name']} {entry['ipAddress']} ({verb})\n")

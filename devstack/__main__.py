@@ -15,7 +15,7 @@ from devstack.stack import SAMPLE_RULES, SAMPLE_TOPOLOGY, STATE_DIR, LocalStack
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("--check", action="store_true",
                         help="start, self-test, stop; the exit code says whether it works")
     parser.add_argument("--port", type=int, default=7071, help="Functions host port (0: any free port)")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.fleet import Fleet, PoolView, pool_views
+from devstack.screenshot import find_browser, screenshot
 from devstack.selfcheck import arm_settings, send
 from devstack.stack import SAMPLE_RULES, SAMPLE_TOPOLOGY, STATE_DIR, LocalStack
 from shared.app.runtime import Runtime, get_runtime
@@ -90,6 +91,7 @@ class Tour:
         self.fleet = Fleet(arm_settings(stack), first.subscription, self._vm_resource_group())
         self.table = LiveTable(out)
         self.created: dict[str, list[str]] = {}  # pool key -> demo VMs made for it
+        self.report: Path | None = None
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -238,7 +240,20 @@ class Tour:
         self.say(f"  report: {DEFAULT_REPORT_CONTAINER}/{newest.name} "
                  f"({summary['summary'].get('findings')} findings)")
         self.say(f"  HTML report: {local}")
+        self.report = local
         return local
+
+    def look_at_report(self) -> None:
+        """The report as a browser shows it: a headless Chromium screenshot next to the HTML."""
+        if self.report is None:
+            raise StepFailed("no report to look at (the audit step failed)")
+        if find_browser() is None:
+            self.say(f"  no Chromium installed (apt-get install chromium); open {self.report} yourself")
+            return
+        png = self.report.with_suffix(".png")
+        if not screenshot(self.report, png):
+            raise StepFailed(f"Chromium wrote no screenshot of {self.report}")
+        self.say(f"  screenshot: {png}")
 
 
 def run_tour(stack: LocalStack, out: TextIO = sys.stdout) -> bool:
@@ -250,6 +265,7 @@ def run_tour(stack: LocalStack, out: TextIO = sys.stdout) -> bool:
         ("scale a scale set out and in", tour.scale_set),
         ("drain one address through the HTTP API", tour.drain),
         ("audit", tour.audit),
+        ("the report in a browser", tour.look_at_report),
     ]
     results = []
     for number, (title, step) in enumerate(steps, 1):

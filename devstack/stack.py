@@ -130,7 +130,21 @@ class LocalStack:
         self.settings = app_settings(self.emulator.url, self.emulator.ca_path, self.azurite.connection_string,
                                      self.rules, self.extra_settings)
         self._apply_settings()
+        self.write_settings_file()
         host.start()
+
+    @property
+    def settings_file(self) -> Path:
+        return self.state_dir / "local.settings.json"
+
+    def write_settings_file(self) -> None:
+        """The settings this run started with, in local.settings.json form, for `poolsync --settings`."""
+        document = {"IsEncrypted": False, "Values": self.settings}
+        self.settings_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    def cli_command(self) -> str:
+        """The one command that points the CLI at this stack."""
+        return f"{REPO_ROOT / '.venv' / 'bin' / 'poolsync'} --settings {self.settings_file} pools"
 
     def _apply_settings(self) -> None:
         # The app reads its settings from the environment, as in Azure; the previous values come back
@@ -219,5 +233,6 @@ class LocalStack:
         for timer in self.timer_functions():
             lines.append(f'  curl -s -X POST -H "x-functions-key: {host.master_key}" '
                          f'-H "Content-Type: application/json" -d "{{}}" {host.admin_url(timer.name)}')
+        lines.append(f"  {self.cli_command()}")
         lines.append("Ctrl-C stops everything.")
         return "\n".join(lines)

@@ -16,8 +16,9 @@ import azure.functions as func
 from opentelemetry import trace
 
 from shared import settings, telemetry
-from shared.api import auth
-from shared.api import operations as http_ops
+from shared.api import auth, changes, health, operations, pools, runs
+from shared.api.audit_report import audit_report
+from shared.api.http import ApiRequest, ApiResponse
 
 bp = func.Blueprint()
 
@@ -28,8 +29,8 @@ ENTRA = auth.entra_mode(settings.app_settings())
 FUNCTION_KEY = func.AuthLevel.ANONYMOUS if ENTRA else func.AuthLevel.FUNCTION
 
 
-def to_api_request(req: func.HttpRequest) -> http_ops.ApiRequest:
-    return http_ops.ApiRequest(
+def to_api_request(req: func.HttpRequest) -> ApiRequest:
+    return ApiRequest(
         method=req.method,
         route_params=dict(req.route_params),
         query=dict(req.params),
@@ -52,7 +53,7 @@ def operation_id(req: func.HttpRequest) -> str | None:
     return format(span.trace_id, "032x") if span.is_valid else None
 
 
-def log_failure(route: str, req: func.HttpRequest, response: http_ops.ApiResponse) -> None:
+def log_failure(route: str, req: func.HttpRequest, response: ApiResponse) -> None:
     """One structured line per 4xx/5xx answer. Never the body, query (it may hold `code=`, the
     function key) or headers; the line is JSON, so newlines in any value are escaped, not written."""
     if response.status < 400:
@@ -71,76 +72,85 @@ def log_failure(route: str, req: func.HttpRequest, response: http_ops.ApiRespons
     )
 
 
-def to_http_response(response: http_ops.ApiResponse) -> func.HttpResponse:
+def to_http_response(response: ApiResponse) -> func.HttpResponse:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **response.headers}
+    if isinstance(response.body, str):  # a page (the audit report), with its own Content-Type
+        mimetype = headers.pop("Content-Type").split(";")[0]
+        return func.HttpResponse(response.body, status_code=response.status, headers=headers,
+                                 mimetype=mimetype, charset="utf-8")
     return func.HttpResponse(
         response.json_text(), status_code=response.status, headers=headers, mimetype="application/json"
     )
 
 
-def serve(operation: http_ops.Operation, req: func.HttpRequest, route: str) -> func.HttpResponse:
-    response = http_ops.handle(operation, to_api_request(req))
+def serve(operation: operations.Operation, req: func.HttpRequest, route: str) -> func.HttpResponse:
+    response = operations.handle(operation, to_api_request(req))
     log_failure(route, req, response)
     return to_http_response(response)
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def http_health(req: func.HttpRequest) -> func.HttpResponse:
-    response = http_ops.health()
+    response = health.health()
     log_failure("health", req, response)
     return to_http_response(response)
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.get_openapi, req, "openapi.json")
+    return serve(health.get_openapi, req, "openapi.json")
 
 
 @bp.route(route="pools", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_list_pools(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.list_pools, req, "pools")
+    return serve(pools.list_pools, req, "pools")
 
 
 @bp.route(route=POOL_ROUTE, methods=["GET"], auth_level=FUNCTION_KEY)
 def http_get_pool(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.get_pool, req, POOL_ROUTE)
+    return serve(pools.get_pool, req, POOL_ROUTE)
 
 
 @bp.route(route=f"{POOL_ROUTE}/addresses", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_add_addresses(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.add_addresses, req, f"{POOL_ROUTE}/addresses")
+    return serve(changes.add_addresses, req, f"{POOL_ROUTE}/addresses")
 
 
 @bp.route(route=ADDRESS_ROUTE, methods=["DELETE"], auth_level=FUNCTION_KEY)
 def http_remove_address(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.remove_address, req, ADDRESS_ROUTE)
+    return serve(changes.remove_address, req, ADDRESS_ROUTE)
 
 
 @bp.route(route=f"{ADDRESS_ROUTE}/drain", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_drain_address(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.drain_address, req, f"{ADDRESS_ROUTE}/drain")
+    return serve(changes.drain_address, req, f"{ADDRESS_ROUTE}/drain")
 
 
 @bp.route(route=f"{ADDRESS_ROUTE}/enable", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_enable_address(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.enable_address, req, f"{ADDRESS_ROUTE}/enable")
+    return serve(changes.enable_address, req, f"{ADDRESS_ROUTE}/enable")
 
 
 @bp.route(route="reconcile", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_reconcile(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.reconcile, req, "reconcile")
+    return serve(runs.reconcile, req, "reconcile")
 
 
 @bp.route(route="audit", methods=["POST"], auth_level=FUNCTION_KEY)
 def http_audit(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.audit, req, "audit")
+    return serve(runs.audit, req, "audit")
 
 
 @bp.route(route="audits/{auditId}", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_audit_status(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.audit_status, req, "audits/{auditId}")
+    return serve(runs.audit_status, req, "audits/{auditId}")
+
+
+@bp.route(route="audits/{auditId}/report", methods=["GET"], auth_level=FUNCTION_KEY)
+def http_audit_report(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(audit_report, req, "audits/{auditId}/report")
 
 
 @bp.route(route="operations/{operationId}", methods=["GET"], auth_level=FUNCTION_KEY)
 def http_operation_status(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(http_ops.operation_status, req, "operations/{operationId}")
+    return serve(runs.operation_status, req, "operations/{operationId}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from shared import settings
-from shared.core.audit_findings import DrainRecord
+from shared.core.audit_model import DrainRecord
 from shared.core.durations import parse_duration
 from shared.core.models import ADMIN_DOWN
 from shared.core.naming import is_managed_name

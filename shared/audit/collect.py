@@ -26,14 +26,14 @@ from shared.audit.report import RunFacts, build_report, log_summary, render_html
 from shared.azure.retry import call_with_retry
 from shared.core import durations
 from shared.core.arm_json import as_json, pool_from_json
-from shared.core.audit_findings import (
+from shared.core.audit_findings import audit
+from shared.core.audit_model import (
     AuditInputs,
     DrainRecord,
     FrontendIp,
     LoadBalancerFacts,
     SubnetFacts,
     VnetFacts,
-    audit,
 )
 from shared.core.ids import ResourceId, id_key, vnet_of_subnet
 from shared.core.scale_sets import profile_from_json

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Any
 import jsonschema
 
 from shared.app.reconciler import PoolOutcome
-from shared.core.audit_findings import CATALOGUE, SEVERITIES, AuditResult, Finding
+from shared.core.audit_model import CATALOGUE, SEVERITIES, AuditResult, Finding, PoolAudit
+from shared.core.naming import PREFIX
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "poolsync.audit"
@@ -65,6 +67,40 @@ def finding_json(finding: Finding, remediation: str | None = None) -> dict[str, 
     }
 
 
+APPLY_FIXES = frozenset({"pool_provisioning_failed"})  # a re-PUT fixes it, whatever the plan
+REMOVE_FIXES = frozenset({"unmanaged_orphan", "non_vm_backend", "address_outside_vnet"})
+
+
+def short_names(pool_ids: Iterable[str]) -> dict[str, str]:
+    """pool id (lower) -> `<load balancer>/<pool>` where that is unique, else the id: what the CLI accepts."""
+    ids = list(pool_ids)
+    short = {pool_id.lower(): "/".join(pool_id.split("/")[-3::2]) for pool_id in ids}
+    counts = Counter(name.lower() for name in short.values())
+    return {key: name if counts[name.lower()] == 1 else pool_id for (key, name), pool_id in zip(
+        short.items(), ids, strict=True)}
+
+
+def fix_command(finding: Mapping[str, Any], names: Mapping[str, str]) -> str | None:
+    """The `poolsync` command that fixes a finding, when one does (the others need a change in Azure)."""
+    pool = names.get((finding.get("pool") or "").lower())
+    if pool is None:
+        return None
+    pool = shlex.quote(pool)
+    address = shlex.quote(finding["address"]) if finding.get("address") else None
+    if finding["remediable"] or finding["code"] in APPLY_FIXES:
+        return f"poolsync apply {pool}"
+    if finding["code"] == "drain_overdue" and address:
+        return f"poolsync enable {pool} {address}"
+    if finding["code"] in REMOVE_FIXES and address and not finding["address"].startswith(PREFIX):
+        return f"poolsync remove {pool} {address}"
+    return None
+
+
+def members_json(pool: PoolAudit) -> list[dict[str, Any]]:
+    return [{"name": m.name, "ip": m.ip, "adminState": m.admin_state, "managed": m.managed,
+             "owner": m.owner_kind, "vm": m.vm_id} for m in pool.members]
+
+
 def outcome_json(outcome: PoolOutcome) -> dict[str, Any]:
     out = outcome.as_dict()
     changes: dict[str, list[dict[str, Any]]] = {"added": [], "removed": [], "readdressed": []}
@@ -86,6 +122,9 @@ def build_report(result: AuditResult, run: RunFacts, outcomes: Iterable[PoolOutc
         finding_json(f, status_by_pool.get((f.pool or "").lower()) if f.remediable else None)
         for f in result.findings
     ]
+    names = short_names(pool.pool_id for pool in result.pools)
+    for finding in findings:
+        finding["command"] = fix_command(finding, names)
     per_pool = Counter((f.pool or "").lower() for f in result.findings)
     pools = [
         {
@@ -103,6 +142,7 @@ def build_report(result: AuditResult, run: RunFacts, outcomes: Iterable[PoolOutc
             "provisioningState": pool.provisioning_state,
             "findings": per_pool[pool.pool_id.lower()],
             "plan": pool.plan.summary() if pool.plan is not None else None,
+            "members": members_json(pool),
         }
         for pool in result.pools
     ]
@@ -167,18 +207,27 @@ def log_summary(report: Mapping[str, Any]) -> str:
 
 
 # --- HTML --------------------------------------------------------------------------------------------
+# Written for the on-call engineer: the verdict first, then per pool what is wrong and the command that
+# fixes it, then who is in the pool. Short names everywhere, the full ids one hover (or click) away.
 
 _CSS = """
-body{font-family:Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#1b1b1b}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}h3{font-size:1em;word-break:break-all}
-table{border-collapse:collapse;margin:.5em 0 1em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;font-size:.9em}
+body{font-family:Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em 2em;color:#1b1b1b;max-width:80em}
+h1{font-size:1.4em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em}
+h3{font-size:1.05em;margin:1.4em 0 .2em}h3 .muted{font-weight:normal;font-size:.85em}
+table{border-collapse:collapse;margin:.4em 0 .8em}
+th,td{border:1px solid #d0d0d0;padding:.25em .55em;text-align:left;vertical-align:top;font-size:.88em}
 th{background:#f3f3f3}
-code{font-size:.85em;word-break:break-all}
+code{font-size:.9em;background:#f6f6f6;padding:0 .2em}
+.verdict{font-size:1.05em;padding:.6em .9em;border-radius:4px;margin:.6em 0}
+.verdict.ok{background:#dff6dd;color:#0b5a08}.verdict.warning{background:#fff4ce;color:#5c3c00}
+.verdict.error{background:#fde7e9;color:#a4262c}
 tr.sev-error td:first-child,td.sev-error{background:#fde7e9;color:#a4262c;font-weight:600}
 tr.sev-warning td:first-child,td.sev-warning{background:#fff4ce;color:#8a5a00;font-weight:600}
 tr.sev-info td:first-child,td.sev-info{background:#e5f1fb;color:#005a9e;font-weight:600}
-.muted{color:#666}
+tr.down td{background:#fff4ce}
+.muted{color:#666}.small{font-size:.85em}
+details summary{cursor:pointer;color:#005a9e}
+#summary td,#by-code td{text-align:right}
 """
 
 
@@ -186,25 +235,92 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def _short(resource_id: str | None) -> str:
+    """The last name of a resource id (`web-1`), or `lb/pool` for a pool."""
+    if not resource_id:
+        return ""
+    parts = resource_id.strip("/").split("/")
+    if len(parts) >= 10 and parts[-2].lower() == "backendaddresspools":
+        return f"{parts[-3]}/{parts[-1]}"
+    return parts[-1]
+
+
+def _id_ref(resource_id: str | None) -> str:
+    """A short name with its full id on hover."""
+    if not resource_id:
+        return ""
+    return f'<span title="{_e(resource_id)}">{_e(_short(resource_id))}</span>'
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def _when(stamp: str) -> str:
+    """`2026-12-06 00:05 UTC` from an ISO time (seconds and microseconds are noise here)."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    offset = moment.utcoffset()
+    zone = " UTC" if offset is not None and not offset.total_seconds() else ""
+    return f"{moment:%Y-%m-%d %H:%M}{zone}"
+
+
 def _findings_table(findings: Sequence[Mapping[str, Any]]) -> str:
     if not findings:
         return '<p class="muted">No findings.</p>'
     rows = []
     for f in findings:
-        evidence = json.dumps(f["evidence"], sort_keys=True)
         remediation = f" ({_e(f['remediation'])})" if f["remediation"] else ""
+        command = f.get("command")
+        fix = f"<code>{_e(command)}</code>" if command else _e(f["fix"])
+        detail = "" if not command else f'<div class="muted small">{_e(f["fix"])}</div>'
+        evidence = json.dumps(f["evidence"], sort_keys=True, indent=1)
         rows.append(
             f'<tr class="sev-{_e(f["severity"])}" data-code="{_e(f["code"])}">'
             f"<td>{_e(f['severity'])}</td><td>{_e(f['code'])}</td>"
-            f"<td>{_e(f['address'] or f['rule'] or '')}</td><td>{_e(f['ip'] or '')}</td>"
-            f"<td>{_e(f['message'])}</td><td>{_e(f['fix'])}"
-            f"{' <em>remediable</em>' if f['remediable'] else ''}{remediation}</td>"
-            f"<td><code>{_e(evidence)}</code></td></tr>"
+            f"<td>{_e(f['address'] or f['rule'] or '')}"
+            f"<div class=\"muted small\">{_e(f['ip'] or '')}</div></td>"
+            f"<td>{_e(f['message'])}{remediation}</td><td>{fix}{detail}</td>"
+            f"<td><details><summary>show</summary><pre class=\"small\">{_e(evidence)}</pre>"
+            "</details></td></tr>"
         )
     return (
-        "<table><thead><tr><th>Severity</th><th>Finding</th><th>Address / rule</th><th>IP</th><th>What</th>"
+        "<table><thead><tr><th>Severity</th><th>Finding</th><th>Address</th><th>What</th>"
         "<th>Fix</th><th>Evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
+
+
+MEMBERS_SHOWN_OPEN = 50  # a larger pool's members fold away (one click), so the findings stay in view
+
+
+def _members_table(members: Sequence[Mapping[str, Any]]) -> str:
+    if not members:
+        return '<p class="muted">No members.</p>'
+    rows = "".join(
+        f'<tr class="{"down" if m["adminState"] == "Down" else ""}" data-member="{_e(m["name"])}">'
+        f"<td>{_e(m['name'])}</td><td>{_e(m['ip'])}</td><td>{_id_ref(m['vm']) or _e(m['owner'])}</td>"
+        f"<td>{_e(m['adminState'] or 'None')}</td><td>{'poolsync' if m['managed'] else 'by hand'}</td></tr>"
+        for m in members
+    )
+    opened = " open" if len(members) <= MEMBERS_SHOWN_OPEN else ""
+    return (f"<details{opened}><summary>{len(members)} members</summary>"
+            "<table><thead><tr><th>Name</th><th>IP</th><th>VM</th>"
+            f"<th>Admin state</th><th>Added</th></tr></thead><tbody>{rows}</tbody></table></details>")
+
+
+def _verdict(summary: Mapping[str, Any]) -> str:
+    by = summary["bySeverity"]
+    if not summary["findings"]:
+        return f'<p class="verdict ok">All {summary["pools"]} managed pools are in order.</p>'
+    level = "error" if by["error"] else "warning" if by["warning"] else "ok"
+    counts = ", ".join(f"{count} {name}{'s' if count != 1 else ''}" for name, count in by.items() if count)
+    fixed = f'; {summary["remediable"]} fixed by a reconcile' if summary["remediable"] else ""
+    return f'<p class="verdict {level}">{counts} in {summary["pools"]} managed pools{fixed}.</p>'
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -218,7 +334,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         ("poolsChanged", "Pools changed", summary["poolsChanged"]),
     ]
     count_rows = "".join(
-        f'<tr><th>{_e(label)}</th><td class="{"sev-" + key if key in SEVERITIES else "count"}" '
+        f'<tr><th>{_e(label)}</th><td class="{"sev-" + key if key in SEVERITIES and value else "count"}" '
         f'data-count="{_e(key)}">{value}</td></tr>'
         for key, label, value in counts
     )
@@ -233,15 +349,21 @@ def render_html(report: Mapping[str, Any]) -> str:
     sections = []
     for pool in report["pools"]:
         pool_findings = by_pool.pop(pool["id"].lower(), [])
+        members = pool.get("members") or []
         state = "missing" if not pool["exists"] else ("blocked" if pool["blocked"] else "writable")
+        drained = sum(1 for m in members if m["adminState"] == "Down")
+        nic_members = f", {pool['nicMembers']} NIC-based members" if pool["nicMembers"] else ""
         facts = (
-            f'{pool["addresses"]} addresses ({pool["managed"]} managed, {pool["unmanaged"]} unmanaged), '
-            f'{pool["nicMembers"]} NIC-based members, {pool["selected"]} selected by the rules; '
+            f'{pool["addresses"]} addresses ({pool["managed"]} by poolsync, {pool["unmanaged"]} by hand'
+            f'{f", {drained} drained" if drained else ""}), {pool["selected"]} selected by the rules'
+            f"{nic_members}; "
             f'SKU {_e(pool["sku"] or "unknown")}; {state}'
         )
         sections.append(
             f'<section class="pool" data-pool="{_e(pool["id"])}" data-findings="{len(pool_findings)}">'
-            f'<h3>{_e(pool["id"])}</h3><p class="muted">{facts}</p>{_findings_table(pool_findings)}</section>'
+            f'<h3>{_id_ref(pool["id"])} <span class="muted">{len(pool_findings)} finding(s)</span></h3>'
+            f'<p class="muted small">{facts}<br>id <code>{_e(pool["id"])}</code></p>'
+            f"{_findings_table(pool_findings)}{_members_table(members)}</section>"
         )
     other = [finding for findings in by_pool.values() for finding in findings]
     if other:
@@ -250,7 +372,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"{_findings_table(other)}</section>"
         )
     outcome_rows = "".join(
-        f'<tr data-pool="{_e(o["pool"])}"><td>{_e(o["pool"])}</td><td>{_e(o["status"])}</td>'
+        f'<tr data-pool="{_e(o["pool"])}"><td>{_id_ref(o["pool"])}</td><td>{_e(o["status"])}</td>'
         f'<td><pre>{_e(o["diff"])}</pre></td><td>{_e(o["detail"])}</td></tr>'
         for o in report["remediation"]["outcomes"]
     )
@@ -261,18 +383,20 @@ def render_html(report: Mapping[str, Any]) -> str:
         else '<p class="muted">Read-only run: nothing was changed.</p>'
     )
     notes = "".join(f"<li>{_e(note)}</li>" for note in report["notes"])
+    inputs = report["inputs"]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>poolsync audit {_e(report['runId'])}</title><style>{_CSS}</style></head><body>"
-        f"<h1>poolsync compliance audit</h1>"
-        f'<p>Run <code>{_e(report["runId"])}</code>, {_e(report["startedAt"])} '
-        f'to {_e(report["finishedAt"])}, '
-        f'mode <strong>{_e(report["mode"])}</strong>, schema version {_e(report["schemaVersion"])}.</p>'
-        f'<h2>Summary</h2><table id="summary"><tbody>{count_rows}</tbody></table>'
-        '<table id="by-code"><thead><tr><th>Finding</th><th>Count</th></tr></thead>'
-        f"<tbody>{code_rows}</tbody></table>"
+        f"<h1>poolsync audit</h1>"
+        f'<p class="muted">{_e(_when(report["startedAt"]))}, took {_duration(report["durationSeconds"])}, '
+        f'{_e(report["mode"])}; read {inputs["virtualMachines"]} VMs, {inputs["networkInterfaces"]} NICs, '
+        f'{inputs["loadBalancers"]} load balancers. Run <code>{_e(report["runId"])}</code>.</p>'
+        f"{_verdict(summary)}"
         f"<h2>Pools</h2>{''.join(sections)}"
         f"<h2>Remediation</h2>{remediation}"
-        f"<h2>Notes</h2><ul>{notes}</ul>"
+        f'<h2>Counts</h2><table id="summary"><tbody>{count_rows}</tbody></table>'
+        '<table id="by-code"><thead><tr><th>Finding</th><th>Count</th></tr></thead>'
+        f"<tbody>{code_rows}</tbody></table>"
+        f'<h2>Notes</h2><ul class="small">{notes}</ul>'
         "</body></html>\n"
     )

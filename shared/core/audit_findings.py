@@ -12,327 +12,51 @@ address is reported as pointing at nothing.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
+from shared.core.audit_model import (
+    DRAIN_OBSERVED,
+    DRAIN_POOLSYNC,
+    POOL_SIZE_LIMIT,
+    AuditInputs,
+    AuditResult,
+    DrainChanges,
+    DrainRecord,
+    Finding,
+    LoadBalancerFacts,
+    MemberFacts,
+    PoolAudit,
+    drain_key,
+)
+from shared.core.audit_targets import (
+    DETACHED_NIC,
+    NON_VM_KINDS,
+    NOTHING,
+    VM_NIC,
+    Resolver,
+    Target,
+)
 from shared.core.ids import id_key, vnet_of_subnet
 from shared.core.membership import compute_membership
 from shared.core.models import (
     ADMIN_DOWN,
-    Inventory,
-    IpConfiguration,
-    NetworkInterface,
     PoolAddress,
     PoolSnapshot,
     normal_ip,
 )
 from shared.core.naming import address_name, is_managed_name, legacy_address_name
 from shared.core.plan import PoolPlan, plan
-from shared.core.rules import AzureFacts, Rule, RuleSet, validate_against_azure
-from shared.core.scale_sets import ScaleSetProfile
-
-ERROR = "error"
-WARNING = "warning"
-INFO = "info"
-SEVERITIES = (ERROR, WARNING, INFO)
-
-DRIFT = "drift"
-PLATFORM = "platform"
-UNMANAGED = "unmanaged"
-RULES = "rules"
-
-# code -> (category, severity). The codes are part of the report schema: add, never rename.
-CATALOGUE: dict[str, tuple[str, str]] = {
-    "stale_address": (DRIFT, WARNING),
-    "missing_address": (DRIFT, WARNING),
-    "duplicate_address": (DRIFT, ERROR),
-    "owner_changed": (DRIFT, ERROR),
-    "not_selected": (DRIFT, WARNING),
-    "basic_sku": (PLATFORM, ERROR),
-    "mixed_members": (PLATFORM, ERROR),
-    "address_outside_vnet": (PLATFORM, ERROR),
-    "non_vm_backend": (PLATFORM, ERROR),
-    "nat_rule_on_ip_pool": (PLATFORM, ERROR),
-    "drain_overdue": (PLATFORM, WARNING),
-    "sync_mode_automatic": (PLATFORM, ERROR),
-    "pool_provisioning_failed": (PLATFORM, ERROR),
-    "pool_size_limit": (PLATFORM, ERROR),
-    "write_rejected": (PLATFORM, ERROR),
-    "unmanaged_orphan": (UNMANAGED, WARNING),
-    "rule_pool_missing": (RULES, ERROR),
-    "rule_vnet_missing": (RULES, ERROR),
-    "rule_cidr_outside_vnet": (RULES, ERROR),
-    "rules_cidr_overlap": (RULES, INFO),
-    "scale_set_references_managed_pool": (PLATFORM, ERROR),
-}
-
-# "Backend pool size: supports up to 5000 instances" for a Standard load balancer (Azure Load Balancer
-# SKU comparison; the IP-based preview's limit of 100 addresses per pool is gone from the docs).
-POOL_SIZE_LIMIT = 5000
-
-DRAIN_OBSERVED = "observed"  # first seen Down by an audit: the real start is at or before it
-DRAIN_POOLSYNC = "poolsync"  # drained through poolsync, which recorded the time
-
-
-# --- inputs ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SubnetFacts:
-    id: str
-    prefixes: tuple[str, ...]
-    delegations: tuple[str, ...] = ()  # service names, e.g. Microsoft.ContainerInstance/containerGroups
-    application_gateway: bool = False  # the subnet holds an application gateway's IP configurations
-
-
-@dataclass(frozen=True, slots=True)
-class VnetFacts:
-    id: str
-    address_prefixes: tuple[str, ...]
-    subnets: tuple[SubnetFacts, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FrontendIp:
-    lb_id: str
-    name: str
-    private_ip: str
-    vnet_id: str | None
-
-
-@dataclass(frozen=True)
-class LoadBalancerFacts:
-    id: str
-    sku: str | None
-    pools: tuple[PoolSnapshot, ...]
-    frontends: tuple[FrontendIp, ...] = ()
-    nat_rules_by_pool: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # pool key -> rule ids
-
-    @property
-    def vnet_ids(self) -> tuple[str, ...]:
-        """Virtual networks of its internal frontends (an internal LB lives in one)."""
-        return tuple(dict.fromkeys(fe.vnet_id for fe in self.frontends if fe.vnet_id))
-
-
-@dataclass(frozen=True, slots=True)
-class DrainRecord:
-    pool_id: str
-    name: str
-    since: datetime
-    source: str = DRAIN_OBSERVED
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return drain_key(self.pool_id, self.name)
-
-
-def drain_key(pool_id: str, name: str) -> tuple[str, str]:
-    return id_key(pool_id), name.lower()
-
-
-@dataclass(frozen=True)
-class AuditInputs:
-    rules: RuleSet
-    inventory: Inventory
-    load_balancers: Sequence[LoadBalancerFacts]
-    vnets: Mapping[str, VnetFacts]  # keyed by id_key
-    now: datetime
-    drain_max_age: timedelta
-    drains: Mapping[tuple[str, str], DrainRecord] = field(default_factory=dict)  # keyed by drain_key
-    # pool key -> why Azure refused poolsync's last write of that pool (from the reconcile log)
-    rejected_writes: Mapping[str, str] = field(default_factory=dict)
-    scale_sets: Sequence[ScaleSetProfile] = ()  # the network profiles of the watched subscriptions' sets
-
-
-# --- outputs -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    pool: str | None
-    message: str
-    fix: str
-    address: str | None = None  # the backend address name
-    ip: str | None = None
-    rule: str | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-    remediable: bool = False  # a remediating run's plan fixes it
-
-    @property
-    def category(self) -> str:
-        return CATALOGUE[self.code][0]
-
-    @property
-    def severity(self) -> str:
-        return CATALOGUE[self.code][1]
-
-    def sort_key(self) -> tuple[Any, ...]:
-        severity = SEVERITIES.index(self.severity)
-        return (severity, self.pool or "", self.code, self.address or "", self.rule or "")
-
-
-@dataclass(frozen=True)
-class PoolAudit:
-    pool_id: str
-    lb_id: str
-    exists: bool
-    sku: str | None = None
-    addresses: int = 0
-    managed: int = 0
-    unmanaged: int = 0
-    nic_members: int = 0
-    selected: int = 0  # addresses the rules select for it
-    blocked: bool = False  # a platform problem keeps poolsync from writing it
-    plan: PoolPlan | None = None
-    sync_mode: str | None = None
-    provisioning_state: str | None = None
-    provisioning_failed: bool = False  # Azure refuses writes until the pool is PUT again
-
-    @property
-    def needs_remediation(self) -> bool:
-        """A drifted pool, or a Failed one: the writer re-PUTs a Failed pool even with an empty plan."""
-        if not self.exists or self.blocked or self.plan is None:
-            return False
-        return self.provisioning_failed or not self.plan.is_empty
-
-
-@dataclass(frozen=True)
-class DrainChanges:
-    """How the first-seen-Down table must change after this audit."""
-
-    upserts: tuple[DrainRecord, ...] = ()
-    deletes: tuple[DrainRecord, ...] = ()
-
-
-@dataclass(frozen=True)
-class AuditResult:
-    findings: tuple[Finding, ...]
-    pools: tuple[PoolAudit, ...]
-    drains: DrainChanges
-
-    def remediable_pool_ids(self) -> list[str]:
-        return [pool.pool_id for pool in self.pools if pool.needs_remediation]
-
-
-# --- what an IP is -----------------------------------------------------------------------------------
-
-VM_NIC = "vm"
-DETACHED_NIC = "detached_nic"
-PRIVATE_ENDPOINT = "private_endpoint"
-PRIVATE_LINK_SERVICE = "private_link_service"
-LB_FRONTEND = "load_balancer_frontend"
-APPLICATION_GATEWAY = "application_gateway"
-CONTAINER_GROUP = "container_group"
-NOTHING = "nothing"
-NON_VM_KINDS = (PRIVATE_ENDPOINT, PRIVATE_LINK_SERVICE, LB_FRONTEND, APPLICATION_GATEWAY, CONTAINER_GROUP)
-_NIC_OWNER_KINDS = {"privateEndpoint": PRIVATE_ENDPOINT, "privateLinkService": PRIVATE_LINK_SERVICE}
-CONTAINER_DELEGATION = "microsoft.containerinstance/containergroups"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What an address's IP belongs to in its virtual network."""
-
-    kind: str
-    nic: NetworkInterface | None = None
-    ipconfig: IpConfiguration | None = None
-    detail: str | None = None  # the id of the non-VM owner, when known
-
-    def evidence(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"target": self.kind}
-        if self.nic is not None and self.ipconfig is not None:
-            out["nic"] = self.nic.id
-            out["ipConfiguration"] = self.ipconfig.name
-            if self.nic.vm_id:
-                out["vm"] = self.nic.vm_id
-        if self.detail:
-            out["owner"] = self.detail
-        return out
-
-
-class _Resolver:
-    """Indexes of the inventory and LB/VNet facts, built once per audit."""
-
-    def __init__(self, inputs: AuditInputs) -> None:
-        inventory = inputs.inventory
-        self.by_ip: dict[tuple[str, str], tuple[NetworkInterface, IpConfiguration]] = {}
-        self.by_name: dict[str, tuple[NetworkInterface, IpConfiguration]] = {}
-        vnet_keys: dict[str, str] = {}
-        for nic in inventory.nics.values():
-            for ipc in nic.ip_configurations:
-                # both the current name and the legacy (guid-less) one an older entry may carry
-                self.by_name[address_name(nic.id, ipc.name, nic.resource_guid).lower()] = (nic, ipc)
-                self.by_name.setdefault(legacy_address_name(nic.id, ipc.name).lower(), (nic, ipc))
-                ip = normal_ip(ipc.private_ip)
-                if ip and ipc.subnet_id:
-                    vnet = vnet_keys.get(ipc.subnet_id)
-                    if vnet is None:
-                        vnet = vnet_keys[ipc.subnet_id] = id_key(vnet_of_subnet(ipc.subnet_id))
-                    self.by_ip[(vnet, ip)] = (nic, ipc)
-        self.vms = inventory.vms
-        self.frontends: dict[tuple[str, str], FrontendIp] = {}
-        for lb in inputs.load_balancers:
-            for fe in lb.frontends:
-                ip = normal_ip(fe.private_ip)
-                if fe.vnet_id and ip:
-                    self.frontends[(id_key(fe.vnet_id), ip)] = fe
-        self.subnets: dict[str, list[tuple[Any, SubnetFacts]]] = defaultdict(list)
-        for vnet_key, facts in inputs.vnets.items():
-            for subnet in facts.subnets:
-                if subnet.application_gateway or subnet.delegations:
-                    for prefix in subnet.prefixes:
-                        network = ipaddress.ip_network(prefix, strict=False)
-                        self.subnets[id_key(vnet_key)].append((network, subnet))
-
-    def resolve(self, vnet_id: str | None, ip_text: str | None) -> Target:
-        ip = normal_ip(ip_text)
-        if not vnet_id or not ip:
-            return Target(NOTHING)
-        vnet = id_key(vnet_id)
-        held = self.by_ip.get((vnet, ip))
-        if held is not None:
-            nic, ipc = held
-            kind = _NIC_OWNER_KINDS.get(nic.owner_kind)
-            if kind is not None:
-                return Target(kind, nic, ipc)
-            attached = nic.vm_id is not None and id_key(nic.vm_id) in self.vms
-            return Target(VM_NIC if attached else DETACHED_NIC, nic, ipc)
-        frontend = self.frontends.get((vnet, ip))
-        if frontend is not None:
-            return Target(LB_FRONTEND, detail=f"{frontend.lb_id}/frontendIPConfigurations/{frontend.name}")
-        special = self.special_subnet(vnet, ip)
-        if special is not None:
-            return special
-        return Target(NOTHING)
-
-    def special_subnet(self, vnet: str, ip: str) -> Target | None:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        for network, subnet in self.subnets.get(vnet, ()):
-            if address.version == network.version and address in network:
-                if subnet.application_gateway:
-                    return Target(APPLICATION_GATEWAY, detail=subnet.id)
-                if any(d.lower() == CONTAINER_DELEGATION for d in subnet.delegations):
-                    return Target(CONTAINER_GROUP, detail=subnet.id)
-        return None
-
-    def named_owner(self, name: str) -> tuple[NetworkInterface, IpConfiguration] | None:
-        """The NIC ipconfig a poolsync name was derived from, if it still exists."""
-        return self.by_name.get(name.lower())
-
+from shared.core.rules import AzureFacts, Rule, validate_against_azure
 
 # --- the audit ---------------------------------------------------------------------------------------
 
 
 def audit(inputs: AuditInputs) -> AuditResult:
-    resolver = _Resolver(inputs)
+    resolver = Resolver(inputs)
     desired = compute_membership(inputs.inventory, inputs.rules)
     findings: list[Finding] = list(rules_findings(inputs))
     pools_by_key = {id_key(pool.id): (lb, pool) for lb in inputs.load_balancers for pool in lb.pools}
@@ -387,7 +111,7 @@ def _expected_vnets(pool: PoolSnapshot, lb: LoadBalancerFacts, rules: Sequence[R
 
 def _audit_pool(
     inputs: AuditInputs,
-    resolver: _Resolver,
+    resolver: Resolver,
     lb: LoadBalancerFacts,
     pool: PoolSnapshot,
     wanted: Mapping[str, Any],
@@ -507,8 +231,15 @@ def _audit_pool(
         unmanaged=len(pool.addresses) - managed, nic_members=pool.nic_member_count, selected=len(wanted),
         blocked=blocked, plan=pool_plan, sync_mode=pool.sync_mode, provisioning_state=pool.provisioning_state,
         provisioning_failed=pool.provisioning_failed,
+        members=tuple(_member(entry, targets[entry.name.lower()]) for entry in pool.addresses),
     )
     return findings, summary
+
+
+def _member(entry: PoolAddress, target: Target) -> MemberFacts:
+    vm_id = target.nic.vm_id if target.nic is not None else None
+    return MemberFacts(entry.name, entry.ip_address, entry.admin_state, is_managed_name(entry.name),
+                       target.kind, vm_id)
 
 
 def _duplicates(pool: PoolSnapshot) -> list[Finding]:
@@ -548,7 +279,7 @@ def _mark_remediable(findings: list[Finding], pool_plan: PoolPlan) -> list[Findi
 
 
 def _drift(
-    pool: PoolSnapshot, pool_plan: PoolPlan, targets: Mapping[str, Target], resolver: _Resolver
+    pool: PoolSnapshot, pool_plan: PoolPlan, targets: Mapping[str, Target], resolver: Resolver
 ) -> list[Finding]:
     findings: list[Finding] = []
     for entry in pool_plan.removes:
@@ -612,7 +343,7 @@ def _drift(
     return findings
 
 
-def _named_owner(resolver: _Resolver, name: str) -> dict[str, Any]:
+def _named_owner(resolver: Resolver, name: str) -> dict[str, Any]:
     owner = resolver.named_owner(name)
     if owner is None:
         return {"namedNic": None}

@@ -23,7 +23,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import ContentSettings
 
 from shared import settings
-from shared.core.audit_findings import DRAIN_POOLSYNC, DrainRecord, drain_key
+from shared.core.audit_model import DRAIN_POOLSYNC, DrainRecord, drain_key
 from shared.core.ids import id_key
 from shared.storage.account import StorageSettings
 

@@ -73,6 +73,34 @@ def test_audit_is_queued_then_run_by_the_queue_trigger(api: ApiClient, queue: Qu
     assert report["summary"]["pools"] == 2
 
 
+def test_the_report_is_served_as_json_and_as_a_page(api: ApiClient, queue: QueueClient) -> None:
+    assert api.call("POST", "/api/reconcile", {"pool": ids.pool()}).status == 200
+    location = api.call("POST", "/api/audit").headers["Location"]
+    early = api.call("GET", f"{location}/report")
+    assert (early.status, early.error["code"]) == (409, "AuditNotFinished")
+    deliver_all(queue)
+    run_id = api.call("GET", location).body["report"]["runId"]
+
+    as_json = api.call("GET", f"{location}/report")
+    assert as_json.status == 200 and as_json.body["runId"] == run_id
+    app_pool = next(p for p in as_json.body["pools"] if p["id"] == ids.pool())
+    assert {(m["owner"], m["vm"].rsplit("/", 1)[-1]) for m in app_pool["members"]} == {
+        ("vm", "web-1"), ("vm", "web-2"), ("vm", "web-3")}
+    by_run_id = api.call("GET", f"/api/audits/{run_id}/report")
+    assert by_run_id.body == as_json.body
+
+    page = api.call("GET", f"{location}/report", query={"format": "html"})
+    assert page.status == 200 and page.body.lstrip().lower().startswith("<!doctype html")
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert run_id in page.body
+    assert api.call("GET", f"{location}/report", headers={"Accept": "text/html"}).body == page.body
+
+    assert api.call("GET", f"{location}/report", query={"format": "pdf"}).error["target"] == "format"
+    assert api.call("GET", "/api/audits/nope/report").error["code"] == "InvalidAuditId"
+    missing = api.call("GET", "/api/audits/20200101T000000Z-0123abcd/report")
+    assert (missing.status, missing.error["code"]) == (404, "ReportNotFound")
+
+
 def test_a_duplicate_delivery_does_not_run_the_audit_again(api: ApiClient, queue: QueueClient) -> None:
     location = api.call("POST", "/api/audit").headers["Location"]
     [message] = queue.peek_messages()

@@ -17,7 +17,7 @@ import pytest
 from devstack.host import LocalFunctionsHost
 from emulator import Emulator
 from handlers import http_api
-from shared.api.operations import HEALTH_CACHE, app_version
+from shared.api.health import HEALTH_CACHE, app_version
 from shared.app.health import SingleFlightCache
 from shared.app.runtime import set_runtime
 from tests.api.conftest import Configure

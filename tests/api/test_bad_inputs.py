@@ -173,10 +173,11 @@ CASES = {
     # --- reconcile ---
     "reconcile without pool": reconcile({"dryRun": True}, code="MissingField"),
     "reconcile pool not a string": reconcile({"pool": 5}),
-    "reconcile pool not an id": reconcile({"pool": "pool-app"}, code="InvalidResourceId"),
+    # "pool-app" and "lb-app/pool-app" name a managed pool (test_reconcile_api.py); this names nothing
+    "reconcile pool not an id": reconcile({"pool": "rg/lb-app/pool-app"}, code="InvalidResourceId"),
     "reconcile a VNet id": reconcile({"pool": ids.vnet()}, code="InvalidResourceId"),
     "reconcile an unconfigured pool": reconcile({"pool": ids.pool(UNLISTED_POOL)}, 403, "PoolNotManaged"),
-    "reconcile list with a bad entry": reconcile({"pool": [ids.pool(), "x"]}, code="InvalidResourceId",
+    "reconcile list with a bad entry": reconcile({"pool": [ids.pool(), "x/y/z"]}, code="InvalidResourceId",
                                                  target="pool[1]"),
     "reconcile dryRun not a boolean": reconcile({"pool": "all", "dryRun": "yes"}, target="dryRun"),
     "reconcile unknown field": reconcile({"pool": "all", "dry_run": True}, code="UnknownField",

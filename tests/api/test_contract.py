@@ -6,6 +6,7 @@ together they are the contract test: documented statuses only, bodies matching t
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import tomllib
@@ -16,7 +17,9 @@ from openapi_spec_validator import validate
 
 from function_app import BLUEPRINTS
 from handlers import http_api
-from shared.api.operations import OPENAPI_PATH, openapi_document
+from shared.api.health import app_version, openapi_document
+from shared.api.models import ERROR_CODES
+from shared.api.openapi import ENDPOINTS, OPENAPI_PATH, build_document
 from tests.api.helpers import ApiClient, registered_routes
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -78,3 +81,39 @@ def test_the_api_serves_its_document(api: ApiClient) -> None:
     answer = api.call("GET", "/api/openapi.json")
     assert answer.status == 200
     assert answer.body == openapi_document()
+
+
+def raised_error_codes() -> set[str]:
+    """The literal codes of every ApiError / bad_request in shared/api (and azure_error's two labels)."""
+    codes: set[str] = set()
+    for path in (REPO / "shared" / "api").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                "ApiError", "bad_request"
+            ):
+                code = node.args[1 if node.func.id == "ApiError" else 0] if node.args else None
+                if isinstance(code, ast.Constant):
+                    codes.add(code.value)
+            if isinstance(node, ast.IfExp) and all(
+                isinstance(branch, ast.Constant) and str(branch.value).startswith("Azure")
+                for branch in (node.body, node.orelse)
+            ):
+                codes.update({node.body.value, node.orelse.value})  # type: ignore[attr-defined]
+    return codes
+
+
+def test_every_documented_error_code_is_raised_and_every_raised_code_is_documented() -> None:
+    """Every answer in tests/api is also checked against this enum (ApiClient.check_contract)."""
+    document = openapi_document()
+    documented = document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"]
+    assert set(documented) == set(ERROR_CODES)
+    assert raised_error_codes() == set(ERROR_CODES)
+
+
+def test_the_served_document_is_the_generated_one_and_the_file_is_current() -> None:
+    """Generated from the models and endpoints (shared/api/openapi.py); the file is a copy for readers:
+    `python -m shared.api.openapi` rewrites it."""
+    generated = build_document(app_version())
+    assert openapi_document() == generated
+    assert json.loads(OPENAPI_PATH.read_text()) == generated, "run: python -m shared.api.openapi"
+    assert len(ENDPOINTS) == len(documented_operations())

@@ -18,8 +18,7 @@ import pytest
 from azure.mgmt.network import NetworkManagementClient
 
 from emulator import Emulator
-from shared.api import auth
-from shared.api import operations as http_ops
+from shared.api import audit_report, auth, changes, health, pools, runs
 from tests.api.conftest import Configure
 from tests.api.helpers import MANUAL_POOL, ApiClient, azure_addresses, pool_path, principal_header
 from tests.fixtures.arm import ids
@@ -57,13 +56,19 @@ READS: dict[str, tuple[str, str, Any]] = {
 }
 
 
+def operation(name: str) -> Any:
+    return next(getattr(module, name) for module in (health, pools, changes, runs, audit_report)
+                if hasattr(module, name))
+
+
 def test_every_operation_names_its_role_and_changes_need_the_operator() -> None:
-    roles = {name: auth.required_role_of(getattr(http_ops, name)) for name in (
-        "get_openapi", "list_pools", "get_pool", "audit_status", "operation_status", "reconcile",
-        "add_addresses", "remove_address", "drain_address", "enable_address", "audit", "run_audit_now")}
+    roles = {name: auth.required_role_of(operation(name)) for name in (
+        "get_openapi", "list_pools", "get_pool", "audit_status", "audit_report", "operation_status",
+        "reconcile", "add_addresses", "remove_address", "drain_address", "enable_address", "audit",
+        "run_audit_now")}
     assert roles == {
         "get_openapi": auth.READER, "list_pools": auth.READER, "get_pool": auth.READER,
-        "audit_status": auth.READER, "operation_status": auth.READER,
+        "audit_status": auth.READER, "audit_report": auth.READER, "operation_status": auth.READER,
         "reconcile": auth.READER,  # a dry run is a plan; a real run also needs the operator (below)
         "add_addresses": auth.OPERATOR, "remove_address": auth.OPERATOR, "drain_address": auth.OPERATOR,
         "enable_address": auth.OPERATOR, "audit": auth.OPERATOR, "run_audit_now": auth.OPERATOR,

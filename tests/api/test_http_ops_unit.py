@@ -1,4 +1,4 @@
-"""Pure parts of shared.api.operations: operation ids, settings parsing, the caller, names. No I/O."""
+"""Pure parts of shared.api: operation ids, settings parsing, the caller, names. No I/O."""
 
 from __future__ import annotations
 
@@ -7,17 +7,11 @@ import json
 
 import pytest
 
-from shared.api.operations import (
-    ApiError,
-    ApiRequest,
-    authorize,
-    client_principal,
-    default_address_name,
-    operation_path,
-    operation_token,
-    parse_ip,
-    parse_manual_pools,
-)
+from shared.api.addresses import default_address_name, parse_ip
+from shared.api.arm_answers import operation_path, operation_token
+from shared.api.context import parse_manual_pools
+from shared.api.http import ApiError, ApiRequest
+from shared.api.operations import authorize, client_principal
 from shared.core.naming import AZURE_NAME_RE, is_managed_name
 from tests.fixtures.arm import SUBSCRIPTION, ids
 

@@ -109,6 +109,7 @@ def test_wait_false_answers_202_with_an_operation_to_poll(api: ApiClient, world:
     answer = api.call("POST", ADD, {"ipAddress": "10.0.5.10"}, query={"wait": "false"})
 
     assert answer.status == 202
+    assert (answer.body["written"], answer.body["accepted"]) == (False, True)  # still running in Azure
     operation = answer.body["operation"]
     assert answer.headers["Location"] == operation["href"] == f"/api/operations/{operation['id']}"
     running = api.call("GET", operation["href"])
@@ -179,7 +180,9 @@ def test_a_drained_managed_member_stays_drained_through_reconciles(
 
     drained = api.call("POST", f"{pool_path()}/addresses/{nic_ip(world, 'web-1-nic')}/drain")
     assert drained.status == 200
-    assert drained.body["addresses"][0]["name"] == name
+    member = drained.body["addresses"][0]
+    assert (member["name"], member["adminState"], member["rule"]) == (name, "Down", "web")
+    assert (member["owner"]["vmName"], member["owner"]["nicName"]) == ("web-1", "web-1-nic")
     assert api.call("POST", "/api/reconcile", {"pool": ids.pool()}).body["pools"][0]["status"] == "unchanged"
     assert azure_addresses(network)[name]["properties"].get("adminState") == "Down"
 
@@ -192,7 +195,8 @@ def test_removing_a_managed_member_warns_that_reconcile_brings_it_back(
 
     answer = api.call("DELETE", f"{pool_path()}/addresses/{name}")
     assert answer.status == 200
-    assert answer.body["addresses"][0]["managed"] is True
+    removed = answer.body["addresses"][0]
+    assert (removed["managed"], removed["rule"], removed["owner"]["vmName"]) == (True, "web", "web-3")
     assert "next reconcile adds it back" in answer.body["warnings"][0]
     assert name not in azure_addresses(network)
     api.call("POST", "/api/reconcile", {"pool": ids.pool()})

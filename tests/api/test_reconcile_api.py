@@ -8,7 +8,7 @@ from azure.mgmt.network import NetworkManagementClient
 from emulator import Emulator
 from tests.api.conftest import Configure
 from tests.api.helpers import MANUAL_POOL, OTHER_RULE_POOL, ApiClient, azure_addresses, pool_path
-from tests.fixtures.arm import RESOURCE_GROUP, ids
+from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, ids
 
 
 def test_dry_run_returns_the_plan_and_writes_nothing(
@@ -49,6 +49,19 @@ def test_pool_ids_match_case_insensitively_and_answer_in_canonical_spelling(api:
 
     assert answer.status == 200
     assert answer.body["pools"][0]["pool"] == ids.pool()
+
+
+def test_pools_can_be_named_as_the_cli_names_them(api: ApiClient) -> None:
+    """`<load balancer>/<pool>` and a unique `<pool>`, as well as the id (what `poolsync` accepts)."""
+    for given in (f"{LB}/{POOL}", POOL, [POOL.upper(), ids.pool()]):
+        answer = api.call("POST", "/api/reconcile", {"pool": given, "dryRun": True})
+        assert answer.status == 200, (given, answer.body)
+        assert [p["pool"] for p in answer.body["pools"]] == [ids.pool()]
+
+    unknown = api.call("POST", "/api/reconcile", {"pool": [POOL, f"{LB}/nope"], "dryRun": True})
+    assert unknown.status == 403
+    assert (unknown.error["code"], unknown.error["target"]) == ("PoolNotManaged", "pool[1]")
+    assert f"{LB}/{POOL}" in unknown.error["message"]  # the managed pools are listed
 
 
 def test_manual_pools_are_not_reconciled(api: ApiClient) -> None:

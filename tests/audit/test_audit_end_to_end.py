@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator
 
 from emulator import Emulator
 from shared.audit.collect import run_audit
-from shared.audit.report import report_schema, validate_report
+from shared.audit.report import render_html, report_schema, validate_report
 from shared.storage.report_store import DrainLedger, ReportStore, report_location
 from tests.audit.helpers import (
     FRONTEND_IP,
@@ -273,3 +273,30 @@ def test_sync_mode_automatic_and_failed_pools_read_from_azure_are_reported(
 
 def test_the_report_schema_is_a_valid_schema():
     Draft202012Validator.check_schema(report_schema())
+
+
+def test_the_report_reads_in_half_a_minute(seeded):
+    """Members with their VM and admin state, the poolsync command that fixes each finding it can, short
+    names with the full id on hover, and a duration rather than timestamps."""
+    report = run_audit(seeded, now=NOW)
+    validate_report(report)
+
+    app = next(pool for pool in report["pools"] if pool["id"] == APP)
+    members = {m["name"]: m for m in app["members"]}
+    assert len(members) == app["addresses"]
+    drained = members[managed("web-1-nic")]
+    assert drained["adminState"] == "Down" and drained["owner"] == "vm"
+    assert drained["vm"].lower().endswith("/virtualmachines/web-1")
+
+    commands = {(f["code"], f["address"]): f["command"] for f in report["findings"] if f["pool"] == APP}
+    enable = f"poolsync enable lb-app/pool-app {managed('web-1-nic')}"
+    assert commands[("drain_overdue", managed("web-1-nic"))] == enable
+    assert all(command == "poolsync apply lb-app/pool-app"
+               for (code, _), command in commands.items() if code in ("stale_address", "missing_address"))
+    orphans = [f for f in report["findings"] if f["code"] == "unmanaged_orphan"]
+    assert orphans and all(f["command"].startswith("poolsync remove ") for f in orphans)
+
+    page = render_html(report)
+    assert f'<span title="{APP}">lb-app/pool-app</span>' in page
+    assert f"<code>{enable}</code>" in page
+    assert "took " in page and report["startedAt"] not in page  # no microsecond timestamps

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.audit.collect import AuditSettings, lb_facts_from_json, parse_duration, vnet_facts_from_json
-from shared.core.audit_findings import (
+from shared.core.audit_findings import audit
+from shared.core.audit_model import (
     POOL_SIZE_LIMIT,
     AuditInputs,
     DrainRecord,
@@ -16,7 +17,6 @@ from shared.core.audit_findings import (
     LoadBalancerFacts,
     SubnetFacts,
     VnetFacts,
-    audit,
     drain_key,
 )
 from shared.core.ids import id_key

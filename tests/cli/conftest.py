@@ -51,9 +51,10 @@ def settings_file(
 def poolsync(settings_file: Path) -> Poolsync:
     """Run `poolsync --settings <file> ARGS...` in a clean environment (no POOLSYNC_* from the test run)."""
 
-    def run(*args: str, settings: Path | None = settings_file, timeout: float = 120) -> Run:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("POOLSYNC_", "AzureWebJobs", "AZURE_"))}
+    def run(*args: str, settings: Path | None = settings_file, timeout: float = 120,
+            env: dict[str, str] | None = None) -> Run:
+        env = {**{key: value for key, value in os.environ.items()
+                  if not key.startswith(("POOLSYNC_", "AzureWebJobs", "AZURE_"))}, **(env or {})}
         command = [sys.executable, "-m", "cli", *(["--settings", str(settings)] if settings else []), *args]
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         return Run(done.returncode, done.stdout, done.stderr)

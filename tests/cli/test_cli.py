@@ -1,5 +1,5 @@
-"""`poolsync` as an operator runs it: outputs, exit codes (0 done, 1 failed/refused, 2 usage) and what
-ends up in the pools, against the emulator and Azurite."""
+"""`poolsync` as an operator runs it: outputs, exit codes (0 done, 1 failed/refused, 2 usage, 3 not found)
+and what ends up in the pools, against the emulator and Azurite."""
 
 from __future__ import annotations
 
@@ -93,11 +93,17 @@ def test_apply_is_refused_by_the_guard_until_forced_with_a_reason(
 
     refused = poolsync("apply", APP_POOL)
     assert refused.code == 1
-    assert f"{APP_POOL}: refused" in refused.stdout
-    assert "--force --reason" in refused.stderr
-    assert "GuardRefused" in refused.stderr and "would remove 2 of 3" in refused.stderr
+    assert f"{APP_POOL}: held by the guard (unchanged 1, held 2)" in refused.stdout
+    # A hold is not a usage error: it says what was held and the command that applies it anyway.
+    assert "error: argument" not in refused.stderr
+    assert "held by the guard, nothing written (GuardRefused): would remove 2 of 3" in refused.stderr
+    assert f"to apply it anyway: poolsync apply {APP_POOL} --force --reason TEXT" in refused.stderr
+    assert "poolsync.guard_refused" not in refused.stderr  # telemetry lines only with --verbose
     assert len(azure_addresses(network)) == 3
-    assert poolsync("plan", APP_POOL).code == 1  # a dry run answers as the real run would
+    planned = poolsync("plan", APP_POOL)  # a plan was made: exit 0, and it says what would be held
+    assert planned.code == 0
+    assert "the guard would hold back: would remove 2 of 3" in planned.stderr
+    assert "poolsync.guard_refused" in poolsync("plan", APP_POOL, "--verbose").stderr
 
     no_reason = poolsync("apply", APP_POOL, "--force")
     assert no_reason.code == 2
@@ -126,7 +132,7 @@ def test_drain_by_ip_and_enable_by_name(poolsync: Poolsync, network: NetworkMana
 
 def test_address_errors_name_the_argument(poolsync: Poolsync) -> None:
     missing = poolsync("drain", APP_POOL, "10.0.0.250")
-    assert missing.code == 1
+    assert missing.code == 3
     assert "AddressNotFound" in missing.stderr
 
     malformed = poolsync("drain", APP_POOL, "10.0.0.0/24", "-o", "json")
@@ -136,13 +142,16 @@ def test_address_errors_name_the_argument(poolsync: Poolsync) -> None:
 
 
 def test_pool_arguments_are_checked(poolsync: Poolsync) -> None:
+    # Not managed is one exit code however the pool is named (3, as az's "not found").
     unknown = poolsync("plan", "nope")
-    assert unknown.code == 2
+    assert unknown.code == 3
     assert "argument POOL" in unknown.stderr and APP_POOL in unknown.stderr
+    assert "PoolNotManaged" in unknown.stderr
 
     not_managed = poolsync("plan", ids.pool(UNLISTED_POOL))
-    assert not_managed.code == 1
+    assert not_managed.code == 3
     assert "PoolNotManaged" in not_managed.stderr
+    assert poolsync("plan", f"{LB}/{UNLISTED_POOL}").code == 3
 
     manual = poolsync("apply", f"{LB}/{MANUAL_POOL}")
     assert manual.code == 1
@@ -170,6 +179,17 @@ def test_audit_summarises_and_writes_the_report(poolsync: Poolsync, tmp_path: Pa
 
     as_json = poolsync("audit", "-o", "json").json()
     assert as_json["summary"]["pools"] == 2 and as_json["runId"] != report["runId"]
+
+    shown = poolsync("audit", "show", report["runId"], "-o", "json")
+    assert shown.code == 0, shown.stderr
+    assert shown.json()["runId"] == report["runId"] and shown.json()["findings"] == report["findings"]
+    opened = poolsync("audit", "show", report["runId"], "--open", "--report-dir", str(tmp_path),
+                      env={"BROWSER": "true"})  # `true URL`: a browser that opens nothing
+    assert opened.code == 0, opened.stderr
+    page = tmp_path / f"poolsync-audit-{report['runId']}.html"
+    assert f"opened {page}" in opened.stdout and report["runId"] in page.read_text()
+    missing = poolsync("audit", "show", "20200101T000000Z-0123abcd")
+    assert missing.code == 3 and "ReportNotFound" in missing.stderr
 
 
 def test_configuration_problems_are_usage_errors(

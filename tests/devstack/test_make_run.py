@@ -106,3 +106,12 @@ def test_demo_tour_passes_every_step_and_leaves_an_html_report(tmp_path: Path) -
     report = Path(re.search(r"HTML report: (\S+\.html)", output)[1])  # type: ignore[index]
     assert report.is_file() and "<html" in report.read_text().lower()
     assert re.search(r"pool-web .*\[#+\] 100%\s+in sync", output), "the live table showed the pools in sync"
+
+
+def test_help_says_the_whole_description() -> None:
+    shown = subprocess.run([sys.executable, "-m", "devstack", "--help"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    description = " ".join(shown.stdout.split("options:")[0].split("\n", 2)[-1].split())
+    assert "serve until Ctrl-C." in description
+    assert description.endswith("exits 0 only if all passed.")

@@ -23,7 +23,7 @@ import pytest
 
 from devstack.ports import free_port
 from devstack.stack import SAMPLE_RULES, LocalStack
-from shared.api.operations import HEALTH_CACHE
+from shared.api.health import HEALTH_CACHE
 
 REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
