@@ -6,7 +6,6 @@ account and key are public constants, not secrets.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from devstack.ports import free_port, wait_for_port
 from devstack.process import die_with_parent, stop_process
+from shared.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_ACCOUNT = "devstoreaccount1"
@@ -62,7 +62,7 @@ class Azurite:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,  # no orphaned Azurite when `make run` is killed
-                env={**os.environ, "AZURITE_ACCOUNTS": ""} if "AZURITE_ACCOUNTS" in os.environ else None,
+                env=child_environment(AZURITE_ACCOUNTS=""),  # its dev account, whatever the shell set
             )
             ready = all(wait_for_port(p, 30) for p in (self.blob_port, self.queue_port, self.table_port))
             if ready and self.process.poll() is None:
