@@ -20,8 +20,13 @@ $(NODE_STAMP): package.json package-lock.json
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
+# The suite runs on pytest-xdist workers, each with its own Azurite and ARM emulator (session fixtures).
+# Most tests wait on those, so more workers than cores pay; TEST_WORKERS=0 runs in one process.
+# --dist loadgroup keeps a module that shares one expensive fixture (xdist_group) on one worker.
+TEST_WORKERS ?= 4
+
 test: deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 run: deps
 	$(PY) -m devstack

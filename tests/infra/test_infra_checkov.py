@@ -9,7 +9,8 @@ import pytest
 from tests.infra.bicep_tree import bicep_files
 from tests.infra.checkov_tool import ensure_checkov, scan_infra
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+# One worker runs the module (make test: --dist loadgroup), so the scan below runs once.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800), pytest.mark.xdist_group("checkov")]
 
 
 @pytest.fixture(scope="module")
