@@ -24,7 +24,7 @@ deps: $(PY_STAMP) $(NODE_STAMP)
 # Most tests wait on those, so more workers than cores pay; TEST_WORKERS=0 runs in one process.
 # --maxschedchunk 1: one test at a time to whichever worker is free, so the long scenarios that
 # tests/conftest.py puts first spread over the workers.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 
 test: deps
 	$(PY) -m pytest -n $(TEST_WORKERS) --maxschedchunk 1

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         return measured
 
-    # Sections measured at once (--jobs > 1) disturb each other's figures: for seeing it work, not for figures.
+    # Sections measured at once (--jobs > 1) disturb each other's figures: for seeing it work only.
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         figures = [figure for section in pool.map(measure, args.only or list(SECTIONS)) for figure in section]
     print(render(figures))

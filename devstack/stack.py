@@ -23,8 +23,8 @@ from devstack.azurite import Azurite
 from devstack.host import EVENT_GRID_TRIGGER, HTTP_TRIGGER, TIMER_TRIGGER, LocalFunctionsHost, load_app
 from devstack.process import die_with_parent, stop_process, wait_for_line
 from devstack.settings import local_settings
-from shared.app.runtime import set_runtime
 from shared import settings as declared
+from shared.app.runtime import set_runtime
 from shared.settings import export_to_process, restore_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

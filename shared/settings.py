@@ -2,7 +2,8 @@
 
 Modules keep their own parsing and error messages; what they take from here is the name, the default
 and the way to reach the process settings (`app_settings`), so this is the one module that touches
-os.environ - for every entry point: the Functions app, the CLI, devstack and the benchmarks. README's settings table lists every setting below (tests/test_settings.py checks it).
+os.environ - for every entry point: the Functions app, the CLI, devstack and the benchmarks. README's
+settings table lists every setting below (tests/test_settings.py checks it).
 """
 
 from __future__ import annotations

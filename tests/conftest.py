@@ -16,4 +16,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long scenarios (marked slow) first, the longest of them before the rest: under pytest-xdist
     (`make test` hands out one test at a time) they start at once, side by side, while the short tests
     fill the other workers, instead of one of them ending the run alone."""
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, not item.nodeid.startswith(LONGEST)))
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
+                                 not item.nodeid.startswith(LONGEST)))

@@ -90,7 +90,8 @@ def test_settings_are_read_from_the_given_mapping_before_the_process_environment
 def test_settings_exported_to_the_process_come_back_out_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POOLSYNC_RETRY_DEADLINE", "9")
     monkeypatch.delenv("POOLSYNC_RETRY_MAX_ATTEMPTS", raising=False)
-    previous = settings.export_to_process({"POOLSYNC_RETRY_DEADLINE": "7", "POOLSYNC_RETRY_MAX_ATTEMPTS": "3"})
+    previous = settings.export_to_process({"POOLSYNC_RETRY_DEADLINE": "7",
+                                           "POOLSYNC_RETRY_MAX_ATTEMPTS": "3"})
     assert settings.RETRY_DEADLINE.get(settings.app_settings()) == "7"
     assert settings.RETRY_MAX_ATTEMPTS.get(settings.app_settings()) == "3"
     assert settings.child_environment(EXTRA="x")["POOLSYNC_RETRY_MAX_ATTEMPTS"] == "3"

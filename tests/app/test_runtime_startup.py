@@ -54,7 +54,8 @@ def test_unreachable_azure_does_not_block_start_up(arm, monkeypatch, caplog) -> 
         reserved.bind(("127.0.0.1", 0))
         closed = f"https://127.0.0.1:{reserved.getsockname()[1]}"
         use_settings(monkeypatch, local_settings(closed, arm.ca_path, rules=rules_document(),
-                                                 POOLSYNC_RETRY_DEADLINE="1", POOLSYNC_RETRY_MAX_ATTEMPTS="1"))
+                                                 POOLSYNC_RETRY_DEADLINE="1",
+                                                 POOLSYNC_RETRY_MAX_ATTEMPTS="1"))
         assert get_runtime().rules.rules[0].name == "web"
     assert "not checked against Azure" in caplog.text
 

@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_bench_prints_one_table_with_every_benchmark() -> None:
-    # --jobs: the sections side by side; the figures are not checked here, so their disturbance does not matter.
+    # --jobs: the sections side by side; the figures are not checked here, so disturbing them is harmless.
     completed = subprocess.run([sys.executable, "-m", "bench", "--quick", "--jobs", "4"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
