@@ -20,8 +20,14 @@ $(NODE_STAMP): package.json package-lock.json
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
+# The suite runs on pytest-xdist workers, each with its own Azurite and ARM emulator (session fixtures).
+# Most tests wait on those, so more workers than cores pay; TEST_WORKERS=0 runs in one process.
+# --maxschedchunk 1: one test at a time to whichever worker is free, so the long scenarios that
+# tests/conftest.py puts first spread over the workers.
+TEST_WORKERS ?= 6
+
 test: deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
 
 run: deps
 	$(PY) -m devstack

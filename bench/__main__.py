@@ -15,6 +15,7 @@ module exposes; the figures come back as JSON and are printed together. Figures 
 
     python -m bench            # the full sizes (five minutes, plus up to ~25 for azure scale on 2 cores)
     python -m bench --quick    # small sizes, to see it work
+    python -m bench --quick --jobs 4   # the sections at once: faster, figures disturbed (the test runs this)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (same as --preset quick)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="sections measured at once (default 1; more is faster but disturbs the figures)")
     parser.add_argument("--section", choices=sorted(SECTIONS), help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -217,12 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json_out).write_text(json.dumps([asdict(f) for f in measured]))
         return 0
 
-    figures: list[Figure] = []
-    for name in args.only or list(SECTIONS):
+    def measure(name: str) -> list[Figure]:
         print(f"measuring {SECTIONS[name][0]} ({preset} sizes)...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        figures += run_section(name, preset)
-        print(f"  done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        measured = run_section(name, preset)
+        print(f"  {name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        return measured
+
+    # Sections measured at once (--jobs > 1) disturb each other's figures: for seeing it work only.
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        figures = [figure for section in pool.map(measure, args.only or list(SECTIONS)) for figure in section]
     print(render(figures))
     return 0 if all(f.figure != "error" for f in figures) else 1
 

@@ -45,6 +45,7 @@ from devstack.settings import local_settings
 from emulator.throttling import BucketSettings
 from emulator.topology import DEFAULT_RESOURCE_GROUP
 from emulator.world import DEFAULT_SUBSCRIPTION
+from shared import settings
 from shared.core.naming import address_name
 
 BASE = f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{DEFAULT_RESOURCE_GROUP}/providers"
@@ -432,8 +433,8 @@ def measure(scale: Scale, cases: tuple[str, ...] = ("create", "delete", "burst")
 
 
 def quiet_seconds(env: dict[str, str]) -> float:
-    """The coalescing quiet period the app runs with (app setting, README default 1.0 s)."""
-    return float(env.get("POOLSYNC_COALESCE_QUIET") or 1.0)
+    """The coalescing quiet period the app runs with."""
+    return float(settings.COALESCE_QUIET.or_default(env))
 
 
 def _percentile(ordered: list[float], share: float) -> float:

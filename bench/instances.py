@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.events import DELETE_SUCCESS, WRITE_SUCCESS, build_event
+from shared import settings
 
 POOLSYNC = "poolsync"
 NAIVE = "naive"
@@ -210,10 +211,11 @@ def instance_main(mode: str, env: dict[str, str], inbox: Any, concurrency: int, 
                   | None = None) -> None:
     """Build the handler, say ready, then deliver what arrives in `inbox`: an event dict, (drain, seconds)
     to end a phase and put its report in `results`, or None to exit."""
-    if os.environ.get("POOLSYNC_BENCH_LOG"):
+    log_level = settings.BENCH_LOG.text(settings.app_settings())
+    if log_level:
         import logging
 
-        logging.basicConfig(level=os.environ["POOLSYNC_BENCH_LOG"],
+        logging.basicConfig(level=log_level,
                             format="%(created).3f %(process)d %(name)s %(message)s")
         logging.getLogger("azure").setLevel(logging.WARNING)
     give_up_at = [float("inf")]  # wall clock; the naive handler stops retrying there

@@ -7,13 +7,13 @@ file wins. A relative POOLSYNC_RULES_FILE in that file is read next to the file 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from azure.core.credentials import TokenCredential
 
 from shared.azure.clients import ArmSettings
+from shared.settings import RULES_FILE, app_settings
 
 AUTH_CHOICES = ("default", "cli", "managed-identity")
 # The HTTP API's app-role check trusts App Service Authentication; the CLI caller is instead the Azure
@@ -39,14 +39,14 @@ def read_settings_file(path: Path) -> dict[str, str]:
     if bad:
         raise SettingsError(f"{path}: Values.{bad[0]} must be a string")
     settings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
-    rules_file = settings.get("POOLSYNC_RULES_FILE", "").strip()
+    rules_file = RULES_FILE.text(settings)
     if rules_file and not Path(rules_file).is_absolute() and (path.parent / rules_file).exists():
-        settings["POOLSYNC_RULES_FILE"] = str((path.parent / rules_file).resolve())
+        settings[RULES_FILE.name] = str((path.parent / rules_file).resolve())
     return settings
 
 
 def load_settings(settings_file: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    settings = dict(os.environ if environ is None else environ)
+    settings = dict(app_settings(environ))
     if settings_file is not None:
         settings.update(read_settings_file(settings_file))
     for key in HTTP_ONLY_SETTINGS:

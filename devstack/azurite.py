@@ -6,18 +6,23 @@ account and key are public constants, not secrets.
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.ports import free_port, wait_for_port
-from devstack.process import die_with_parent, stop_process
+from devstack.process import die_with_parent, stop_process, wait_for_line
+from shared.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def listening(service: str) -> re.Pattern[str]:
+    """Azurite's start-up line naming the port a service listens on (printed even with --silent)."""
+    return re.compile(rf"Azurite {service} service is successfully listening at http://127\.0\.0\.1:(\d+)")
 
 
 class AzuriteNotInstalled(RuntimeError):
@@ -42,11 +47,12 @@ class Azurite:
     table_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self, attempts: int = 3) -> Azurite:
+    def start(self, timeout: float = 60.0) -> Azurite:
+        """Start on ports the kernel picks (no probing, so parallel test workers never race for one) and
+        read them from Azurite's start-up lines."""
         self.location.mkdir(parents=True, exist_ok=True)
-        for _ in range(attempts):  # a free port can be taken between probing and binding
-            self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
-            log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the child process
+        log_path = self.location / "azurite.log"
+        with open(log_path, "wb") as log:  # this run's lines only: the ports are read from it
             self.process = subprocess.Popen(
                 [
                     azurite_binary(),
@@ -55,20 +61,23 @@ class Azurite:
                     "--skipApiVersionCheck",
                     "--loose",
                     "--location", str(self.location),
-                    "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-                    "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-                    "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
+                    "--blobHost", "127.0.0.1", "--blobPort", "0",
+                    "--queueHost", "127.0.0.1", "--queuePort", "0",
+                    "--tableHost", "127.0.0.1", "--tablePort", "0",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,  # no orphaned Azurite when `make run` is killed
-                env={**os.environ, "AZURITE_ACCOUNTS": ""} if "AZURITE_ACCOUNTS" in os.environ else None,
+                env=child_environment(AZURITE_ACCOUNTS=""),  # its dev account, whatever the shell set
             )
-            ready = all(wait_for_port(p, 30) for p in (self.blob_port, self.queue_port, self.table_port))
-            if ready and self.process.poll() is None:
-                return self
+        try:
+            self.blob_port, self.queue_port, self.table_port = (
+                int(wait_for_line(log_path, self.process, listening(service), timeout)[1])
+                for service in ("Blob", "Queue", "Table"))
+        except RuntimeError:
             self.stop()
-        raise RuntimeError(f"Azurite did not start; see {self.location / 'azurite.log'}")
+            raise
+        return self
 
     @property
     def connection_string(self) -> str:

@@ -34,7 +34,6 @@ import importlib
 import inspect
 import json
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -60,6 +59,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequestConverter
 
 from devstack.routes import RouteTemplate, RouteTemplateError, ordered
+from shared.settings import app_settings
 
 log = logging.getLogger("devstack.host")
 
@@ -484,7 +484,7 @@ class LocalFunctionsHost:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name="functions-host", daemon=True)
         self._thread.start()
-        self._start_queue_pollers(os.environ)
+        self._start_queue_pollers(app_settings())
         self._run_startup_timers()
         return self
 

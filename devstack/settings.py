@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shared import settings as declared
+
 STATIC_TOKEN = "devstack"  # the emulator accepts any bearer token
 
 
@@ -21,16 +23,16 @@ def local_settings(
 ) -> dict[str, str]:
     """What the Function app reads, pointed at the emulator (and Azurite); `overrides` win."""
     settings = {
-        "POOLSYNC_ARM_ENDPOINT": arm_url,
-        "POOLSYNC_ARM_CA_BUNDLE": ca_path,
-        "POOLSYNC_ARM_STATIC_TOKEN": STATIC_TOKEN,
-        "POOLSYNC_ARM_POLLING_INTERVAL": "0.05",
+        declared.ARM_ENDPOINT.name: arm_url,
+        declared.ARM_CA_BUNDLE.name: ca_path,
+        declared.ARM_STATIC_TOKEN.name: STATIC_TOKEN,
+        declared.ARM_POLLING_INTERVAL.name: "0.05",
     }
     if rules is not None:
-        settings["POOLSYNC_RULES"] = rules if isinstance(rules, str) else json.dumps(rules)
+        settings[declared.RULES.name] = rules if isinstance(rules, str) else json.dumps(rules)
     if rules_path is not None:
-        settings["POOLSYNC_RULES_FILE"] = str(rules_path)
+        settings[declared.RULES_FILE.name] = str(rules_path)
     if storage_connection_string is not None:
-        settings["AzureWebJobsStorage"] = storage_connection_string
+        settings[declared.STORAGE_CONNECTION.name] = storage_connection_string
     settings.update(overrides)
     return settings

@@ -8,7 +8,6 @@ then the emulator starts, then the app settings point at both and the host begin
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import ssl
@@ -24,7 +23,9 @@ from devstack.azurite import Azurite
 from devstack.host import EVENT_GRID_TRIGGER, HTTP_TRIGGER, TIMER_TRIGGER, LocalFunctionsHost, load_app
 from devstack.process import die_with_parent, stop_process, wait_for_line
 from devstack.settings import local_settings
+from shared import settings as declared
 from shared.app.runtime import set_runtime
+from shared.settings import export_to_process, restore_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = REPO_ROOT / ".devstack"
@@ -88,8 +89,8 @@ class EmulatorProcess:
 def app_settings(arm_url: str, ca_path: str, storage_connection_string: str, rules_path: Path,
                  extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The app settings of the local stack: the emulator and Azurite, patient but quick retries."""
-    defaults = {"POOLSYNC_ARM_POLLING_INTERVAL": "0.1", "POOLSYNC_RETRY_DEADLINE": "60",
-                "POOLSYNC_RETRY_BASE_BACKOFF": "0.1", "POOLSYNC_RETRY_MAX_BACKOFF": "2"}
+    defaults = {declared.ARM_POLLING_INTERVAL.name: "0.1", declared.RETRY_DEADLINE.name: "60",
+                declared.RETRY_BASE_BACKOFF.name: "0.1", declared.RETRY_MAX_BACKOFF.name: "2"}
     return local_settings(arm_url, ca_path, storage_connection_string, rules_path=rules_path,
                           **{**defaults, **(extra or {})})
 
@@ -149,9 +150,8 @@ class LocalStack:
     def _apply_settings(self) -> None:
         # The app reads its settings from the environment, as in Azure; the previous values come back
         # on stop so a test process is left as it was.
-        for key, value in self.settings.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+        for key, value in export_to_process(self.settings).items():
+            self._saved_env.setdefault(key, value)
         set_runtime(None)  # built lazily from the settings above on first use
 
     def stop(self) -> None:
@@ -164,11 +164,7 @@ class LocalStack:
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_process(self._saved_env)
         self._saved_env.clear()
         set_runtime(None)
 

@@ -2,7 +2,8 @@
 
 Modules keep their own parsing and error messages; what they take from here is the name, the default
 and the way to reach the process settings (`app_settings`), so this is the one module that touches
-os.environ. README's settings table lists every setting below (tests/test_settings.py checks it).
+os.environ - for every entry point: the Functions app, the CLI, devstack and the benchmarks. README's
+settings table lists every setting below (tests/test_settings.py checks it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,28 @@ def default_library_settings(values: Mapping[str, str]) -> None:
     leaving any value the deployment set alone."""
     for name, value in values.items():
         os.environ.setdefault(name, value)
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process (Azurite, a worker): this process's, with `overrides`."""
+    return {**os.environ, **overrides}
+
+
+def export_to_process(values: Mapping[str, str]) -> dict[str, str | None]:
+    """Put `values` into the process environment, where the app reads its settings as the Functions
+    host hands them over (the local stack runs the app in its own process); returns what they replaced."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    return previous
+
+
+def restore_process(previous: Mapping[str, str | None]) -> None:
+    """Undo `export_to_process`: the replaced values come back, names that were absent go."""
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,10 @@ AUDIT_CONTAINER = Setting("POOLSYNC_AUDIT_CONTAINER", "container name", "audit-r
 # --- telemetry ----------------------------------------------------------------------------------------
 APPINSIGHTS_CONNECTION = Setting[str | None]("APPLICATIONINSIGHTS_CONNECTION_STRING", "connection string",
                                              None, "enables OpenTelemetry export (Azure Monitor)")
+
+# --- benchmarks (bench/) ------------------------------------------------------------------------------
+BENCH_LOG = Setting[str | None]("POOLSYNC_BENCH_LOG", "log level", None,
+                                "benchmarks only: log level of the simulated Function instances")
 
 ALL: tuple[Setting[object], ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Setting)

@@ -13,7 +13,9 @@ from shared import settings
 from shared.audit.collect import parse_duration
 
 REPO = Path(__file__).resolve().parents[1]
-APP_SOURCES = sorted([*(REPO / "shared").rglob("*.py"), *(REPO / "handlers").rglob("*.py"),
+# Every entry point: the Functions app, the CLI, the local stack and the benchmarks.
+ENTRY_POINT_PACKAGES = ("shared", "handlers", "cli", "devstack", "bench")
+APP_SOURCES = sorted([*(path for package in ENTRY_POINT_PACKAGES for path in (REPO / package).rglob("*.py")),
                       REPO / "function_app.py"])
 SETTINGS_MODULE = REPO / "shared" / "settings.py"
 DECLARED = {setting.name: setting for setting in settings.ALL}
@@ -56,6 +58,11 @@ def test_every_declared_setting_is_in_the_readme_table_with_its_default(name: st
         assert documented == default
 
 
+def test_every_entry_point_package_is_scanned() -> None:
+    scanned = {path.relative_to(REPO).parts[0] for path in APP_SOURCES}
+    assert scanned == {*ENTRY_POINT_PACKAGES, "function_app.py"}
+
+
 def test_no_module_but_the_settings_module_reads_the_environment() -> None:
     direct = re.compile(r"\bos\.environ\b|\bgetenv\(|\.get\(\s*[\"'](POOLSYNC_|AzureWebJobsStorage|"
                         r"APPLICATIONINSIGHTS_|WEBSITE_)")
@@ -78,3 +85,16 @@ def test_settings_are_read_from_the_given_mapping_before_the_process_environment
     assert settings.RETRY_DEADLINE.get({}) == settings.RETRY_DEADLINE.default
     assert settings.INTENTS_TABLE.or_default({"POOLSYNC_INTENTS_TABLE": ""}) == "poolsyncintents"
     assert settings.RULES.text({"POOLSYNC_RULES": "  {}  "}) == "{}"
+
+
+def test_settings_exported_to_the_process_come_back_out_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POOLSYNC_RETRY_DEADLINE", "9")
+    monkeypatch.delenv("POOLSYNC_RETRY_MAX_ATTEMPTS", raising=False)
+    previous = settings.export_to_process({"POOLSYNC_RETRY_DEADLINE": "7",
+                                           "POOLSYNC_RETRY_MAX_ATTEMPTS": "3"})
+    assert settings.RETRY_DEADLINE.get(settings.app_settings()) == "7"
+    assert settings.RETRY_MAX_ATTEMPTS.get(settings.app_settings()) == "3"
+    assert settings.child_environment(EXTRA="x")["POOLSYNC_RETRY_MAX_ATTEMPTS"] == "3"
+    settings.restore_process(previous)
+    assert settings.RETRY_DEADLINE.get(settings.app_settings()) == "9"
+    assert "POOLSYNC_RETRY_MAX_ATTEMPTS" not in settings.app_settings()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
 
-from devstack.ports import free_port
 from devstack.settings import local_settings
 from shared.app.runtime import get_runtime, set_runtime
 from shared.core.rules import RulesError
@@ -49,21 +49,28 @@ def test_valid_rules_start_and_are_checked_once(arm, monkeypatch) -> None:  # ty
 
 
 def test_unreachable_azure_does_not_block_start_up(arm, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    closed = f"https://127.0.0.1:{free_port()}"
-    use_settings(monkeypatch, local_settings(closed, arm.ca_path, rules=rules_document(),
-                                             POOLSYNC_RETRY_DEADLINE="1", POOLSYNC_RETRY_MAX_ATTEMPTS="1"))
-    assert get_runtime().rules.rules[0].name == "web"
+    # Bound but not listening: connections are refused, and no parallel test worker can take the port.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        closed = f"https://127.0.0.1:{reserved.getsockname()[1]}"
+        use_settings(monkeypatch, local_settings(closed, arm.ca_path, rules=rules_document(),
+                                                 POOLSYNC_RETRY_DEADLINE="1",
+                                                 POOLSYNC_RETRY_MAX_ATTEMPTS="1"))
+        assert get_runtime().rules.rules[0].name == "web"
     assert "not checked against Azure" in caplog.text
 
 
 def test_start_up_against_a_refused_endpoint_says_so_without_waiting_out_the_deadline(  # type: ignore[no-untyped-def]
     arm, monkeypatch, caplog
 ) -> None:
-    port = free_port()
-    # The default retry budget (120 s, 30 attempts): only the short one for a refused connection applies.
-    use_settings(monkeypatch, local_settings(f"https://127.0.0.1:{port}", arm.ca_path, rules=rules_document(),
-                                             POOLSYNC_RETRY_BASE_BACKOFF="0.05"))
-    assert get_runtime().rules.rules[0].name == "web"
+    # Bound but not listening: connections are refused, and no parallel test worker can take the port.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        # The default retry budget (120 s, 30 attempts): only the short one for a refused connection applies.
+        use_settings(monkeypatch, local_settings(f"https://127.0.0.1:{port}", arm.ca_path,
+                                                 rules=rules_document(), POOLSYNC_RETRY_BASE_BACKOFF="0.05"))
+        assert get_runtime().rules.rules[0].name == "web"
     assert (f"not checked against Azure (unreachable): Azure Resource Manager unreachable at "
             f"https://127.0.0.1:{port}: connection refused") in caplog.text
     assert caplog.text.count("poolsync.retry ") == 2  # attempts 1 and 2 retried; the third gives up

@@ -29,6 +29,7 @@ def pool_ips(arm) -> set[str]:  # type: ignore[no-untyped-def]
     return set(arm.world.pool_address_ips(ids.pool()))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(arm, arm_settings, pool) -> None:  # type: ignore[no-untyped-def]
     """8 independent writers (as on 8 instances) x 50 adds each on one pool: every address lands."""
     stats = RetryStats()

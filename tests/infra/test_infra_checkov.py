@@ -4,6 +4,9 @@ checkov lives in its own venv (see checkov_tool.py); the first run installs it, 
 
 from __future__ import annotations
 
+import fcntl
+import json
+
 import pytest
 
 from tests.infra.bicep_tree import bicep_files, parse, resources
@@ -13,8 +16,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
-    return scan_infra(ensure_checkov())
+def report(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict:
+    if worker_id == "master":  # one process: the module's tests share this scan
+        return scan_infra(ensure_checkov())
+    # pytest-xdist may hand this module's tests to several workers: the first scans, the others wait for
+    # its report (the run's temporary directory is common to all workers, and new for every run).
+    shared = tmp_path_factory.getbasetemp().parent / "checkov-report.json"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not shared.exists():
+            shared.write_text(json.dumps(scan_infra(ensure_checkov())))
+        return json.loads(shared.read_text())
 
 
 def test_checkov_parsed_every_bicep_file(report):
