@@ -32,6 +32,7 @@ from bench.instances import POOLSYNC, InstancePool
 from devstack.settings import local_settings
 from emulator.events import WRITE_SUCCESS, build_event
 from emulator.topology import scale_set_body
+from shared import settings
 
 SET_NAME = "ss-bench"
 SET_ID = f"{BASE}/Microsoft.Compute/virtualMachineScaleSets/{SET_NAME}"
@@ -177,7 +178,7 @@ def measure(sizes: Sizes) -> tuple[list[Result], float]:
             )
             arm.world.put_scale_set(SET_ID, scale_set_body("westeurope", SUBNET_ID, 0, nic_name="nic"))
             Runtime.from_env(env).reconciler.reconcile(source="bench-setup")  # index built, pools converged
-            quiet = float(env.get("POOLSYNC_COALESCE_QUIET") or 1.0)
+            quiet = float(settings.COALESCE_QUIET.get(env))
             with InstancePool(POOLSYNC, env, sizes.instances, sizes.concurrency) as pool:
                 results = [
                     run_case(arm, pool, sizes, f"scale-out 0 -> {sizes.scale_out:,}", sizes.scale_out),

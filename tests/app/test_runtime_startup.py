@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from shared.app.runtime import get_runtime, set_runtime
 from shared.core.rules import RulesError
 from tests.app.test_reconciler import rules_document
 from tests.fixtures.arm import ids, topology
+from tests.fixtures.ports import refused_port
 
 
 @pytest.fixture(autouse=True)
@@ -49,10 +49,8 @@ def test_valid_rules_start_and_are_checked_once(arm, monkeypatch) -> None:  # ty
 
 
 def test_unreachable_azure_does_not_block_start_up(arm, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    # Bound but not listening: connections are refused, and no parallel test worker can take the port.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
-        reserved.bind(("127.0.0.1", 0))
-        closed = f"https://127.0.0.1:{reserved.getsockname()[1]}"
+    with refused_port() as port:
+        closed = f"https://127.0.0.1:{port}"
         use_settings(monkeypatch, local_settings(closed, arm.ca_path, rules=rules_document(),
                                                  POOLSYNC_RETRY_DEADLINE="1",
                                                  POOLSYNC_RETRY_MAX_ATTEMPTS="1"))
@@ -63,10 +61,7 @@ def test_unreachable_azure_does_not_block_start_up(arm, monkeypatch, caplog) -> 
 def test_start_up_against_a_refused_endpoint_says_so_without_waiting_out_the_deadline(  # type: ignore[no-untyped-def]
     arm, monkeypatch, caplog
 ) -> None:
-    # Bound but not listening: connections are refused, and no parallel test worker can take the port.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
-        reserved.bind(("127.0.0.1", 0))
-        port = reserved.getsockname()[1]
+    with refused_port() as port:
         # The default retry budget (120 s, 30 attempts): only the short one for a refused connection applies.
         use_settings(monkeypatch, local_settings(f"https://127.0.0.1:{port}", arm.ca_path,
                                                  rules=rules_document(), POOLSYNC_RETRY_BASE_BACKOFF="0.05"))

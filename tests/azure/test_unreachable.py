@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from azure.core.exceptions import AzureError
 
-from devstack.ports import free_port
 from devstack.settings import STATIC_TOKEN
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry, classify, unreachable
 from tests.fixtures.arm import SUBSCRIPTION
+from tests.fixtures.ports import refused_port
 
 FAST = RetrySettings(deadline_seconds=60, max_attempts=30, base_backoff=0.01, max_backoff=0.05)
 
@@ -29,9 +29,9 @@ def get_vnet(endpoint: str, retry: RetrySettings, stats: RetryStats, timeout: fl
 
 
 def test_a_refused_connection_ends_after_three_attempts_naming_the_endpoint() -> None:
-    port = free_port()
     stats = RetryStats()
-    error = get_vnet(f"https://127.0.0.1:{port}", FAST, stats)
+    with refused_port() as port:
+        error = get_vnet(f"https://127.0.0.1:{port}", FAST, stats)
     down = unreachable(error)
     assert down is not None
     assert down.message() == (

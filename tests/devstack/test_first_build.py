@@ -36,7 +36,8 @@ def test_pools_hold_the_tagged_vms_right_after_start(tmp_path: Path) -> None:
             time.sleep(0.2)
             seen = pools(stack)
         filled_seconds = time.monotonic() - started
-        assert {name: p["managedCount"] for name, p in seen.items()} == {"pool-web": 3, "pool-api": 2}
+        # the sample world: 3 tagged web VMs + ss-web's 2 Uniform instances; 2 api VMs + ss-api's 2 Flexible
+        assert {name: p["managedCount"] for name, p in seen.items()} == {"pool-web": 5, "pool-api": 4}
         assert seen["pool-web"]["lastReconcile"]["source"] == "first-build"
         # Nobody asked: no event was delivered and no function but the start-up timer ran.
         ran = {name for (name, _status) in stack.host._replies}

@@ -101,7 +101,7 @@ def test_demo_tour_passes_every_step_and_leaves_an_html_report(tmp_path: Path) -
     )
     output = process.stdout + process.stderr
     assert process.returncode == 0, output
-    assert "demo passed: 6/6 steps as expected" in output
+    assert "demo passed: 7/7 steps as expected" in output
     assert "FAILED" not in output
     report = Path(re.search(r"HTML report: (\S+\.html)", output)[1])  # type: ignore[index]
     assert report.is_file() and "<html" in report.read_text().lower()

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from devstack.ports import free_port
 from devstack.stack import SAMPLE_RULES, LocalStack
 from shared.api.health import HEALTH_CACHE
+from tests.fixtures.ports import refused_port
 
 REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
@@ -77,9 +77,9 @@ def silent_arm() -> Iterator[str]:
 
 
 def test_a_refused_connection_is_named_and_fails_fast_over_http(tmp_path: Path) -> None:
-    port = free_port()
-    closed = {"POOLSYNC_ARM_ENDPOINT": f"https://127.0.0.1:{port}"}
-    with LocalStack(state_dir=tmp_path / "state", extra_settings=closed) as stack:
+    with refused_port() as port, LocalStack(
+            state_dir=tmp_path / "state", extra_settings={"POOLSYNC_ARM_ENDPOINT": f"https://127.0.0.1:{port}"}
+    ) as stack:
         status, body, pools_seconds = call(stack, "pools")
         assert status == 503, body
         assert body["error"]["code"] == "AzureUnreachable"
@@ -94,14 +94,14 @@ def test_a_refused_connection_is_named_and_fails_fast_over_http(tmp_path: Path) 
 
 
 def test_the_cli_names_a_refused_connection(tmp_path: Path) -> None:
-    port = free_port()
     rules = SAMPLE_RULES
     env = {key: value for key, value in os.environ.items() if not key.startswith("POOLSYNC_")}
-    env.update(POOLSYNC_ARM_ENDPOINT=f"https://127.0.0.1:{port}", POOLSYNC_ARM_STATIC_TOKEN="local",
-               POOLSYNC_RULES_FILE=str(rules), POOLSYNC_RETRY_BASE_BACKOFF="0.1")
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "cli", "pools"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    with refused_port() as port:
+        env.update(POOLSYNC_ARM_ENDPOINT=f"https://127.0.0.1:{port}", POOLSYNC_ARM_STATIC_TOKEN="local",
+                   POOLSYNC_RULES_FILE=str(rules), POOLSYNC_RETRY_BASE_BACKOFF="0.1")
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "cli", "pools"], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=120)
     seconds = time.monotonic() - started
     assert done.returncode != 0
     assert REFUSED_MESSAGE.format(port=port) in done.stderr + done.stdout
