@@ -9,8 +9,9 @@ from shared.app.flusher import FlushFailed
 from shared.app.reconciler import UnmanagedPool
 from shared.azure.pool_writer import LoadBalancerBusy
 from shared.core.events import MalformedEvent
+from shared.core.guard import GuardRefused
 from shared.core.ids import InvalidResourceId
-from shared.core.plan import GuardRefused, PlanInputError
+from shared.core.plan import PlanInputError
 from shared.core.rules import RulesError
 from shared.errors import AzureFailure, ConfigurationError, GuardError, InputError, LeaseError, PoolsyncError
 from shared.storage.account import StorageNotConfigured

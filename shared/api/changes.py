@@ -38,10 +38,12 @@ from shared.api.views import address_vnet, plan_json
 from shared.app.runtime import Runtime
 from shared.audit.collect import AuditSettings
 from shared.core.arm_json import pool_from_json
+from shared.core.guard import GuardRefused
 from shared.core.ids import ResourceId, id_key, vnet_of_subnet
+from shared.core.manual_plan import plan_manual
 from shared.core.models import ADMIN_DOWN, ADMIN_NONE, PoolAddress, PoolSnapshot, normal_ip
 from shared.core.naming import is_managed_name
-from shared.core.plan import GuardRefused, PlanInputError, PoolPlan, plan_manual
+from shared.core.plan import PlanInputError, PoolPlan
 from shared.storage.report_store import DrainLedger
 
 log = logging.getLogger("poolsync.http")

@@ -14,7 +14,8 @@ import logging
 from dataclasses import dataclass
 
 from shared import telemetry
-from shared.app.reconciler import PoolOutcome, Reconciler
+from shared.app.outcomes import PoolOutcome
+from shared.app.reconciler import Reconciler
 from shared.storage.intents import FlushLocks
 
 log = logging.getLogger("poolsync.first_build")

@@ -29,7 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import settings, telemetry
-from shared.app.reconciler import DONE, PoolOutcome, Reconciler
+from shared.app.outcomes import DONE, PoolOutcome
+from shared.app.reconciler import Reconciler
 from shared.app.runtime import Runtime, get_runtime
 from shared.core.changes import Owner
 from shared.core.events import ACTION_WRITE, KIND_RESOURCE_GROUP, Ignored, parse_event

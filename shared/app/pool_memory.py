@@ -1,7 +1,7 @@
 """What a pool write remembers beyond its own read: the guard's window and drains of entries that left.
 
 Two facts Azure does not keep, read once per pool write and handed to the pure plan
-(`shared.core.plan.guarded_plan`):
+(`shared.core.guard.guarded_plan`):
 
 - the unconfirmed removals poolsync applied to the pool within `POOLSYNC_GUARD_WINDOW`
   (`shared.storage.removal_ledger`), which the guard counts together with the plan's own;

@@ -12,35 +12,35 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared import telemetry
+from shared.app import owner_round
+from shared.app.outcomes import DONE, Journal, NoJournal, OwnerRound, PoolOutcome
 from shared.app.pool_memory import PoolMemory, Recall
 from shared.azure.inventory import InventoryReader
-from shared.azure.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter, WriteResult
+from shared.azure.pool_writer import LB_LEASE_WAIT_SECONDS, LoadBalancerBusy, PoolWriter
 from shared.core.arm_json import pool_from_json
 from shared.core.changes import (
-    KIND_NIC,
-    KIND_VM,
     ChangeSet,
     Owner,
     OwnerState,
     PoolWork,
-    owner_change,
     records_for,
     removal_confirmation,
 )
+from shared.core.guard import GuardRefused, guarded_plan
 from shared.core.ids import ResourceId, id_key
 from shared.core.member_record import MemberRecord
 from shared.core.membership import compute_membership
 from shared.core.models import DesiredAddress, Inventory, PoolSnapshot
 from shared.core.naming import is_managed_name
-from shared.core.plan import GuardRefused, PoolPlan, guarded_plan
-from shared.core.rules import AzureFacts, RuleProblem, RuleSet, validate_against_azure
-from shared.core.scale_sets import KIND_SCALE_SET, merged, scale_set_round
+from shared.core.plan import PoolPlan
+from shared.core.rules import RuleProblem, RuleSet
+from shared.core.rules_azure import AzureFacts, validate_against_azure
 from shared.errors import GuardError
 from shared.storage.intents import HeldLease, LeaseLost
 from shared.storage.member_index import MemberIndex
@@ -53,21 +53,9 @@ Desired = Mapping[str, Mapping[str, DesiredAddress]]  # pool key -> address name
 # Every affected load balancer is written at once: each costs one PUT, well inside Azure's write bucket
 # (200, refilled 10/s), and Azure runs one operation per load balancer anyway.
 MAX_PARALLEL_LBS = 50
-MAX_PULLS = 4  # times one round pulls in the owners of entries whose IP blocks a change
-OWNER_READ_LIMIT = 24  # more GETs than this for one round: one list read of the subscription is cheaper
 VERIFY_LIMIT = 25  # direct reads one pool may spend confirming removals the guard held back
 
 
-class _Once:
-    """Calls `callback` the first time it is called, never again."""
-
-    def __init__(self, callback: Callable[[], None] | None) -> None:
-        self._callback = callback
-
-    def __call__(self) -> None:
-        callback, self._callback = self._callback, None
-        if callback is not None:
-            callback()
 
 
 def _refused_by_azure(error: AzureError | None) -> bool:
@@ -76,11 +64,6 @@ def _refused_by_azure(error: AzureError | None) -> bool:
     return isinstance(error, HttpResponseError) and error.status_code == 400
 
 
-def _blocked(outcome: PoolOutcome) -> bool:
-    """Another managed entry holding the IP blocked an add or move in this pool. Also when the guard held
-    a removal in the same plan (`refused`): the hold must not keep a replacement out."""
-    return outcome.status in ("conflict", "refused") and outcome.plan is not None \
-        and bool(outcome.plan.ip_blockers())
 
 
 def _lb_of(pool_id: str) -> str:
@@ -98,84 +81,6 @@ class UnmanagedPool(GuardError, PermissionError):
     """The pool is not named by the rules: poolsync must not touch it."""
 
 
-@dataclass(frozen=True)
-class PoolOutcome:
-    pool_id: str
-    # unchanged | planned | written | refused (the guard held removals back) | failed (Azure error past the
-    # retries) | rejected (Azure refused the plan: its removals were applied alone) | conflict (event path:
-    # an add or move is blocked by another entry holding the IP)
-    status: str
-    plan: PoolPlan | None = None
-    detail: str = ""
-    result: WriteResult | None = field(default=None, repr=False)
-    error: AzureError | None = field(default=None, repr=False, compare=False)  # why it `failed`
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pool": self.pool_id,
-            "status": self.status,
-            "plan": self.plan.summary() if self.plan is not None else None,
-            "diff": self.plan.render() if self.plan is not None else "",
-            "detail": self.detail,
-        }
-
-
-# Statuses an owner round may still leave a pool in, besides PoolOutcome's: the pool was not brought to
-# what Azure's state says (so the intents that touched it stay pending).
-DONE = ("written", "unchanged")
-
-
-@dataclass
-class OwnerRound:
-    """What one event-path round did: per-pool outcomes, the pools each owner touched, and the owners
-    nothing could be decided for (their reads were refused)."""
-
-    outcomes: list[PoolOutcome] = field(default_factory=list)
-    # owner key -> the pools it touches that were not done, as of the last pass that planned this owner.
-    # Per owner, not per pool: a later pass plans a pool again for some owners only (the conflict's and
-    # the pulled-in blocker's), so its "done" says nothing about the owners it left out.
-    not_done_by_owner: dict[str, set[str]] = field(default_factory=dict)
-    undecided: dict[str, str] = field(default_factory=dict)  # owner key -> why
-    waiting: set[str] = field(default_factory=set)  # undecided owners that have entries: their intents wait
-
-    def add(self, changes: ChangeSet, outcomes: list[PoolOutcome]) -> None:
-        """Merge one pass: a pool's latest outcome wins, but a write earlier in the round stays a write and
-        a pool left not done (other than by a conflict, which is what later passes resolve) stays so."""
-        by_pool = {id_key(o.pool_id): o for o in self.outcomes}
-        for outcome in outcomes:
-            earlier = by_pool.get(id_key(outcome.pool_id))
-            if earlier is not None and earlier.status not in (*DONE, "conflict") and outcome.status in DONE:
-                continue
-            if earlier is not None and earlier.status == "written" and outcome.status == "unchanged":
-                outcome = replace(outcome, status="written", plan=earlier.plan)
-            by_pool[id_key(outcome.pool_id)] = outcome
-        self.outcomes = list(by_pool.values())
-        not_done = {id_key(o.pool_id) for o in outcomes if o.status not in DONE}
-        for owner_key, pools in changes.pools_by_owner.items():
-            self.not_done_by_owner[owner_key] = pools & not_done
-        self.undecided.update(changes.undecided)
-        self.waiting |= changes.undecided_with_entries
-
-    def owners_waiting(self) -> set[str]:
-        """Owner keys whose intents must stay pending: a pool they touch is not done, or a read was refused
-        for an owner with entries."""
-        return {key for key, pools in self.not_done_by_owner.items() if pools} | self.waiting
-
-
-class Journal(Protocol):
-    """Where outcomes of real (not dry-run) reconciles are recorded, e.g. shared.storage.reconcile_log."""
-
-    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None: ...
-
-    def last(self) -> dict[str, dict[str, Any]]: ...
-
-
-class NoJournal:
-    def record(self, outcomes: Iterable[PoolOutcome], source: str, by: str | None = None) -> None:
-        pass
-
-    def last(self) -> dict[str, dict[str, Any]]:
-        return {}
 
 
 class Reconciler:
@@ -221,34 +126,6 @@ class Reconciler:
 
     def read_inventory(self) -> Inventory:
         return self.inventory.subscriptions(self.watched_subscriptions())
-
-    def read_owners(self, owners: list[Owner], records: list[MemberRecord],
-                    expect_present: Collection[str] = ()) -> OwnerState:
-        """The owners by GETs when that is cheap, else by one list read of their subscriptions.
-
-        A list read silently leaves out what poolsync may not read, so an owner an event just wrote
-        (`expect_present`, id keys) that the list does not show is read by a GET of its own: a 403 makes it
-        undecided instead of "gone from the list" (an unconfirmed removal the guard would let through)."""
-        vm_ids = [o.id for o in owners if o.kind == KIND_VM]
-        nic_ids = [o.id for o in owners if o.kind == KIND_NIC] + [r.nic_id for r in records]
-        if self.inventory.owner_read_estimate(vm_ids, nic_ids) <= OWNER_READ_LIMIT:
-            return self.inventory.read_owners(vm_ids, nic_ids)
-        subscriptions = {ResourceId.parse(o.id).subscription.lower() for o in owners}
-        inventory = self.inventory.subscriptions(subscriptions)
-        missing = [o for o in owners if o.key in expect_present
-                   and o.key not in (inventory.vms if o.kind == KIND_VM else inventory.nics)]
-        checked, unchecked = missing[:OWNER_READ_LIMIT], missing[OWNER_READ_LIMIT:]
-        if not checked:
-            return OwnerState(inventory, direct=False)
-        direct = self.inventory.read_owners([o.id for o in checked if o.kind == KIND_VM],
-                                            [o.id for o in checked if o.kind == KIND_NIC])
-        for vm in direct.inventory.vms.values():
-            inventory.add_vm(vm)
-        for nic in direct.inventory.nics.values():
-            inventory.add_nic(nic)
-        # beyond the budget: decide nothing now, the intents wait for a later round
-        unreadable = direct.unreadable | {o.key for o in unchecked}
-        return OwnerState(inventory, gone=direct.gone, direct=False, unreadable=frozenset(unreadable))
 
     # -- acting --------------------------------------------------------------------------------
     def reconcile(
@@ -339,84 +216,9 @@ class Reconciler:
         fence: HeldLease | None = None, expect_present: Collection[str] = (),
         reads_done: Callable[[], None] | None = None,
     ) -> OwnerRound:
-        """The event path: read these VMs/NICs now, find the entries the index says poolsync wrote for them,
-        and plan only those entries.
-
-        When an add or move is blocked by another managed entry holding the IP (a VM replaced on the same
-        static IP before its predecessor's delete event came; two VMs that swapped IPs), the blocking
-        entry's owner is pulled into the round and those pools are planned again with both read, so a swap
-        or replacement lands in one write instead of being reported "unchanged" and forgotten.
-        `expect_present`: id keys of owners an event wrote (see `read_owners`). `reads_done` is called once
-        the first pass's reads are done and the index rows of what it may add are written (a next round
-        may then read: it sees those rows)."""
-        result = OwnerRound()
-        round_owners = list(owners)
-        known = {owner.key for owner in owners}
-        signal = _Once(reads_done)
-        for _ in range(1 + MAX_PULLS):
-            changes, outcomes = self._owner_pass(round_owners, deadline=deadline, source=source, fence=fence,
-                                                 expect_present=expect_present, reads_done=signal)
-            signal()  # a pass that had nothing to write still ends the reads
-            result.add(changes, outcomes)
-            blocked_pools = {id_key(o.pool_id) for o in outcomes if _blocked(o)}
-            pulled = [owner for owner in self._blocking_owners(outcomes) if owner.key not in known]
-            if not pulled:
-                break
-            known |= {owner.key for owner in pulled}
-            round_owners = [o for o in round_owners
-                            if changes.pools_by_owner.get(o.key, set()) & blocked_pools]
-            round_owners += pulled
-            log.info("owners round: %d entries block a change; reading their owners too", len(pulled))
-        for owner_key, reason in result.undecided.items():
-            telemetry.emit("owner_unreadable", logging.WARNING, owner=owner_key, reason=reason,
-                           has_entries=owner_key in result.waiting)
-        return result
-
-    def _owner_pass(self, owners: list[Owner], *, deadline: float | None, source: str,
-                    fence: HeldLease | None, expect_present: Collection[str] = (),
-                    reads_done: Callable[[], None] | None = None) -> tuple[ChangeSet, list[PoolOutcome]]:
-        started = time.monotonic()
-        scale_sets = [o.id for o in owners if o.kind == KIND_SCALE_SET]
-        owners = [o for o in owners if o.kind != KIND_SCALE_SET]
-        vm_ids = [o.id for o in owners if o.kind == KIND_VM]
-        nic_ids = [o.id for o in owners if o.kind == KIND_NIC]
-        set_records = self.index.for_scale_sets(scale_sets) if self.index and scale_sets else []
-        if owners and self.index is not None \
-                and self.inventory.owner_read_estimate(vm_ids, nic_ids) > OWNER_READ_LIMIT:
-            # A list read whatever the index adds: read the index and the subscription side by side.
-            with ThreadPoolExecutor(max_workers=1) as side:
-                listed = side.submit(self.read_owners, owners, [], expect_present)
-                records = self.index.for_owners(vm_ids, nic_ids)
-                indexed = time.monotonic()
-                state = listed.result()
-        else:
-            records = self.index.for_owners(vm_ids, nic_ids) if self.index else []
-            indexed = time.monotonic()
-            state = self.read_owners(owners, records, expect_present) if owners else OwnerState(Inventory())
-        # A scale set's own lists (paged, never a GET per instance) say which instances exist now.
-        instances = scale_set_round(self.inventory.scale_sets.reads(scale_sets), set_records)
-        read = time.monotonic()
-        changes = owner_change(self.rules, owners + instances.owners, merged(state, instances.state),
-                               records + set_records)
-        changes.pools_by_owner.update(instances.pools_by_set(changes.pools_by_owner))
-        outcomes = self.apply_changes(changes, source=source, deadline=deadline, fence=fence,
-                                      reads_done=reads_done) if changes.pools else []
-        log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "
-                 "in %.2fs", len(owners), len(records), indexed - started, "GET" if state.direct else "list",
-                 read - indexed, len(changes.pools), time.monotonic() - read)
-        return changes, outcomes
-
-    def _blocking_owners(self, outcomes: list[PoolOutcome]) -> list[Owner]:
-        """The NICs of the managed entries whose IP blocked a change in these outcomes (from the index)."""
-        if self.index is None:
-            return []
-        owners: dict[str, Owner] = {}
-        for outcome in outcomes:
-            if not _blocked(outcome) or outcome.plan is None:
-                continue
-            for record in self.index.records_named(outcome.pool_id, outcome.plan.ip_blockers()):
-                owners.setdefault(id_key(record.nic_id), Owner(KIND_NIC, record.nic_id))
-        return list(owners.values())
+        """The event path for these VMs/NICs (see `shared.app.owner_round.reconcile_owners`)."""
+        return owner_round.reconcile_owners(self, owners, deadline=deadline, source=source, fence=fence,
+                                            expect_present=expect_present, reads_done=reads_done)
 
     def apply_changes(self, changes: ChangeSet, *, source: str = "events", fence: HeldLease | None = None,
                       deadline: float | None = None,

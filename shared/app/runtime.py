@@ -20,7 +20,7 @@ from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.inventory import InventoryReader
 from shared.azure.pool_writer import PoolWriter
 from shared.azure.retry import RETRY_STATS, RetrySettings, RetryStats, unreachable
-from shared.core.plan import GuardSettings
+from shared.core.guard import GuardSettings
 from shared.core.rules import ERROR, RuleProblem, RulesError, RuleSet, load_rules
 from shared.storage.account import StorageSettings
 from shared.storage.intents import FlushLocks

@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-from shared.app.reconciler import PoolOutcome
+from shared.app.outcomes import PoolOutcome
 from shared.core.audit_model import CATALOGUE, SEVERITIES, AuditResult, Finding, PoolAudit
 from shared.core.naming import PREFIX
 

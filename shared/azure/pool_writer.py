@@ -28,9 +28,10 @@ from shared import telemetry
 from shared.azure.clients import AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
 from shared.core.arm_json import address_to_json, as_json, pool_from_json
+from shared.core.guard import GuardSettings, check_guard
 from shared.core.ids import ResourceId
 from shared.core.models import PoolAddress, PoolSnapshot
-from shared.core.plan import GuardSettings, PoolPlan, apply_plan, check_guard
+from shared.core.plan import PoolPlan, apply_plan
 from shared.errors import LeaseError
 from shared.storage.intents import FlushLocks, HeldLease, LeaseLost
 

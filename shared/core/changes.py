@@ -5,7 +5,7 @@ them as Azure holds them now (`OwnerState`: direct GETs, or one list read for a 
 entries the member index says poolsync wrote for them, and turns all that into `PoolWork`: per affected pool,
 the desired entries of those owners, the names a plan may touch (nothing else in the pool), and which
 removals a read confirmed (the NIC or VM is gone, the NIC was detached or re-created). Confirmed removals
-always apply; the others go through the blast-radius guard (`shared.core.plan.guarded_plan`).
+always apply; the others go through the blast-radius guard (`shared.core.guard.guarded_plan`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Plans for one backend pool: what to add, remove, readdress, rename; how to apply them; the guard.
+"""Plans for one backend pool: what to add, remove, readdress, rename; how to apply them.
 
 Ownership comes from the names alone (shared.core.naming): entries with poolsync's name shape are managed;
-everything else is reported but never touched by automatic plans. `plan_manual` is the exception for an
-operator's explicit request through the HTTP API.
+everything else is reported but never touched by automatic plans. `shared.core.manual_plan` is the
+exception for an operator's explicit request through the HTTP API; `shared.core.guard` limits how much
+one plan may remove.
 
 Identity: a desired address is named after its NIC id, ipconfig and the NIC's resourceGuid. An entry
 still carrying the legacy name (no guid) of a desired address is the same incarnation as far as anyone
@@ -10,23 +11,15 @@ can tell, so the plan renames it in place, keeping its adminState; a rename is n
 
 `apply_plan` works on a possibly fresher address list than the plan was made from (after an ETag
 conflict the writer re-reads and re-applies): it is idempotent and keeps other writers' changes.
-
-`guarded_plan` is the blast-radius guard for automatic plans: removals a direct read confirmed
-(`confirmed`) always go ahead; if the unconfirmed ones remove too much, they alone are held back and
-the rest of the plan still applies, so one suspicious read never wedges a pool.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from shared import settings
-from shared.core.durations import parse_duration
 from shared.core.ids import id_key, vnet_of_subnet
 from shared.core.models import (
     ADMIN_DOWN,
@@ -37,14 +30,10 @@ from shared.core.models import (
     PoolSnapshot,
     normal_ip,
 )
-from shared.core.naming import AZURE_NAME_RE, PREFIX, is_managed_name
-from shared.errors import GuardError, InputError
+from shared.core.naming import is_managed_name
+from shared.errors import InputError
 
 ADMIN_STATES = (ADMIN_NONE, ADMIN_UP, ADMIN_DOWN)
-MAX_REMOVE_FRACTION_ENV = settings.MAX_REMOVE_FRACTION.name
-DEFAULT_MAX_REMOVE_FRACTION = settings.MAX_REMOVE_FRACTION.default
-GUARD_WINDOW_ENV = settings.GUARD_WINDOW.name
-DEFAULT_GUARD_WINDOW = settings.GUARD_WINDOW.default
 
 # Why a direct read says a removed entry's owner is gone (values of `confirmed`).
 CONFIRM_NIC_DELETED = "nic deleted"
@@ -189,7 +178,7 @@ def _matches(entry: PoolAddress, want: DesiredAddress) -> bool:
     )
 
 
-def _check_admin(admin: Mapping[str, str] | None) -> dict[str, str]:
+def check_admin(admin: Mapping[str, str] | None) -> dict[str, str]:
     changes = dict(admin or {})
     for name, state in changes.items():
         if state not in ADMIN_STATES:
@@ -209,7 +198,7 @@ class _Move:
     final_name: str
 
 
-class _IpHolders:
+class IpHolders:
     """Which entry holds each IP in the pool as the plan is built (one IP, one entry)."""
 
     def __init__(self) -> None:
@@ -324,7 +313,7 @@ def plan(
     held, so an add or move onto such an IP is a conflict. `admin_of_new` (lower-cased names -> state):
     the admin state an entry gets if this plan adds it (a drain that outlived its entry leaving the pool).
     """
-    admin = _check_admin(admin_changes)
+    admin = check_admin(admin_changes)
     hold_keys = {name.lower() for name in hold}
     reasons = {name.lower(): reason for name, reason in (confirmed or {}).items()}
 
@@ -338,7 +327,7 @@ def plan(
         for key, want in wanted.items()
         if want.legacy_name.lower() != key and key not in in_pool
     }
-    holders = _IpHolders()
+    holders = IpHolders()
     removes: list[PoolAddress] = []
     held: list[PoolAddress] = []
     pending: list[tuple[PoolAddress, DesiredAddress]] = []
@@ -444,87 +433,6 @@ def plan(
     )
 
 
-def plan_manual(
-    current: PoolSnapshot,
-    add: Iterable[PoolAddress] = (),
-    remove: Iterable[str] = (),
-    admin: Mapping[str, str] | None = None,
-) -> PoolPlan:
-    """An operator's explicit change (HTTP API): may add, remove or re-state unmanaged entries.
-
-    Names with poolsync's shape cannot be added by hand (the next reconcile would own and remove
-    them). Removing a name that is not there, or adding an existing name or IP, is reported as a
-    conflict rather than done.
-    """
-    admin_changes = _check_admin(admin)
-    present = {entry.name.lower(): entry for entry in current.addresses}
-    holders = _IpHolders()
-    for entry in current.addresses:
-        holders.hold(entry.ip_address, entry.name)
-    conflicts: list[Conflict] = []
-
-    removes: list[PoolAddress] = []
-    for name in dict.fromkeys(remove):
-        existing = present.get(name.lower())
-        if existing is None:
-            conflicts.append(Conflict(name, None, "not in the pool; nothing removed"))
-        else:
-            removes.append(existing)
-    removed = {entry.name.lower() for entry in removes}
-
-    manual_adds: list[PoolAddress] = []
-    for entry in add:
-        if not AZURE_NAME_RE.match(entry.name):
-            raise PlanInputError(
-                f"{entry.name!r} is not a valid backend address name (1-80 letters, digits, _ . -; "
-                "start with a letter or digit, end with a letter, digit or _)"
-            )
-        if is_managed_name(entry.name) or entry.name.lower().startswith(PREFIX):
-            raise PlanInputError(f"{entry.name!r}: names starting with {PREFIX!r} are reserved for poolsync")
-        if entry.admin_state not in ADMIN_STATES:
-            raise PlanInputError(f"admin state of {entry.name!r} must be one of {', '.join(ADMIN_STATES)}")
-        if not entry.ip_address or not _is_ip(entry.ip_address):
-            raise PlanInputError(f"{entry.name!r}: {entry.ip_address!r} is not an IP address")
-        if not (entry.vnet_id or entry.subnet_id):
-            raise PlanInputError(f"{entry.name!r}: a virtual network (or subnet) id is required")
-        key = entry.name.lower()
-        if key in present and key not in removed:
-            conflicts.append(Conflict(entry.name, entry.ip_address, "name already in the pool; not added"))
-            continue
-        other = holders.holder(entry.ip_address, entry.name)
-        if other is not None and other.lower() not in removed:
-            conflicts.append(Conflict(entry.name, entry.ip_address, f"IP already held by {other}; not added"))
-            continue
-        manual_adds.append(entry)
-        holders.hold(entry.ip_address, entry.name)
-        present.setdefault(key, entry)
-
-    admin_plan: dict[str, str] = {}
-    for name, state in admin_changes.items():
-        existing = present.get(name.lower())
-        if existing is None or name.lower() in removed:
-            conflicts.append(Conflict(name, None, "no such address; admin state not changed"))
-        elif existing.admin_state != state:
-            admin_plan[existing.name] = state
-
-    touched = removed | {e.name.lower() for e in manual_adds} | {n.lower() for n in admin_plan}
-    return PoolPlan(
-        pool_id=current.id,
-        removes=tuple(removes),
-        admin_changes=MappingProxyType(admin_plan),
-        unchanged=tuple(e.name for e in current.addresses if e.name.lower() not in touched),
-        unmanaged=tuple(e.name for e in current.addresses if not is_managed_name(e.name)),
-        conflicts=tuple(conflicts),
-        manual_adds=tuple(manual_adds),
-    )
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 
@@ -545,7 +453,7 @@ def apply_plan(addresses: Sequence[PoolAddress], plan: PoolPlan) -> list[PoolAdd
     admin = {name.lower(): state for name, state in plan.admin_changes.items()}
 
     surviving = [entry for entry in addresses if entry.name.lower() not in removes]
-    holders = _IpHolders()
+    holders = IpHolders()
     for entry in surviving:
         if entry.name.lower() not in targets:
             holders.hold(entry.ip_address, entry.name)
@@ -586,127 +494,3 @@ def apply_plan(addresses: Sequence[PoolAddress], plan: PoolPlan) -> list[PoolAdd
         names.add(key)
         holders.hold(new.ip_address, new.name)
     return result
-
-
-# --- blast-radius guard ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GuardSettings:
-    max_remove_fraction: float = DEFAULT_MAX_REMOVE_FRACTION
-    window: timedelta = DEFAULT_GUARD_WINDOW  # unconfirmed removals within it count together
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> GuardSettings:
-        env = settings.app_settings(env)
-        window_text = settings.GUARD_WINDOW.text(env)
-        window = parse_duration(window_text, GUARD_WINDOW_ENV) if window_text else DEFAULT_GUARD_WINDOW
-        if window <= timedelta(0):
-            raise ValueError(f"{GUARD_WINDOW_ENV} must be longer than 0, got {window_text!r}")
-        raw = settings.MAX_REMOVE_FRACTION.text(env)
-        if not raw:
-            return cls(window=window)
-        try:
-            fraction = float(raw)
-        except ValueError:
-            raise ValueError(
-                f"{MAX_REMOVE_FRACTION_ENV} must be a number between 0 and 1, got {raw!r}"
-            ) from None
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"{MAX_REMOVE_FRACTION_ENV} must be between 0 and 1, got {raw!r}")
-        return cls(fraction, window)
-
-
-class GuardRefused(GuardError):
-    """The plan would remove too much; re-run with force (and log why) to override."""
-
-    def __init__(self, plan: PoolPlan, reason: str) -> None:
-        super().__init__(f"{plan.pool_id}: {reason}")
-        self.plan = plan
-        self.reason = reason
-
-
-_EPSILON = 1e-9  # 0.1 * 3 must not refuse 0.3 of a pool because of binary floating point
-
-
-def guard_refusal(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings,
-                  recent_unconfirmed: Collection[str] = ()) -> str | None:
-    """Why the guard refuses `plan`, or None. Confirmed removals (`plan.confirmed`) never count.
-
-    - Removing more than `max_remove_fraction` of the pool's managed entries without confirmation is
-      refused. Only removals of managed entries count: a readdress or rename keeps the member, and an
-      unmanaged entry is only ever removed on an operator's explicit request.
-    - `recent_unconfirmed` (names): the unconfirmed removals poolsync already applied to this pool within
-      the guard's window. They count together with this plan's, against the pool as it was at the window's
-      start (approximated as today's managed entries plus those), so a mass removal cut into one-owner
-      rounds is refused as a whole. Names back in the pool (re-added, or a write that never landed) do not
-      count.
-    - Leaving a pool that had addresses with none is refused when unconfirmed removals take part in
-      emptying it; deleting a pool's last VM (confirmed) may empty it.
-    Small pools follow from that: removing 1 of 1 managed entry unconfirmed is refused (it exceeds any
-    fraction below 1, and empties the pool unless unmanaged entries remain); 1 of 2 (= 0.5) passes at
-    the default.
-    """
-    unconfirmed = plan.unconfirmed_removes()
-    if not unconfirmed:
-        return None
-    managed = sum(1 for entry in current.addresses if is_managed_name(entry.name))
-    removing = sum(1 for entry in unconfirmed if is_managed_name(entry.name))
-    present = {entry.name.lower() for entry in current.addresses}
-    earlier = len({name.lower() for name in recent_unconfirmed if is_managed_name(name)} - present)
-    start = managed + earlier
-    if removing and earlier + removing > settings.max_remove_fraction * start + _EPSILON:
-        if not earlier:
-            return (
-                f"would remove {removing} of {managed} managed addresses, more than the allowed "
-                f"{settings.max_remove_fraction:g} ({MAX_REMOVE_FRACTION_ENV})"
-            )
-        return (
-            f"would remove {removing} more managed addresses after {earlier} unconfirmed removals within "
-            f"{GUARD_WINDOW_ENV}: {earlier + removing} of {start}, more than the allowed "
-            f"{settings.max_remove_fraction:g} ({MAX_REMOVE_FRACTION_ENV})"
-        )
-    if current.addresses and not apply_plan(current.addresses, plan):
-        return f"would leave the pool empty (it has {len(current.addresses)} addresses)"
-    return None
-
-
-def check_guard(plan: PoolPlan, current: PoolSnapshot, settings: GuardSettings, force: bool = False) -> None:
-    """Raise GuardRefused if the guard refuses `plan` (see `guard_refusal`), unless forced.
-
-    For operator plans (`plan_manual`), which are all or nothing; automatic plans use `guarded_plan`.
-    """
-    if force:
-        return
-    reason = guard_refusal(plan, current, settings)
-    if reason is not None:
-        raise GuardRefused(plan, reason)
-
-
-def guarded_plan(
-    current: PoolSnapshot,
-    desired: Mapping[str, DesiredAddress],
-    settings: GuardSettings,
-    *,
-    scope: Callable[[str], bool] | None = None,
-    confirmed: Mapping[str, str] | None = None,
-    force: bool = False,
-    recent_unconfirmed: Collection[str] = (),
-    admin_of_new: Mapping[str, str] | None = None,
-) -> PoolPlan:
-    """`plan()` with the guard applied by holding back, never by blocking the whole plan.
-
-    If the guard refuses the plan (counting `recent_unconfirmed`, see `guard_refusal`), every unconfirmed
-    removal is held (`held`, `hold_reason`), and the plan is rebuilt around them: adds, readdresses,
-    renames and confirmed removals still go ahead, except an add or move that needs a held entry's IP (a
-    conflict). `force` skips the guard. `admin_of_new` goes to `plan()`.
-    """
-    full = plan(current, desired, scope=scope, confirmed=confirmed, admin_of_new=admin_of_new)
-    if force:
-        return full
-    reason = guard_refusal(full, current, settings, recent_unconfirmed)
-    if reason is None:
-        return full
-    hold = [entry.name.lower() for entry in full.unconfirmed_removes()]
-    return replace(plan(current, desired, scope=scope, confirmed=confirmed, hold=hold,
-                        admin_of_new=admin_of_new), hold_reason=reason)

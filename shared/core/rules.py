@@ -2,8 +2,9 @@
 
 `parse_rules` / `load_rules` turn the JSON document into a validated, immutable `RuleSet` or raise one
 `RulesError` listing every problem found (schema, CIDRs, resource ids, duplicates, overlaps), each naming
-the rule and the field. Checks that need facts from Azure live in `validate_against_azure`, which the I/O
-side calls at start-up with the facts it fetched. Nothing here does I/O except reading the rules file.
+the rule and the field; the JSON Schema itself is `shared.core.rules_schema`. Checks that need facts from
+Azure live in `shared.core.rules_azure.validate_against_azure`, which the I/O side calls at start-up with
+the facts it fetched. Nothing here does I/O except reading the rules file.
 """
 
 from __future__ import annotations
@@ -13,25 +14,23 @@ import ipaddress
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from shared import settings
 from shared.core.cidr_index import MembershipIndex
 from shared.core.ids import InvalidResourceId, ResourceId, id_key
-from shared.core.models import PoolSnapshot, VirtualMachine
+from shared.core.models import VirtualMachine
+from shared.core.rules_schema import schema_problems
 from shared.errors import ConfigurationError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 RULES_ENV = settings.RULES.name
 RULES_FILE_ENV = settings.RULES_FILE.name
-SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 IPCONFIG_PRIMARY = "primary"
 IPCONFIG_ALL = "all"
 ANY_VALUE = "*"
@@ -240,7 +239,7 @@ def parse_rules(document: Mapping[str, Any] | str, source: str = "rules") -> Rul
                 [RuleProblem("", f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}")],
                 source,
             ) from error
-    problems = _schema_problems(document)
+    problems = [RuleProblem(*found) for found in schema_problems(document)]
     rules: list[Rule] = []
     names: list[tuple[int, str]] = []
     raw_rules = document.get("rules") if isinstance(document, Mapping) else None
@@ -257,92 +256,6 @@ def parse_rules(document: Mapping[str, Any] | str, source: str = "rules") -> Rul
     if errors:
         raise RulesError(errors, source)
     return RuleSet(tuple(rules), source, tuple(notes))
-
-
-# --- schema ----------------------------------------------------------------------------------------
-
-
-def rules_schema() -> dict[str, Any]:
-    """The published JSON Schema (draft 2020-12) of the rules document."""
-    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return schema
-
-
-@cache
-def _schema_validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(rules_schema())
-
-
-def _path_text(parts: Iterable[Any]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _rule_label(document: Any, parts: Sequence[Any]) -> tuple[str | None, int | None]:
-    if len(parts) < 2 or parts[0] != "rules" or not isinstance(parts[1], int):
-        return None, None
-    index = parts[1]
-    try:
-        name = document["rules"][index].get("name")
-    except (AttributeError, KeyError, IndexError, TypeError):
-        name = None
-    return (name if isinstance(name, str) and name else None), index
-
-
-_JSON_TYPES = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    type(None): "null",
-}
-
-
-def _schema_problems(document: Any) -> list[RuleProblem]:
-    problems: list[RuleProblem] = []
-    errors = sorted(_schema_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    for error in errors:
-        parts = list(error.absolute_path)
-        for sub_parts, message in _describe_schema_error(error, parts):
-            name, index = _rule_label(document, sub_parts)
-            problems.append(RuleProblem(_path_text(sub_parts), message, name, index))
-    return problems
-
-
-def _describe_schema_error(
-    error: jsonschema.ValidationError, parts: list[Any]
-) -> list[tuple[list[Any], str]]:
-    kind, expected, instance = error.validator, error.validator_value, error.instance
-    if kind == "additionalProperties" and isinstance(instance, Mapping):
-        allowed = set(error.schema.get("properties", {}))
-        return [
-            (
-                [*parts, key],
-                f"unknown key {key!r} (allowed: {', '.join(sorted(k for k in allowed if k != '$schema'))})",
-            )
-            for key in instance
-            if key not in allowed
-        ]
-    if kind == "required" and isinstance(instance, Mapping):
-        return [([*parts, key], "is required") for key in expected if key not in instance]
-    if kind == "type":
-        actual = _JSON_TYPES.get(type(instance), type(instance).__name__)
-        return [(parts, f"must be of type {expected}, got {actual}")]
-    if kind == "pattern" and parts and parts[-1] == "name":
-        return [(parts, f"{instance!r} is not a valid rule name (1-64 of A-Z a-z 0-9 _ . -)")]
-    if kind == "enum":
-        return [(parts, f"{instance!r} is not one of {', '.join(map(repr, expected))}")]
-    if kind == "const":
-        return [(parts, f"must be {expected!r}, got {instance!r}")]
-    if kind == "minItems":
-        return [(parts, f"must have at least {expected} item(s)")]
-    if kind == "uniqueItems":
-        return [(parts, "has duplicate items")]
-    return [(parts, error.message)]
 
 
 # --- per-rule semantics ----------------------------------------------------------------------------
@@ -557,94 +470,3 @@ def _overlaps(pool_rules: Sequence[Rule]) -> list[RuleProblem]:
             if open_range is None or -negative_end > open_range[0]:
                 open_range = (-negative_end, rule, position, net)
     return problems
-
-
-# --- checks against Azure facts --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AzureFacts:
-    """What the I/O side read from Azure at start-up; mappings are keyed by `id_key` of the id."""
-
-    vnet_address_spaces: Mapping[str, Sequence[str]]
-    pools: Mapping[str, PoolSnapshot]
-    # scale sets the rules name by id -> the pool ids their network profile references (None: not read)
-    scale_sets: Mapping[str, Sequence[str]] | None = None
-
-
-def validate_against_azure(ruleset: RuleSet, facts: AzureFacts) -> list[RuleProblem]:
-    """Problems only Azure can reveal. Pool problems are reported once, on the first rule for the pool."""
-    spaces = {id_key(key): value for key, value in facts.vnet_address_spaces.items()}
-    pools = {id_key(key): value for key, value in facts.pools.items()}
-    problems: list[RuleProblem] = []
-    seen_pools: set[str] = set()
-    for rule in ruleset.rules:
-
-        def problem(field_path: str, message: str, rule: Rule = rule) -> None:
-            problems.append(RuleProblem(f"rules[{rule.index}].{field_path}", message, rule.name, rule.index))
-
-        prefixes = spaces.get(rule.vnet_key)
-        if prefixes is None:
-            problem("virtualNetwork", "virtual network not found (or not readable by poolsync's identity)")
-        else:
-            space = [ipaddress.ip_network(prefix, strict=False) for prefix in prefixes]
-            for position, cidr in enumerate(rule.cidrs):
-                if not any(cidr.version == net.version and cidr.subnet_of(net) for net in space):  # type: ignore[arg-type]
-                    problem(
-                        f"cidrs[{position}]",
-                        f"{cidr} is not within the virtual network's address space "
-                        f"({', '.join(prefixes) or 'empty'})",
-                    )
-
-        _check_scale_sets(rule, facts, problem)
-        if rule.pool_key in seen_pools:
-            continue
-        seen_pools.add(rule.pool_key)
-        pool = pools.get(rule.pool_key)
-        if pool is None:
-            problem("pool", "backend pool not found (or not readable by poolsync's identity)")
-            continue
-        if (pool.lb_sku or "").lower() == "basic":
-            problem("pool", "the load balancer is Basic SKU; IP-based backend pools need Standard")
-        if pool.sync_mode_automatic:
-            problem(
-                "pool",
-                f"pool {pool.id} has syncMode Automatic; poolsync can only manage Manual/unspecified pools "
-                "(Azure fills such a pool from NIC ipconfigs and refuses address edits)",
-            )
-        if pool.nic_member_count:
-            problem(
-                "pool",
-                f"the pool has {pool.nic_member_count} NIC-based member(s); a pool cannot mix NIC- and "
-                "IP-based members",
-            )
-        if pool.vnet_id and id_key(pool.vnet_id) != rule.vnet_key:
-            problem("virtualNetwork", f"the pool is bound to virtual network {pool.vnet_id}")
-        foreign = sorted(
-            address.name
-            for address in pool.addresses
-            if address.vnet_id and id_key(address.vnet_id) != rule.vnet_key
-        )
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            problem("pool", f"the pool already has addresses in another virtual network: {shown}")
-    return problems
-
-
-def _check_scale_sets(rule: Rule, facts: AzureFacts, problem: Callable[[str, str], None]) -> None:
-    """A scale set the rule names by id must exist, and must not put its NICs in the rule's pool itself."""
-    if facts.scale_sets is None:
-        return
-    known = {id_key(key): value for key, value in facts.scale_sets.items()}
-    for position, entry in enumerate(rule.scale_sets):
-        if not entry.startswith("/"):
-            continue
-        pools = known.get(id_key(entry))
-        if pools is None:
-            problem(f"scaleSets[{position}]", "scale set not found (or not readable by poolsync's identity)")
-        elif rule.pool_key in {id_key(p) for p in pools}:
-            problem(
-                f"scaleSets[{position}]",
-                f"the scale set's network profile puts its instances' NICs in {rule.pool_id}; a pool cannot "
-                "mix NIC- and IP-based members: remove the pool from the set's network profile",
-            )

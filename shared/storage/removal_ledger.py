@@ -3,7 +3,7 @@
 The blast-radius guard judges one plan; without memory, a mass removal cut into one-owner rounds passes
 round by round. One Table partition per pool (a digest of its id), one row per removed entry name
 (`RemovedAt`): a pool's write reads its partition once (dropping rows older than the window) and the
-pure guard counts what is left (`shared.core.plan.guard_refusal`). Rows are written before the PUT that
+pure guard counts what is left (`shared.core.guard.guard_refusal`). Rows are written before the PUT that
 removes the entries, so a crash between the two leaves a row too many (the guard ignores rows whose entry
 is still in the pool), never one too few.
 """

@@ -13,9 +13,10 @@ from azure.storage.blob import BlobLeaseClient
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.pool_writer import PoolWriter
 from shared.azure.retry import RetrySettings, RetryStats
+from shared.core.guard import GuardSettings
 from shared.core.models import DesiredAddress, PoolSnapshot
 from shared.core.naming import address_name
-from shared.core.plan import GuardSettings, PoolPlan, plan
+from shared.core.plan import PoolPlan, plan
 from tests.fixtures.arm import SUBSCRIPTION, ids
 
 # Fast but patient: tests inject many faults, and a loaded CI machine is slow.

@@ -15,7 +15,7 @@ from azure.storage.blob import ContainerClient
 from shared.azure.clients import ArmSettings, AzureClients
 from shared.azure.pool_writer import PoolNotFenced, PoolWriter
 from shared.azure.retry import RetrySettings, RetryStats
-from shared.core.plan import GuardSettings
+from shared.core.guard import GuardSettings
 from shared.storage.intents import FlushLocks, LeaseLost
 from tests.azure.helpers import TEST_RETRY, InThread, PauseBeforePut, add_one, desired_address
 from tests.fixtures.arm import ids, topology

@@ -9,8 +9,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from shared.azure.retry import RetryStats
+from shared.core.guard import GuardRefused
+from shared.core.manual_plan import plan_manual
 from shared.core.models import PoolSnapshot
-from shared.core.plan import GuardRefused, PoolPlan, plan, plan_manual
+from shared.core.plan import PoolPlan, plan
 from shared.storage.intents import LeaseLost
 from tests.azure.helpers import add_one, desired_address, make_writer
 from tests.fixtures.arm import ids, topology

@@ -6,15 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from shared.core.guard import GuardSettings, guard_refusal, guarded_plan
 from shared.core.models import ADMIN_DOWN
-from shared.core.plan import (
-    CONFIRM_VM_DELETED,
-    GuardSettings,
-    apply_plan,
-    guard_refusal,
-    guarded_plan,
-    plan,
-)
+from shared.core.plan import CONFIRM_VM_DELETED, apply_plan, plan
 from tests.core.test_identity_and_guard import keep, member, pool_with, want
 
 DEFAULT_GUARD = GuardSettings()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.core.guard import GuardSettings, guarded_plan
 from shared.core.models import DesiredAddress, PoolAddress
 from shared.core.naming import address_name, is_managed_name
-from shared.core.plan import GuardSettings, apply_plan, guarded_plan, plan
+from shared.core.plan import apply_plan, plan
 from tests.core.unit_factories import nic_id, snapshot, vm_id, vnet_id
 
 NICS = range(6)

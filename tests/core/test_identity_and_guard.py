@@ -7,19 +7,11 @@ from dataclasses import replace
 import pytest
 
 from shared.core.arm_json import nic_from_json
+from shared.core.guard import GuardRefused, GuardSettings, check_guard, guarded_plan
 from shared.core.membership import compute_membership
 from shared.core.models import DesiredAddress, Inventory, PoolAddress
 from shared.core.naming import address_name, is_managed_name, legacy_address_name
-from shared.core.plan import (
-    CONFIRM_NIC_DELETED,
-    CONFIRM_VM_DELETED,
-    GuardRefused,
-    GuardSettings,
-    apply_plan,
-    check_guard,
-    guarded_plan,
-    plan,
-)
+from shared.core.plan import CONFIRM_NIC_DELETED, CONFIRM_VM_DELETED, apply_plan, plan
 from tests.core.unit_factories import (
     add_vm,
     nic_id,

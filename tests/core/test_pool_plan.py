@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from shared.core.guard import GuardRefused, GuardSettings, check_guard
+from shared.core.manual_plan import plan_manual
 from shared.core.models import DesiredAddress, PoolAddress
 from shared.core.naming import address_name
-from shared.core.plan import (
-    GuardRefused,
-    GuardSettings,
-    PlanInputError,
-    apply_plan,
-    check_guard,
-    plan,
-    plan_manual,
-)
+from shared.core.plan import PlanInputError, apply_plan, plan
 from tests.core.unit_factories import nic_id, pool_id, snapshot, unmanaged, vm_id, vnet_id
 
 

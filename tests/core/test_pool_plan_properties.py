@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.core.guard import GuardRefused, GuardSettings, check_guard
 from shared.core.models import DesiredAddress, PoolAddress
 from shared.core.naming import address_name, is_managed_name
-from shared.core.plan import GuardRefused, GuardSettings, apply_plan, check_guard, plan
+from shared.core.plan import apply_plan, plan
 from tests.core.unit_factories import nic_id, snapshot, vm_id, vnet_id
 
 MANAGED_NAMES = [address_name(nic_id(f"nic{i}"), "ipconfig1") for i in range(8)]

@@ -9,14 +9,9 @@ import jsonschema
 import pytest
 
 from shared.core.models import PoolAddress, PoolSnapshot
-from shared.core.rules import (
-    AzureFacts,
-    RulesError,
-    load_rules,
-    parse_rules,
-    rules_schema,
-    validate_against_azure,
-)
+from shared.core.rules import RulesError, load_rules, parse_rules
+from shared.core.rules_azure import AzureFacts, validate_against_azure
+from shared.core.rules_schema import rules_schema
 from tests.core.unit_factories import (
     OTHER_SUB,
     SUB,

@@ -15,7 +15,8 @@ from shared.core.membership import compute_membership
 from shared.core.models import Inventory, PoolSnapshot, VirtualMachine
 from shared.core.naming import address_name, is_managed_name
 from shared.core.plan import CONFIRM_NIC_DELETED
-from shared.core.rules import AzureFacts, RulesError, parse_rules, validate_against_azure
+from shared.core.rules import RulesError, parse_rules
+from shared.core.rules_azure import AzureFacts, validate_against_azure
 from shared.core.scale_sets import profile_from_json, read_from_json, scale_set_round
 from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id, vnet_id
 

@@ -34,10 +34,10 @@ from emulator import Emulator
 from shared.app.runtime import Runtime
 from shared.azure.clients import ArmSettings
 from shared.azure.retry import RetryStats
+from shared.core.guard import DEFAULT_MAX_REMOVE_FRACTION
 from shared.core.ids import id_key
 from shared.core.membership import compute_membership
 from shared.core.naming import address_name, is_managed_name
-from shared.core.plan import DEFAULT_MAX_REMOVE_FRACTION
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 RESOURCE_GROUP = "rg-reliability"

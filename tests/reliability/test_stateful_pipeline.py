@@ -42,8 +42,8 @@ from hypothesis.stateful import (
 from emulator import Emulator
 from emulator.faults import CONFLICT, LRO_FAILED, PRECONDITION, RESET, SERVER_ERROR, THROTTLED, UNAVAILABLE
 from shared.azure.clients import ArmSettings
+from shared.core.guard import DEFAULT_MAX_REMOVE_FRACTION
 from shared.core.ids import id_key
-from shared.core.plan import DEFAULT_MAX_REMOVE_FRACTION
 from tests.reliability.helpers import (
     FAST_OPERATION_SECONDS,
     GROUPS,

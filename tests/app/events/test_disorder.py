@@ -13,7 +13,7 @@ import pytest
 
 from shared.app.flusher import FlushFailed
 from shared.core.events import parse_event
-from shared.core.plan import plan_manual
+from shared.core.manual_plan import plan_manual
 from tests.app.events.conftest import ELSEWHERE_VNET, RULES, Stack, create_vm, facts, member_key, pool_key
 from tests.app.events.helpers import runtime_env
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.app.flusher import DEFERRED, FLUSHED, CoalesceSettings, Flusher, FlushFailed
-from shared.app.reconciler import OwnerRound, PoolOutcome
+from shared.app.outcomes import OwnerRound, PoolOutcome
 from shared.core.changes import ChangeSet
 from shared.storage.intents import Intent
 
