@@ -27,7 +27,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.azure_scale import BASE, VNET, Scale, _count, _delta, start_emulator, topology
+from bench.azure_scale import (
+    BASE,
+    VNET,
+    Scale,
+    _count,
+    _delta,
+    nic_guids,
+    start_emulator,
+    topology,
+    vm_topology,
+)
 from bench.instances import POOLSYNC, InstancePool
 from devstack.settings import local_settings
 from emulator.events import WRITE_SUCCESS, build_event
@@ -90,13 +100,17 @@ class Result:
     late: int
 
 
-def world(sizes: Sizes) -> dict[str, Any]:
-    doc = topology(sizes.world())
-    doc["virtual_networks"][0]["subnets"].append({"name": SUBNET, "prefix": SUBNET_CIDR})
-    doc["load_balancers"].append(
+def load_world(arm: Any, sizes: Sizes) -> None:
+    """The standalone-VM world (VMs first: the pools' converged entries carry their NICs' resourceGuids),
+    plus the scale set's subnet and an empty pool for it."""
+    vms = vm_topology(sizes.world())
+    vms["virtual_networks"][0]["subnets"].append({"name": SUBNET, "prefix": SUBNET_CIDR})
+    arm.load_topology(vms)
+    lbs = topology(sizes.world(), nic_guids(arm))
+    lbs["load_balancers"].append(
         {"name": "lb-scale-set", "sku": "Standard", "pools": [{"name": "pool-scale-set"}]}
     )
-    return doc
+    arm.load_topology(lbs)
 
 
 def rules(sizes: Sizes) -> dict[str, Any]:
@@ -165,7 +179,7 @@ def measure(sizes: Sizes) -> tuple[list[Result], float]:
         azurite = Azurite(Path(scratch) / "azurite").start()
         arm, _ = start_emulator(Path(scratch) / "arm", sizes.world())
         try:
-            arm.load_topology(world(sizes))
+            load_world(arm, sizes)
             suffix = uuid.uuid4().hex[:10]
             env = local_settings(
                 arm.url,
