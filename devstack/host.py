@@ -829,7 +829,10 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    print(f"listening on {host.url}", flush=True)
+    # One write of the whole line: the start-up timers already log from other threads into the same file,
+    # and print() writes the text and its newline apart (a log line could land between them).
+    sys.stdout.write(f"listening on {host.url}\n")
+    sys.stdout.flush()
     stopping.wait()
     host.stop()
     return 0

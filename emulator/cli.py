@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     emulator.start()
-    print(f"listening on {emulator.url}", flush=True)
+    sys.stdout.write(f"listening on {emulator.url}\n")  # one write: no log line can land inside it
+    sys.stdout.flush()
     stop.wait()
     emulator.stop()
     sys.stdout.flush()
