@@ -277,6 +277,19 @@ def _intents_table(storage_connection_string: str, table: str) -> Any:
     return TableServiceClient.from_connection_string(storage_connection_string).get_table_client(table)
 
 
+def clear_table(storage_connection_string: str, table: str) -> int:
+    """Delete every row of a table (it stays, so processes that created it keep writing); the count."""
+    client = _intents_table(storage_connection_string, table)
+    try:
+        rows = list(client.list_entities(select=["PartitionKey", "RowKey"]))
+    except ResourceNotFoundError:
+        return 0
+    for row in rows:
+        with contextlib.suppress(ResourceNotFoundError):
+            client.delete_entity(row["PartitionKey"], row["RowKey"])
+    return len(rows)
+
+
 def intent_rows(storage_connection_string: str, table: str) -> list[dict[str, Any]]:
     """Every pending intent row, due or deferred (Subject, Attempts, NotBefore, DeferredBecause, ...)."""
     try:
@@ -307,7 +320,7 @@ def make_deferred_intents_due(storage_connection_string: str, table: str) -> int
 
 def sweep_until_nothing_due(workers: Callable[[], list[Worker]], arm: Emulator,
                             storage_connection_string: str, settings: dict[str, str],
-                            max_sweeps: int = 4) -> list[dict[str, Any]]:
+                            max_sweeps: int = 6) -> list[dict[str, Any]]:
     """Play the clock and the sweep timer: end dead holders' leases, run `intents_sweep_timer` on a live
     worker, make what it deferred due, and again, until no intent is left or a sweep changed nothing (the
     guard keeps refusing). Returns the intents still pending."""
@@ -323,7 +336,10 @@ def sweep_until_nothing_due(workers: Callable[[], list[Worker]], arm: Emulator,
         arm.wait_operations_done(60)
         before = {row["RowKey"] for row in left}
         left = intent_rows(storage_connection_string, table)
-        if not left or (status == 202 and {row["RowKey"] for row in left} == before):
+        # Ending leases here is the test's stand-in for time passing; a flush a live worker's queue trigger
+        # ran meanwhile loses its lease to it and defers: that is no verdict of the guard, so go on.
+        broken = any("LeaseLost" in str(row.get("DeferredBecause") or "") for row in left)
+        if not left or (status == 202 and {row["RowKey"] for row in left} == before and not broken):
             break
     return left
 
@@ -397,6 +413,12 @@ class PoolWriteLog:
     def clear(self) -> None:
         with self._lock:
             self.writes.clear()
+
+    def unconfirmed_removed(self, pool: str) -> set[str]:
+        """Managed entries of `pool` the recorded writes removed while their owners still existed."""
+        with self._lock:
+            writes = [write for write in self.writes if id_key(write.pool_id) == id_key(pool)]
+        return {name for write in writes for name in write.unconfirmed_removals}
 
     def guard_violations(self, max_remove_fraction: float = DEFAULT_MAX_REMOVE_FRACTION) -> list[str]:
         with self._lock:
