@@ -38,8 +38,8 @@ class PoolOutcome:
         }
 
 
-# Statuses an owner round may still leave a pool in, besides PoolOutcome's: the pool was not brought to
-# what Azure's state says (so the intents that touched it stay pending).
+# The statuses of a pool brought to what Azure's state says; any other keeps the intents that touched it
+# pending.
 DONE = ("written", "unchanged")
 
 

@@ -318,16 +318,16 @@ class Reconciler:
         an alert naming the rules that select into it."""
         error = refused.error
         code = getattr(getattr(error, "error", None), "code", None) or "BadRequest"
-        rules = sorted(rule.name for rule in self.rules.rules if rule.pool_key == id_key(work.pool_id))
+        rules = sorted(rule.name for rule in self.rules.rules_for_pool(work.pool_id))
         removals = self.apply(work.pool_id, lambda snapshot: make_plan(snapshot).removals_only(), **options)
-        applied = removals.plan is not None and removals.status in ("written", "refused")
+        applied = len(removals.plan.removes) if removals.plan is not None \
+            and removals.status in ("written", "refused") else None
         detail = (f"Azure refused the write ({code}); "
-                  + (f"{len(removals.plan.removes)} removals applied alone" if applied and removals.plan
+                  + (f"{applied} removals applied alone" if applied is not None
                      else f"removals alone: {removals.status} {removals.detail}".strip())
                   + f"; rules {', '.join(rules)}: {refused.detail}")
         telemetry.emit("pool_write_refused", logging.ERROR, pool=work.pool_id, code=code, rules=rules,
-                       removals_applied=len(removals.plan.removes) if applied and removals.plan else 0,
-                       detail=refused.detail[:500])
+                       removals_applied=applied or 0, detail=refused.detail[:500])
         if removals.status == "failed":
             return replace(refused, detail=detail)
         return replace(removals, status="rejected", detail=detail)

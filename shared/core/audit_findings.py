@@ -75,7 +75,7 @@ def audit(inputs: AuditInputs) -> AuditResult:
         findings += pool_findings
         rejected = inputs.rejected_writes.get(id_key(pool_id))
         if rejected is not None:
-            rules = sorted(rule.name for rule in inputs.rules.rules if rule.pool_key == id_key(pool_id))
+            rules = sorted(rule.name for rule in inputs.rules.rules_for_pool(pool_id))
             findings.append(Finding(
                 "write_rejected", pool_id,
                 f"Azure refused poolsync's last write of this pool; removals of gone VMs were written alone, "
