@@ -320,26 +320,39 @@ def make_deferred_intents_due(storage_connection_string: str, table: str) -> int
 
 def sweep_until_nothing_due(workers: Callable[[], list[Worker]], arm: Emulator,
                             storage_connection_string: str, settings: dict[str, str],
-                            max_sweeps: int = 6) -> list[dict[str, Any]]:
-    """Play the clock and the sweep timer: end dead holders' leases, run `intents_sweep_timer` on a live
-    worker, make what it deferred due, and again, until no intent is left or a sweep changed nothing (the
-    guard keeps refusing). Returns the intents still pending."""
+                            max_sweeps: int = 10) -> list[dict[str, Any]]:
+    """Play the clock and the sweep timer: let live flushes finish, end dead holders' leases, make what was
+    deferred due, run `intents_sweep_timer` on a live worker, and again, until no intent is left or two
+    sweeps in a row took every pending intent and deferred them all again (the guard keeps refusing; one
+    such sweep may still have changed a pool, e.g. by an owner a conflict pulled in). Returns the intents
+    still pending."""
     table, locks = settings["POOLSYNC_INTENTS_TABLE"], settings["POOLSYNC_LOCKS_CONTAINER"]
     left: list[dict[str, Any]] = []
+    unchanged_sweeps = 0
     for _ in range(max_sweeps):
         arm.wait_operations_done(60)
+        # A live worker's queue-triggered flush ends by itself within seconds; what is still leased after
+        # that belongs to a killed worker, and ending it is the test's stand-in for its lease running out.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not leased_blobs(storage_connection_string, locks), 15, "live flushes to end")
         expire_leases(storage_connection_string, locks)
         make_deferred_intents_due(storage_connection_string, table)
+        pending = intent_rows(storage_connection_string, table)
+        attempts = {row["RowKey"]: row.get("Attempts", 0) for row in pending}
         worker = next(w for w in workers() if w.alive)
         status = worker.fire(SWEEP_FUNCTION)
         assert status in (202, 500), f"the sweep timer answered {status}"  # 500: a pool failed, intents kept
         arm.wait_operations_done(60)
-        before = {row["RowKey"] for row in left}
         left = intent_rows(storage_connection_string, table)
-        # Ending leases here is the test's stand-in for time passing; a flush a live worker's queue trigger
-        # ran meanwhile loses its lease to it and defers: that is no verdict of the guard, so go on.
+        if not left:
+            break
+        # A verdict only when this sweep's own round took every pending intent and deferred it again: a
+        # sweep that found the lock busy (a queue-triggered flush) or lost its lease decided nothing.
+        redeferred = {row["RowKey"] for row in left} == set(attempts) and all(
+            row.get("Attempts", 0) > attempts[row["RowKey"]] for row in left)
         broken = any("LeaseLost" in str(row.get("DeferredBecause") or "") for row in left)
-        if not left or (status == 202 and {row["RowKey"] for row in left} == before and not broken):
+        unchanged_sweeps = unchanged_sweeps + 1 if status == 202 and redeferred and not broken else 0
+        if unchanged_sweeps == 2:
             break
     return left
 
