@@ -1,7 +1,9 @@
 """What an operator's tooling does to VMs in the (emulated) subscription, through the real SDK: create a
 VM with its NIC, delete it, give its NIC another address; and how the pools look compared to the rules.
 
-Used by the demo and the reliability suite; both act on the emulator exactly as Azure users would.
+Used by the demo and the reliability suite; both act on the emulator exactly as Azure users would. Every
+long-running write polls with `ArmSettings.lro_polling()`: the provider's Retry-After (Compute: 50 s on the
+first poll of a create, 30 s of a delete) capped at POOLSYNC_LRO_POLL_CAP, never the SDK's 30 s default.
 """
 
 from __future__ import annotations
@@ -53,22 +55,25 @@ class Fleet:
         nic_body: Any = {"location": self.location, "properties": {"ipConfigurations": [
             {"name": "ipconfig1", "properties": ipconfig}]}}
         nic = self.network.network_interfaces.begin_create_or_update(
-            self.resource_group, self.nic_name(name), nic_body).result()
+            self.resource_group, self.nic_name(name), nic_body, polling=self.settings.lro_polling()).result()
         vm_body: Any = {"location": self.location, "tags": dict(tags), "properties": {
             "hardwareProfile": {"vmSize": "Standard_B1s"},
             "networkProfile": {"networkInterfaces": [
                 {"id": nic.id, "properties": {"primary": True, "deleteOption": "Delete"}}]},
         }}
-        self.compute.virtual_machines.begin_create_or_update(self.resource_group, name, vm_body).result()
+        self.compute.virtual_machines.begin_create_or_update(
+            self.resource_group, name, vm_body, polling=self.settings.lro_polling()).result()
         return self.vm_id(name)
 
     def delete_vm(self, name: str) -> None:
-        self.compute.virtual_machines.begin_delete(self.resource_group, name).result()
+        self.compute.virtual_machines.begin_delete(
+            self.resource_group, name, polling=self.settings.lro_polling()).result()
 
     def scale(self, scale_set: str, capacity: int) -> None:
         """Set a scale set's capacity (a PATCH of sku.capacity, as autoscale does)."""
         self.compute.virtual_machine_scale_sets.begin_update(
-            self.resource_group, scale_set, {"sku": {"capacity": capacity}}).result()
+            self.resource_group, scale_set, {"sku": {"capacity": capacity}},
+            polling=self.settings.lro_polling()).result()
 
     def scale_set_instances(self, scale_set: str) -> list[str]:
         listed = self.compute.virtual_machine_scale_set_vms.list(self.resource_group, scale_set)
@@ -88,7 +93,7 @@ class Fleet:
                                                                 "loadBalancerBackendAddressPools")}}
                     for c in nic["properties"]["ipConfigurations"]]}}
         self.network.network_interfaces.begin_create_or_update(
-            self.resource_group, self.nic_name(name), body).result()
+            self.resource_group, self.nic_name(name), body, polling=self.settings.lro_polling()).result()
 
     def vm_ip(self, name: str) -> str | None:
         nic = self.network.network_interfaces.get(self.resource_group, self.nic_name(name))

@@ -94,7 +94,8 @@ def touch_a_vm(stack: LocalStack) -> str:
     assert vm.id is not None
     rid = ResourceId.parse(vm.id)
     vm.tags = {**(vm.tags or {}), "devstack-check": str(int(time.time()))}
-    compute.virtual_machines.begin_create_or_update(rid.resource_group, rid.name, vm).result()
+    compute.virtual_machines.begin_create_or_update(
+        rid.resource_group, rid.name, vm, polling=settings.lro_polling()).result()
     return vm.id
 
 

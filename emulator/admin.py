@@ -77,8 +77,9 @@ class AdminApi:
             emu.set_profile(payload["profile"], **(payload.get("profile_overrides") or {}))
         if "operation_seconds" in payload:
             emu.operation_seconds = float(payload["operation_seconds"])
-        if "lro_retry_after" in payload:
-            emu.lro_retry_after = int(payload["lro_retry_after"])
+        if "lro_retry_after" in payload:  # seconds, {provider: {field: seconds}}, or null: the profile's
+            chosen = payload["lro_retry_after"]
+            emu.lro_retry_after = emu.profile.lro_retry_after if chosen is None else chosen
         if "page_size" in payload:
             emu.page_size = int(payload["page_size"])
         if "delivery" in payload:
@@ -100,7 +101,7 @@ class AdminApi:
         return {
             "profile": emu.profile.name,
             "operation_seconds": emu.operation_seconds,
-            "lro_retry_after": emu.lro_retry_after,
+            "lro_retry_after": emu.lro_retry_after.describe(),
             "page_size": emu.page_size,
             "event_webhook": emu.events.webhook,
             "delivery": {

@@ -22,6 +22,7 @@ from emulator.errors import ArmError, bad_request
 from emulator.ids import InvalidResourceId, ResourceId, id_key
 from emulator.lro import CANCELED, FAILED, IN_PROGRESS, Operation, OperationTracker
 from emulator.profiles import Profile, default_profile
+from emulator.retry_after import NO_RETRY_AFTER, LroRetryAfter
 from emulator.routing import KINDS, Route
 from emulator.stats import Stats
 from emulator.world import World, missing
@@ -42,7 +43,8 @@ class Config:
     """Knobs tests and benchmarks adjust at run time."""
 
     operation_seconds: float = 0.05
-    lro_retry_after: int = 0  # seconds; 0 omits Retry-After so the SDK uses its polling_interval
+    # Retry-After per resource provider; none (the default) lets the SDK use its polling_interval
+    lro_retry_after: LroRetryAfter = NO_RETRY_AFTER
     page_size: int = 100
 
 
@@ -471,9 +473,8 @@ class ArmApi:
         headers = {
             "Azure-AsyncOperation": f"{request.base_url}{operation.status_path()}?api-version={api_version}"
         }
-        if self.config.lro_retry_after > 0:
-            headers["Retry-After"] = str(self.config.lro_retry_after)
-        return headers
+        seconds = self.config.lro_retry_after.of(operation.namespace).on_accept(operation.method)
+        return {**headers, **_retry_after(seconds)}
 
     def _tags(self, request: Request, api_version: str) -> Reply:
         route = request.route
@@ -578,19 +579,16 @@ class ArmApi:
 
     def _poll_status(self, request: Request) -> Reply:
         operation = self._operation(request)
-        headers = {}
-        if operation.status == IN_PROGRESS and self.config.lro_retry_after > 0:
-            headers["Retry-After"] = str(self.config.lro_retry_after)
+        headers = self._running_poll_headers(operation) if operation.status == IN_PROGRESS else {}
         return Reply(200, operation.status_body(), headers)
 
     def _poll_result(self, request: Request) -> Reply:
         operation = self._operation(request)
         if operation.status == IN_PROGRESS:
             headers = {
-                "Location": f"{request.base_url}{request.path}?api-version={request.query['api-version']}"
+                "Location": f"{request.base_url}{request.path}?api-version={request.query['api-version']}",
+                **self._running_poll_headers(operation),
             }
-            if self.config.lro_retry_after > 0:
-                headers["Retry-After"] = str(self.config.lro_retry_after)
             return Reply(202, None, headers)
         if operation.status in (FAILED, CANCELED):
             failure = operation.failure or {}
@@ -607,9 +605,19 @@ class ArmApi:
         )
         return self._get(route)
 
+    def _running_poll_headers(self, operation: Operation) -> dict[str, str]:
+        hints = self.config.lro_retry_after.of(operation.namespace)
+        seconds = hints.on_poll(operation.method, operation.running_polls)
+        operation.running_polls += 1
+        return _retry_after(seconds)
+
     @staticmethod
     def _etag_header(resource: dict[str, Any]) -> dict[str, str]:
         return {"ETag": resource["etag"]} if resource.get("etag") else {}
+
+
+def _retry_after(seconds: int) -> dict[str, str]:
+    return {"Retry-After": str(seconds)} if seconds > 0 else {}
 
 
 def _kind_of(resource_id: str) -> str:

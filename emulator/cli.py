@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 
 from emulator.app import Emulator
+from emulator.retry_after import LroRetryAfter
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,12 +36,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--lro-retry-after",
-        type=int,
+        type=_retry_after,
         default=None,
-        help="Retry-After seconds on LRO responses (profile default: 0 = omitted, azure 10)",
+        help="Retry-After on accepted writes and running polls: seconds for every provider (0 = omitted), "
+        'or JSON per provider, e.g. \'{"Microsoft.Compute": {"accepted_write": 10}}\' (fields in '
+        "docs/emulator.md; profile default: default omits it, azure sends each provider's values)",
     )
     parser.add_argument("--page-size", type=int, default=100)
     return parser.parse_args(argv)
+
+
+def _retry_after(text: str) -> LroRetryAfter:
+    try:
+        return LroRetryAfter.parse(json.loads(text))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ throttling, faults, role assignments, events, stats - and the knobs tests and be
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from emulator.faults import Faults
 from emulator.lro import OperationTracker
 from emulator.profiles import Profile, make_profile
 from emulator.rbac import RoleAssignments
+from emulator.retry_after import LroRetryAfter
 from emulator.stats import Stats
 from emulator.throttling import BucketSettings, SubscriptionThrottle
 from emulator.world import World
@@ -25,7 +27,7 @@ class Cloud:
         self,
         topology: dict[str, Any] | str | Path | None = None,
         operation_seconds: float | None = None,
-        lro_retry_after: int | None = None,
+        lro_retry_after: int | Mapping[str, Any] | LroRetryAfter | None = None,
         page_size: int = 100,
         event_webhook: str | None = None,
         read_limit: BucketSettings | None = None,
@@ -82,12 +84,15 @@ class Cloud:
         self.config.operation_seconds = float(value)
 
     @property
-    def lro_retry_after(self) -> int:
+    def lro_retry_after(self) -> LroRetryAfter:
         return self.config.lro_retry_after
 
     @lro_retry_after.setter
-    def lro_retry_after(self, value: int) -> None:
-        self.config.lro_retry_after = int(value)
+    def lro_retry_after(self, value: int | Mapping[str, Any] | LroRetryAfter) -> None:
+        """Seconds on every accepted write and running poll (0: none), or per provider
+        `{"Microsoft.Compute": {"accepted_write": 10, ...}}` (see `RetryAfter`); set_profile restores the
+        profile's."""
+        self.config.lro_retry_after = LroRetryAfter.parse(value)
 
     @property
     def page_size(self) -> int:

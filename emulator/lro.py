@@ -45,6 +45,7 @@ class Operation:
     status: str = IN_PROGRESS
     start_time: str = field(default_factory=utc_now_text)
     end_time: str | None = None
+    running_polls: int = 0  # polls answered while it ran (Compute's Retry-After differs on the first)
 
     def status_path(self) -> str:
         return (

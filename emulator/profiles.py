@@ -14,6 +14,7 @@ from typing import Any
 
 from emulator.conflicts import ACCEPT_THEN_FAIL, CANCEL_EARLIER, REJECT_409, RETRYABLE_429
 from emulator.delivery import AZURE_DELIVERY, DEFAULT_DELIVERY, DeliveryPolicy, policy_from
+from emulator.retry_after import AZURE_RETRY_AFTER, NO_RETRY_AFTER, LroRetryAfter
 from emulator.throttling import DEFAULT_READS, DEFAULT_WRITES, BucketSettings, ThrottleLimits
 
 NETWORK_WINDOW_SECONDS = 300.0  # Microsoft.Network publishes its limits per 5 minutes
@@ -29,7 +30,7 @@ class Profile:
     name: str
     throttle: ThrottleLimits
     operation_seconds: float
-    lro_retry_after: int  # Retry-After on Azure-AsyncOperation / Location responses; 0 omits it
+    lro_retry_after: LroRetryAfter  # Retry-After per provider on accepted writes and running polls
     conflict_mix: dict[str, float]  # behaviour -> weight for a write to a busy load balancer
     conflict_seed: int | None = 0
     strict_resources: bool = False  # Failed state blocks, syncMode, NIC entries, limits, completion etags
@@ -42,6 +43,8 @@ class Profile:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(f"unknown profile setting(s): {', '.join(sorted(unknown))}")
+        if "lro_retry_after" in overrides:  # seconds, or {provider: {field: seconds}}
+            overrides["lro_retry_after"] = LroRetryAfter.parse(overrides["lro_retry_after"])
         delivery = overrides.get("delivery")
         if isinstance(delivery, Mapping):  # changes to this profile's policy, e.g. {"backoff_scale": 0.01}
             overrides["delivery"] = policy_from(self.delivery, **delivery)
@@ -55,7 +58,7 @@ def default_profile() -> Profile:
             reads=dataclasses.replace(DEFAULT_READS), writes=dataclasses.replace(DEFAULT_WRITES)
         ),
         operation_seconds=0.05,
-        lro_retry_after=0,
+        lro_retry_after=NO_RETRY_AFTER,  # fast: clients poll at their own polling_interval
         conflict_mix={REJECT_409: 1.0},
     )
 
@@ -72,7 +75,7 @@ def azure_profile() -> Profile:
             network_writes=per_window(1000),
         ),
         operation_seconds=5.0,
-        lro_retry_after=10,
+        lro_retry_after=AZURE_RETRY_AFTER,  # what the Network and Compute RPs send (docs/emulator.md)
         conflict_mix={REJECT_409: 1.0, RETRYABLE_429: 1.0, ACCEPT_THEN_FAIL: 1.0, CANCEL_EARLIER: 1.0},
         strict_resources=True,
         max_addresses_per_pool=5000,  # the Standard SKU comparison's current figure (see docs/emulator.md)

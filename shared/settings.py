@@ -98,7 +98,9 @@ ARM_STATIC_TOKEN = Setting[str | None]("POOLSYNC_ARM_STATIC_TOKEN", "text", None
 ARM_POLLING_INTERVAL = Setting("POOLSYNC_ARM_POLLING_INTERVAL", "seconds", 5.0,
                                "SDK polling interval of long-running operations")
 ARM_TIMEOUT = Setting("POOLSYNC_ARM_TIMEOUT", "seconds", 60.0, "connection and read timeout of one ARM call")
-LRO_POLL_CAP = Setting("POOLSYNC_LRO_POLL_CAP", "seconds", 2.0, "longest wait between polls of a pool write")
+LRO_POLL_CAP = Setting("POOLSYNC_LRO_POLL_CAP", "seconds", 2.0,
+                       "longest wait between polls of a long-running write (pool writes; VM writes of the "
+                       "local tooling)")
 RETRY_DEADLINE = Setting("POOLSYNC_RETRY_DEADLINE", "seconds", 120.0,
                          "total seconds one Azure call may spend retrying")
 RETRY_MAX_ATTEMPTS = Setting("POOLSYNC_RETRY_MAX_ATTEMPTS", "integer", 30, "most attempts of one Azure call")

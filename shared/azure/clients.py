@@ -52,7 +52,7 @@ class ArmSettings:
     # used when Azure sends no Retry-After on an LRO
     polling_interval: float = settings.ARM_POLLING_INTERVAL.default
     timeout: float = settings.ARM_TIMEOUT.default  # seconds for one HTTP request
-    # poll a pool write at least this often, whatever Retry-After says
+    # poll a long-running write at least this often, whatever Retry-After says (see lro_polling)
     lro_poll_cap: float = settings.LRO_POLL_CAP.default
 
     @classmethod
@@ -67,10 +67,15 @@ class ArmSettings:
             lro_poll_cap=float(settings.LRO_POLL_CAP.get(env)),
         )
 
-    def pool_write_polling(self) -> ARMPolling:
-        """Polling for a pool write. Network RP asks for 10 s between polls, but the next write of the same
-        load balancer (and the Event Grid delivery waiting on it) cannot start before this one is done; a
-        poll every couple of seconds costs one read token each, well inside the read bucket's refill."""
+    def lro_polling(self) -> ARMPolling:
+        """Polling for a long-running write poolsync or its tooling waits on (a fresh one per call): Azure's
+        Retry-After, but never more than `lro_poll_cap`, and `polling_interval` when Azure sends none.
+
+        Network RP asks for 10 s between polls of a pool write, but the next write of the same load
+        balancer (and the Event Grid delivery waiting on it) cannot start before this one is done. Compute
+        RP asks for 10 s, then 50 s (create) or 30 s (delete), then nothing, where the SDK alone would wait
+        its 30 s default. A poll every couple of seconds costs one read token each, well inside the read
+        bucket's refill."""
         return CappedArmPolling(self.polling_interval, self.lro_poll_cap,
                                 path_format_arguments={"endpoint": self.endpoint})
 
@@ -97,18 +102,20 @@ class ArmSettings:
 
 
 def network_client(
-    settings: ArmSettings, subscription_id: str, credential: TokenCredential | None = None
+    settings: ArmSettings, subscription_id: str, credential: TokenCredential | None = None, **options: Any
 ) -> NetworkManagementClient:
+    """`options`: further azure-core client options (e.g. `transport`), over the settings' ones."""
     return NetworkManagementClient(
-        credential or settings.credential(), subscription_id, **settings.client_kwargs()
+        credential or settings.credential(), subscription_id, **{**settings.client_kwargs(), **options}
     )
 
 
 def compute_client(
-    settings: ArmSettings, subscription_id: str, credential: TokenCredential | None = None
+    settings: ArmSettings, subscription_id: str, credential: TokenCredential | None = None, **options: Any
 ) -> ComputeManagementClient:
+    """`options`: further azure-core client options (e.g. `transport`), over the settings' ones."""
     return ComputeManagementClient(
-        credential or settings.credential(), subscription_id, **settings.client_kwargs()
+        credential or settings.credential(), subscription_id, **{**settings.client_kwargs(), **options}
     )
 
 

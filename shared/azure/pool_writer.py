@@ -148,7 +148,7 @@ class PoolWriter:
             poller = operations.begin_create_or_update(
                 rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, list(snapshot.addresses)),
                 headers={"If-Match": snapshot.etag} if snapshot.etag else {},
-                polling=self.clients.settings.pool_write_polling(),
+                polling=self.clients.settings.lro_polling(),
             )
             return snapshot.etag, pool_from_json(as_json(poller.result())).etag
 
@@ -244,7 +244,7 @@ class PoolWriter:
                 poller = operations.begin_create_or_update(
                     rid.resource_group, rid.name, rid.child_name, pool_put_body(raw, addresses),
                     headers={"If-Match": snapshot.etag} if snapshot.etag else {"If-None-Match": "*"},
-                    polling=self.clients.settings.pool_write_polling(),
+                    polling=self.clients.settings.lro_polling(),
                 )
             except Exception as error:  # no status (connection error, timeout): it may still land
                 if lease is not None:

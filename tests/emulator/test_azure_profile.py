@@ -13,6 +13,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network.models import BackendAddressPool, LoadBalancerBackendAddress, SubResource
 
 from emulator import Emulator
+from emulator.retry_after import AZURE_RETRY_AFTER
 from shared.azure.clients import ArmSettings, network_client
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBSCRIPTION, ids, topology
 
@@ -324,9 +325,9 @@ def test_pool_size_limit_answers_400(arm, raw):
 def test_azure_profile_defaults_to_azure_lro_timing_and_reset_keeps_the_profile(arm, raw):
     arm.set_profile("azure")
     arm.reset(two_pools())
-    assert (arm.operation_seconds, arm.lro_retry_after, arm.profile.name) == (5.0, 10, "azure")
+    assert (arm.operation_seconds, arm.lro_retry_after, arm.profile.name) == (5.0, AZURE_RETRY_AFTER, "azure")
     accepted = raw.put(ids.pool(), {"properties": {}})
-    assert accepted.headers["Retry-After"] == "10"
+    assert accepted.headers["Retry-After"] == "3"  # Network RP on an accepted PUT (docs/emulator.md)
     poll = raw.absolute(accepted.headers["Azure-AsyncOperation"])
     assert poll.json()["status"] == "InProgress" and poll.headers["Retry-After"] == "10"
     arm.complete_operations()
@@ -351,7 +352,8 @@ def test_cli_and_admin_select_the_profile(arm, tmp_path):
             }
         ).encode(),
     )
-    assert reply.body["profile"] == "azure" and reply.body["lro_retry_after"] == 0
+    assert reply.body["profile"] == "azure"
+    assert reply.body["lro_retry_after"]["Microsoft.Network"]["later_polls"] == 0
     with pytest.raises(ValueError):
         arm.set_profile("azure", conflict_mix={"sometimes": 1})
     with pytest.raises(ValueError):
