@@ -606,10 +606,9 @@ class ArmApi:
         return self._get(route)
 
     def _running_poll_headers(self, operation: Operation) -> dict[str, str]:
+        earlier_polls = self.tracker.note_running_poll(operation)
         hints = self.config.lro_retry_after.of(operation.namespace)
-        seconds = hints.on_poll(operation.method, operation.running_polls)
-        operation.running_polls += 1
-        return _retry_after(seconds)
+        return _retry_after(hints.on_poll(operation.method, earlier_polls))
 
     @staticmethod
     def _etag_header(resource: dict[str, Any]) -> dict[str, str]:

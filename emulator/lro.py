@@ -101,6 +101,13 @@ class OperationTracker:
             self._finish(operation)
         return operation
 
+    def note_running_poll(self, operation: Operation) -> int:
+        """Count one poll answered while `operation` runs; returns how many came before it."""
+        with self._lock:
+            earlier = operation.running_polls
+            operation.running_polls += 1
+        return earlier
+
     def busy(self, lock_key: str) -> Operation | None:
         """The operation holding `lock_key` until its deadline, if any.
 
