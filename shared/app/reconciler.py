@@ -166,6 +166,7 @@ class Reconciler:
             desired = self.desired(inventory)
             records = self.index.all_records() if self.index is not None and not dry_run else []
             state = OwnerState(inventory, direct=False)
+            refused_sets = self._unreadable_sets(inventory, records)
             by_pool: dict[str, dict[str, MemberRecord]] = {}
             for record in records:
                 by_pool.setdefault(record.pool_key, {})[record.name.lower()] = record
@@ -180,6 +181,8 @@ class Reconciler:
                     work.records = by_pool.get(id_key(pool), {})
                     work.confirmed = {name: reason for name, r in work.records.items()
                                       if (reason := removal_confirmation(r, state)) is not None}
+                    work.kept = {name for name, r in work.records.items()
+                                 if id_key(r.scale_set_id or "") in refused_sets}
                     outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
                                                      force=force, force_reason=force_reason, wait=wait,
                                                      deadline=deadline))
@@ -198,6 +201,16 @@ class Reconciler:
                                    reason="full reconcile failed; retried with a back-off")
             self.journal.record(outcomes, source, by)
         return outcomes
+
+    def _unreadable_sets(self, inventory: Inventory, records: Iterable[MemberRecord]) -> set[str]:
+        """Id keys of the scale sets whose instances a list read cannot show because poolsync may not read
+        them: those whose lists answered 403, and recorded sets the read shows no instance of whose GET
+        answers 403 (a list leaves out what the principal may not read: absence proves nothing)."""
+        seen = {id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id}
+        unseen = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id
+                  and id_key(r.scale_set_id) not in seen | inventory.unreadable_sets}
+        refused = self.inventory.scale_sets.refused_among(unseen.values()) if unseen else set()
+        return inventory.unreadable_sets | refused
 
     def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:
         """Full reconcile of the pools whose index rows a failed full reconcile could not build, when their
@@ -272,7 +285,7 @@ class Reconciler:
         """Plan and write one pool; with `index_rows` its member-index rows are written around the PUT
         (else the caller writes the rows of a whole round at once)."""
         guard = self.writer.guard
-        scope = None if full else work.in_scope
+        scope = (work.not_kept if work.kept else None) if full else work.in_scope
         recalled: list[Recall] = []  # read once per pool write, at its first plan (under the write lease)
 
         def make_plan(snapshot: PoolSnapshot) -> PoolPlan:

@@ -70,6 +70,7 @@ class InventoryReader:
             part = self.subscription(subscription_id)
             merged.vms.update(part.vms)
             merged.nics.update(part.nics)
+            merged.unreadable_sets |= part.unreadable_sets
         return merged
 
     def _get_or_none(self, fn: Any, operation: str) -> dict[str, Any] | None:

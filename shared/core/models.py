@@ -71,10 +71,12 @@ class VirtualMachine:
 
 @dataclass(slots=True)
 class Inventory:
-    """What exists: VMs and NICs keyed by `id_key(id)`."""
+    """What exists: VMs and NICs keyed by `id_key(id)`; `unreadable_sets`: id keys of scale sets a read saw
+    but whose instance or NIC list was refused (403), so their instances are neither here nor gone."""
 
     vms: dict[str, VirtualMachine] = field(default_factory=dict)
     nics: dict[str, NetworkInterface] = field(default_factory=dict)
+    unreadable_sets: set[str] = field(default_factory=set)
 
     def add_vm(self, vm: VirtualMachine) -> None:
         self.vms[id_key(vm.id)] = vm

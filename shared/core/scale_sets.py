@@ -6,18 +6,19 @@ with the set's tags (Uniform instances cannot carry tags of their own) and its N
 (`.../virtualMachines/{n}/networkInterfaces/{nic}`); a Flexible instance is an ordinary VM with its own
 tags. The set's lists are authoritative: an instance, or an instance's NIC, that the index recorded and
 the lists no longer show is gone, so its entries' removal is confirmed (a 90% scale-in is not a guard
-matter) - and if the set itself is gone, all of them are.
+matter) - and if the set itself is gone, all of them are. A set whose read was refused (403) is neither: its
+instances' entries stay as they are and nothing is decided for it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.arm_json import nic_from_json, vm_from_json
-from shared.core.changes import KIND_NIC, KIND_VM, Owner, OwnerState
+from shared.core.changes import KIND_NIC, KIND_VM, ChangeSet, Owner, OwnerState
 from shared.core.events import KIND_SCALE_SET
 from shared.core.ids import ResourceId, id_key
 from shared.core.member_record import MemberRecord
@@ -52,7 +53,8 @@ FLEXIBLE = "flexible"
 
 @dataclass
 class ScaleSetRead:
-    """A scale set as its own lists show it now."""
+    """A scale set as its own lists show it now; `unreadable`: the set's GET or one of its lists answered 403
+    (neither present nor gone: its instances are not known, none of them is gone)."""
 
     id: str
     exists: bool
@@ -60,6 +62,11 @@ class ScaleSetRead:
     instances: list[VirtualMachine] = field(default_factory=list)
     nics: list[NetworkInterface] = field(default_factory=list)
     known_nic_keys: frozenset[str] = frozenset()  # NICs the read saw at all (attached or not)
+    unreadable: bool = False
+
+    @classmethod
+    def refused(cls, scale_set_id: str) -> ScaleSetRead:
+        return cls(scale_set_id, exists=False, unreadable=True)
 
     @property
     def instance_keys(self) -> set[str]:
@@ -129,20 +136,37 @@ class ScaleSetRound:
     owners: list[Owner]
     state: OwnerState
     instances_of: dict[str, set[str]]  # scale set key -> instance (VM owner) keys
+    # scale set key -> its id, for the sets whose read was refused (403), and their index records
+    refused: dict[str, str] = field(default_factory=dict)
+    refused_records: dict[str, list[MemberRecord]] = field(default_factory=dict)
 
     def pools_by_set(self, pools_by_owner: Mapping[str, set[str]]) -> dict[str, set[str]]:
         """Scale set key -> the pools its instances touched (what the flusher waits on per set event)."""
         return {set_key: set().union(*(pools_by_owner.get(key, set()) for key in keys))
                 for set_key, keys in self.instances_of.items()}
 
+    def settle(self, changes: ChangeSet, managed_pool_keys: Collection[str]) -> None:
+        """Per set, what its event waits on: the pools its instances touched; a set whose read was refused
+        is undecided, and waits when the index holds entries of its instances in managed pools."""
+        changes.pools_by_owner.update(self.pools_by_set(changes.pools_by_owner))
+        for set_key, set_id in self.refused.items():
+            changes.undecided[set_key] = f"read refused (403): poolsync may not read scale set {set_id}"
+            if any(r.pool_key in managed_pool_keys for r in self.refused_records.get(set_key, ())):
+                changes.undecided_with_entries.add(set_key)
+
 
 def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecord]) -> ScaleSetRound:
     """The instances listed now and those the index recorded become VM owners; what the lists show is the
-    state, and a recorded instance or NIC no list shows is gone (its removal confirmed)."""
+    state, and a recorded instance or NIC no list shows is gone (its removal confirmed). The recorded
+    instances and NICs of a set whose read was refused are unreadable: no owners, nothing gone."""
     inventory = Inventory()
     gone: set[str] = set()
+    unreadable: set[str] = set()
     owners: dict[str, Owner] = {}
-    by_set = {id_key(read.id): read for read in reads}
+    reads = list(reads)
+    refused = {id_key(read.id): read.id for read in reads if read.unreadable}
+    refused_records: dict[str, list[MemberRecord]] = {key: [] for key in refused}
+    by_set = {id_key(read.id): read for read in reads if not read.unreadable}
     instances_of: dict[str, set[str]] = {key: set() for key in by_set}
     for set_key, read in by_set.items():
         for vm in read.instances:
@@ -153,6 +177,10 @@ def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecor
             inventory.add_nic(nic)
     for record in records:
         set_key = id_key(record.scale_set_id or "")
+        if set_key in refused:
+            refused_records[set_key].append(record)
+            unreadable |= {id_key(record.vm_id), id_key(record.nic_id)}
+            continue
         listed = by_set.get(set_key)
         if listed is None:
             continue
@@ -162,14 +190,17 @@ def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecor
             gone.add(id_key(record.vm_id))
         if id_key(record.nic_id) not in listed.known_nic_keys:
             gone.add(id_key(record.nic_id))
-    state = OwnerState(inventory, frozenset(gone), direct=True)
-    return ScaleSetRound(list(owners.values()), state, instances_of)
+    state = OwnerState(inventory, frozenset(gone), direct=True, unreadable=frozenset(unreadable))
+    return ScaleSetRound(list(owners.values()), state, instances_of, refused, refused_records)
 
 
 def merged(first: OwnerState, second: OwnerState) -> OwnerState:
-    """Two reads of one round as one state (the scale-set read is the newer for its instances)."""
+    """Two reads of one round as one state (the scale-set read is the newer for its instances). What the
+    first read saw of its own (a VM or NIC event's owner) is not made unreadable by a set refused to the
+    second."""
     inventory = Inventory(dict(first.inventory.vms), dict(first.inventory.nics))
     inventory.vms.update(second.inventory.vms)
     inventory.nics.update(second.inventory.nics)
+    seen = first.gone | first.inventory.vms.keys() | first.inventory.nics.keys()
     return OwnerState(inventory, first.gone | second.gone, first.direct and second.direct,
-                      first.unreadable | second.unreadable)
+                      first.unreadable | (second.unreadable - seen))
