@@ -244,7 +244,8 @@ class Flusher:
         report.intents += len(consumed)
         report.status = FLUSHED
         if waiting:
-            reasons = "; ".join([f"{o.pool_id}: {o.detail}" for o in outcomes if o.status not in DONE] + unread)
+            not_done = [f"{o.pool_id}: {o.detail}" for o in outcomes if o.status not in DONE]
+            reasons = "; ".join(not_done + unread)
             self.intents.defer(waiting, reasons)
             report.deferred += len(waiting)
             telemetry.emit("intents_deferred", logging.WARNING, subscription=scope, intents=len(waiting),
@@ -254,7 +255,8 @@ class Flusher:
             raise FlushFailed(scope, outcomes)
 
     def _owner_round(self, taken: list[Intent], deadline: float, lease: HeldLease,
-                     reads_done: Callable[[], None] | None = None) -> tuple[list[PoolOutcome], set[str], list[str]]:
+                     reads_done: Callable[[], None] | None = None,
+                     ) -> tuple[list[PoolOutcome], set[str], list[str]]:
         """Work from the owners the intents name; the row keys of intents that must stay pending (a pool
         they touch is not done, or nothing could be decided for an owner that has entries), and why nothing
         was decided for those owners."""

@@ -166,7 +166,8 @@ class Reconciler:
             desired = self.desired(inventory)
             records = self.index.all_records() if self.index is not None and not dry_run else []
             state = OwnerState(inventory, direct=False)
-            refused_sets = self._unreadable_sets(inventory, records)
+            target_keys = {id_key(pool) for pool in targets}
+            refused_sets = self._unreadable_sets(inventory, [r for r in records if r.pool_key in target_keys])
             by_pool: dict[str, dict[str, MemberRecord]] = {}
             for record in records:
                 by_pool.setdefault(record.pool_key, {})[record.name.lower()] = record

@@ -8,9 +8,9 @@ some resource groups still receives the events of the whole subscription.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-import logging
 from typing import Any
 
 import azure.mgmt.compute.operations._operations as compute_ops  # the SDK's request builders
@@ -74,10 +74,8 @@ class ScaleSetReader:
                 return ScaleSetRead(scale_set_id, exists=False)
             instances, nics = self._instances_and_nics(rid, mode_of(scale_set))
         except HttpResponseError as error:
-            if error.status_code != 403:
+            if not _refused(error, scale_set_id):
                 raise
-            log.warning("scale set %s: read refused (403); its entries are left as they are", rid.name,
-                        extra={"resource": scale_set_id})
             return ScaleSetRead.refused(scale_set_id)
         return read_from_json(scale_set_id, scale_set, instances, nics)
 
@@ -88,7 +86,7 @@ class ScaleSetReader:
             try:
                 self._get(ResourceId.parse(scale_set_id))
             except HttpResponseError as error:
-                if error.status_code != 403:
+                if not _refused(error, scale_set_id):
                     raise
                 return True
             return False
@@ -131,13 +129,20 @@ class ScaleSetReader:
             try:
                 instances, nics = self._instances_and_nics(ResourceId.parse(scale_set["id"]), UNIFORM)
             except HttpResponseError as error:
-                if error.status_code != 403:
+                if not _refused(error, scale_set["id"]):
                     raise
-                log.warning("scale set %s: instance or NIC list refused (403)", scale_set.get("name"),
-                            extra={"resource": scale_set["id"]})
                 inventory.unreadable_sets.add(id_key(scale_set["id"]))
                 continue
             for instance in instances:
                 inventory.add_vm(uniform_instance(scale_set, instance))
             for nic in nics:
                 inventory.add_nic(nic_from_json(nic))
+
+
+def _refused(error: HttpResponseError, scale_set_id: str) -> bool:
+    """True (and logged) for a 403: the set is unreadable to poolsync, its entries are left as they are."""
+    if error.status_code != 403:
+        return False
+    log.warning("scale set %s: read refused (403); its entries are left as they are",
+                ResourceId.parse(scale_set_id).name, extra={"resource": scale_set_id})
+    return True

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.core.audit_findings import AuditInputs, LoadBalancerFacts, audit
 from shared.core.arm_json import nic_from_json, vm_from_json
+from shared.core.audit_findings import AuditInputs, LoadBalancerFacts, audit
 from shared.core.changes import KIND_VM, OwnerState, owner_change
 from shared.core.events import KIND_SCALE_SET, Ignored, parse_event
 from shared.core.member_record import MemberRecord
@@ -251,7 +251,8 @@ def test_a_set_whose_read_was_refused_decides_nothing_and_its_event_waits_when_i
 
 def test_entries_of_a_refused_set_in_pools_no_longer_managed_do_not_hold_its_event():
     found = scale_set_round([ScaleSetRead.refused(set_id("web"))], [record("web", 0)])
-    changes = owner_change(ruleset(rule_doc(scaleSets=["web"])), found.owners, found.state, [record("web", 0)])
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    changes = owner_change(rules, found.owners, found.state, [record("web", 0)])
     found.settle(changes, set())
     assert set(changes.undecided) == {set_id("web").lower()} and changes.undecided_with_entries == set()
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute.models import Sku, VirtualMachineScaleSetUpdate
 
 from emulator import Emulator
@@ -37,7 +38,8 @@ RULES = [
 
 
 def _set_id(name: str) -> str:
-    return ids.scale_set(name).replace(f"/resourceGroups/{RESOURCE_GROUP}/", f"/resourceGroups/{OTHER_GROUP}/")
+    return ids.scale_set(name).replace(f"/resourceGroups/{RESOURCE_GROUP}/",
+                                       f"/resourceGroups/{OTHER_GROUP}/")
 
 
 def _world() -> dict:
@@ -142,3 +144,22 @@ def test_the_full_reconcile_keeps_the_entries_of_a_set_it_may_not_read(stack: St
 
     assert [o.status for o in outcomes] == ["unchanged"]
     assert ips(stack, POOL) == before
+
+
+def test_a_scale_set_read_failing_past_the_retries_fails_the_round_and_keeps_its_intent(stack: Stack,
+                                                                                       compute):
+    before = ips(stack, POOL)
+    _scale(compute, WEB, 1)
+    events = stack.emitted()
+    stack.arm.faults.add("503", method="GET", resource_type="virtualMachineScaleSets/virtualMachines")
+    short_retries = {"POOLSYNC_RETRY_DEADLINE": "2", "POOLSYNC_RETRY_MAX_ATTEMPTS": "3"}
+    stack = Stack(stack.arm, {**stack.env, **short_retries})
+
+    with pytest.raises(HttpResponseError) as failed:  # transient, not "unreadable": the round fails
+        stack.deliver(*events)
+
+    assert failed.value.status_code == 503
+    assert ips(stack, POOL) == before and stack.pending_intents() == 1
+    stack.arm.faults.clear()
+    stack.service.sweep()  # not deferred: the next flush retries it at once
+    assert ips(stack, POOL) == _web_ips(stack.arm) | _solo_ips(stack) and stack.pending_intents() == 0
