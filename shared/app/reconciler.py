@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -204,14 +205,17 @@ class Reconciler:
         return outcomes
 
     def _unreadable_sets(self, inventory: Inventory, records: Iterable[MemberRecord]) -> set[str]:
-        """Id keys of the scale sets whose instances a list read cannot show because poolsync may not read
-        them: those whose lists answered 403, and recorded sets the read shows no instance of whose GET
-        answers 403 (a list leaves out what the principal may not read: absence proves nothing)."""
-        seen = {id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id}
-        unseen = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id
-                  and id_key(r.scale_set_id) not in seen | inventory.unreadable_sets}
-        refused = self.inventory.scale_sets.refused_among(unseen.values()) if unseen else set()
-        return inventory.unreadable_sets | refused
+        """Id keys of the recorded scale sets whose instances a list read may not show all of: RBAC filters
+        lists silently, so absence proves nothing. Those whose lists answered 403, those listed with fewer
+        instances than their capacity, and those not listed whose GET answers 403."""
+        recorded = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id}
+        shown = Counter(id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id)
+        capacity = inventory.set_capacity
+        undecided = {key for key in recorded if key in inventory.unreadable_sets
+                     or (capacity.get(key) or 0) > shown[key]}
+        unlisted = [set_id for key, set_id in recorded.items()
+                    if key not in capacity and key not in undecided]
+        return undecided | (self.inventory.scale_sets.refused_among(unlisted) if unlisted else set())
 
     def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:
         """Full reconcile of the pools whose index rows a failed full reconcile could not build, when their

@@ -27,6 +27,7 @@ from shared.core.scale_sets import (
     UNIFORM,
     ScaleSetProfile,
     ScaleSetRead,
+    capacity_of,
     mode_of,
     profile_from_json,
     read_from_json,
@@ -124,6 +125,7 @@ class ScaleSetReader:
         """Every Uniform instance of a subscription and its NICs, into `inventory` (the subscription's VM and
         NIC lists have none of them; a Flexible set's VMs and NICs are already there)."""
         for scale_set in self.list_all(subscription_id):  # lists only the sets poolsync may read
+            inventory.set_capacity[id_key(scale_set["id"])] = capacity_of(scale_set)
             if mode_of(scale_set) != UNIFORM:
                 continue
             try:

@@ -61,7 +61,8 @@ class PoolWork:
     scope: set[str] = field(default_factory=set)  # lower-cased names the plan may add, change or remove
     confirmed: dict[str, str] = field(default_factory=dict)  # lower name -> why its removal is confirmed
     records: dict[str, MemberRecord] = field(default_factory=dict)  # lower name -> index record
-    # full reconcile: lower names left as they are (their owner's read was refused: neither there nor gone)
+    # full reconcile: lower names left as they are (their scale set's read was refused or its lists may hide
+    # them: neither there nor gone)
     kept: set[str] = field(default_factory=set)
 
     @property

@@ -271,6 +271,37 @@ def test_an_owner_read_directly_is_decided_although_its_set_was_refused_in_the_s
         record("web", 0).vm_id.lower(), record("web", 0).nic_id.lower()}
 
 
+def test_a_short_instance_list_confirms_nothing_gone_and_its_set_waits():
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    records = [record("web", n) for n in range(3)]
+    pairs = [uniform_instance("web", 0)]  # the set says 3 instances, the (filtered) list shows one
+    read = read_from_json(set_id("web"), {**scale_set("web"), "sku": {"capacity": 3}},
+                          [p[0] for p in pairs], [p[1] for p in pairs])
+
+    found = scale_set_round([read], records)
+    changes = owner_change(rules, found.owners, found.state, records)
+    found.settle(changes, {pool_id().lower()})
+
+    assert found.state.gone == frozenset()
+    work = changes.pools[pool_id().lower()]
+    assert work.confirmed == {} and set(work.records) == {records[0].name.lower()}  # 1, 2 out of scope
+    assert changes.undecided_with_entries == {set_id("web").lower()}
+    assert "1 instances listed, capacity 3" in changes.undecided[set_id("web").lower()]
+
+
+def test_a_nic_a_listed_instance_uses_that_the_nic_list_leaves_out_is_not_gone():
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    instance, _ = uniform_instance("web", 0)
+    read = read_from_json(set_id("web"), scale_set("web"), [instance], [])  # the NIC list hides its NIC
+
+    found = scale_set_round([read], [record("web", 0)])
+    changes = owner_change(rules, found.owners, found.state, [record("web", 0)])
+    found.settle(changes, {pool_id().lower()})
+
+    assert found.state.gone == frozenset() and changes.pools == {}
+    assert changes.undecided_with_entries == {record("web", 0).vm_id.lower(), set_id("web").lower()}
+
+
 def test_uniform_instance_entries_are_named_after_set_and_instance():
     name = address_name(f"{set_id('web')}/virtualMachines/12/networkInterfaces/nic", "ipconfig1", "g")
     assert name.startswith("psync-web-12-nic-ipconfig1-") and is_managed_name(name)

@@ -20,18 +20,21 @@ from shared.core.ids import id_key
 from shared.storage.intents import backoff_seconds
 from tests.app.events.conftest import Stack, create_vm, facts, pool_key
 from tests.app.events.helpers import runtime_env
-from tests.app.events.test_scale_sets import ips
+from tests.app.events.test_scale_sets import instance_ips, ips
 from tests.fixtures.arm import LB, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
 
 pytestmark = pytest.mark.timeout(240)
 
 OTHER_GROUP = "rg-elsewhere"
 SETS_SUBNET = "sets"
-WEB, BATCH = "web", "batch"  # Uniform sets in OTHER_GROUP; the rules select web's instances only
+SOLOS = 5
+# Uniform sets web and batch, Flexible set flex, all in OTHER_GROUP; the rules select web's and flex's
+# instances, not batch's
+WEB, BATCH, FLEX = "web", "batch", "flex"
 
 RULES = [
-    {"name": "uniform", "pool": ids.pool(POOL), "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.1.0/24"],
-     "scaleSets": ["web*"]},
+    {"name": "sets", "pool": ids.pool(POOL), "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.1.0/24"],
+     "scaleSets": ["web*", "flex*"]},
     {"name": "tagged", "pool": ids.pool(POOL), "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.0.0/24"],
      "tags": {"poolsync": "true"}},
 ]
@@ -44,22 +47,23 @@ def _set_id(name: str) -> str:
 
 def _world() -> dict:
     doc = topology(
-        [{"count": 3, "name": "solo-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": {"poolsync": "true"}}],
+        [{"count": SOLOS, "name": "solo-{i}", "subnet": f"{VNET}/{SUBNET}", "tags": {"poolsync": "true"}}],
         vnets=[{"name": VNET, "address_space": ["10.0.0.0/16"],
                 "subnets": [{"name": SUBNET, "prefix": "10.0.0.0/24"},
                             {"name": SETS_SUBNET, "prefix": "10.0.1.0/24"}]}],
         lbs=[{"name": LB, "sku": "Standard", "pools": [{"name": POOL}]}],
     )
-    doc["scale_sets"] = [{"name": name, "capacity": 2, "subnet": ids.subnet(VNET, SETS_SUBNET),
-                          "resource_group": OTHER_GROUP} for name in (WEB, BATCH)]
+    doc["scale_sets"] = [{"name": name, "capacity": 2, "subnet": ids.subnet(VNET, SETS_SUBNET), "mode": mode,
+                          "resource_group": OTHER_GROUP}
+                         for name, mode in ((WEB, "Uniform"), (BATCH, "Uniform"), (FLEX, "Flexible"))]
     return doc
 
 
-def _reader_of_own_group_only(arm: Emulator) -> None:
-    """poolsync may read its own resource group and write its load balancer; the sets' group is not
-    readable (the test's own clients, principal `x`, make the changes)."""
+def _reader_of_own_group_only(arm: Emulator, *also: str) -> None:
+    """poolsync may read its own resource group (and `also`) and write its load balancer; the sets' group
+    is not readable (the test's own clients, principal `x`, make the changes)."""
     arm.configure_rbac({
-        "devstack": {"read": [f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"],
+        "devstack": {"read": [f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}", *also],
                      "write": [ids.lb(LB)]},
         "x": {"write": [f"/subscriptions/{SUBSCRIPTION}"]},
     })
@@ -83,17 +87,18 @@ def stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
 
 
 def _web_ips(arm: Emulator) -> set[str]:
-    nics = arm.world.list_scale_set_nics(_set_id(WEB))
-    return {n["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] for n in nics}
+    return instance_ips(arm, _set_id(WEB))
 
 
-def _solo_ips(stack: Stack) -> set[str]:
-    return {stack.nic_ip(f"solo-{i}-nic") for i in (1, 2, 3)}
+def _selected_ips(stack: Stack) -> set[str]:
+    """What the pool must hold as Azure is now: the solo VMs and the instances of web and flex."""
+    solos = {stack.nic_ip(f"solo-{i}-nic") for i in range(1, SOLOS + 1)}
+    return solos | _web_ips(stack.arm) | instance_ips(stack.arm, _set_id(FLEX))
 
 
 def test_an_unreadable_scale_set_in_the_round_does_not_stop_a_vm_joining(stack: Stack, network, compute,
                                                                          caplog):
-    assert ips(stack, POOL) == _web_ips(stack.arm) | _solo_ips(stack)
+    assert ips(stack, POOL) == _selected_ips(stack)
     _reader_of_own_group_only(stack.arm)
     _scale(compute, BATCH, 3)  # a set with no entries anywhere: its read is refused
     create_vm(network, compute, "solo-9")
@@ -102,7 +107,7 @@ def test_an_unreadable_scale_set_in_the_round_does_not_stop_a_vm_joining(stack: 
         stack.deliver(*stack.emitted())  # one round: the set's read refused, the VM's allowed
 
     assert stack.pool(POOL)[pool_key("solo-9-nic")] == stack.nic_ip("solo-9-nic")
-    assert ips(stack, POOL) == _web_ips(stack.arm) | _solo_ips(stack) | {stack.nic_ip("solo-9-nic")}
+    assert ips(stack, POOL) == _selected_ips(stack) | {stack.nic_ip("solo-9-nic")}
     assert stack.pending_intents() == 0  # nothing of poolsync's at stake for the set: consumed
     alerts = facts(caplog, "owner_unreadable")
     assert [(a["owner"], a["has_entries"]) for a in alerts] == [(id_key(_set_id(BATCH)), False)]
@@ -132,13 +137,14 @@ def test_a_scale_in_of_an_unreadable_set_waits_and_the_sweep_applies_it_once_rea
     monkeypatch.setattr(stack.service.intents, "_clock", lambda: later)  # the back-off has passed
     stack.service.sweep()
 
-    assert ips(stack, POOL) == _web_ips(stack.arm) | _solo_ips(stack) and len(_web_ips(stack.arm)) == 1
+    assert ips(stack, POOL) == _selected_ips(stack) and len(_web_ips(stack.arm)) == 1
     assert stack.pending_intents() == 0
 
 
 def test_the_full_reconcile_keeps_the_entries_of_a_set_it_may_not_read(stack: Stack):
-    before = ips(stack, POOL)  # web's 2 instances of 5 managed entries: within the guard's share
-    _reader_of_own_group_only(stack.arm)
+    before = ips(stack, POOL)  # web's and flex's 4 instances of 9 managed entries: within the guard's share
+    # web: not in the list of sets, its GET refused; flex: listed, but its VMs and NICs filtered out
+    _reader_of_own_group_only(stack.arm, _set_id(FLEX))
 
     outcomes = stack.runtime.reconciler.reconcile()
 
@@ -162,4 +168,20 @@ def test_a_scale_set_read_failing_past_the_retries_fails_the_round_and_keeps_its
     assert ips(stack, POOL) == before and stack.pending_intents() == 1
     stack.arm.faults.clear()
     stack.service.sweep()  # not deferred: the next flush retries it at once
-    assert ips(stack, POOL) == _web_ips(stack.arm) | _solo_ips(stack) and stack.pending_intents() == 0
+    assert ips(stack, POOL) == _selected_ips(stack) and stack.pending_intents() == 0
+
+
+def test_a_flexible_set_whose_lists_rbac_filters_is_not_taken_for_scaled_in(stack: Stack, compute, caplog):
+    before = ips(stack, POOL)
+    _reader_of_own_group_only(stack.arm, _set_id(FLEX))  # the set itself, not its VMs and NICs
+    _scale(compute, FLEX, 1)
+    events = stack.emitted()
+
+    with caplog.at_level(logging.INFO, logger="poolsync"):
+        stack.deliver(*events)  # the set's lists are filtered silently: they show no instance at all
+
+    assert ips(stack, POOL) == before  # neither instance is confirmed gone by a list that hides them
+    (waiting,) = stack.service.intents.pending(SUBSCRIPTION, due_only=False)
+    assert id_key(waiting.subject) == id_key(_set_id(FLEX))
+    assert [(a["owner"], a["has_entries"]) for a in facts(caplog, "owner_unreadable")] == \
+        [(id_key(_set_id(FLEX)), True)]
