@@ -55,8 +55,9 @@ FLEXIBLE = "flexible"
 
 @dataclass
 class ScaleSetRead:
-    """A scale set as its own lists show it now; `unreadable`: the set's GET or one of its lists answered 403
-    (neither present nor gone: its instances are not known, none of them is gone)."""
+    """A scale set as its own lists show it now. `exists` is False for a set that is gone (404) and for one
+    that is `unreadable`: its GET or one of its lists answered 403 (neither present nor gone: its instances
+    are not known, none of them is gone)."""
 
     id: str
     exists: bool
