@@ -232,8 +232,9 @@ class Flusher:
             pools = self.reconciler.pools_of_subscription(scope) if index_ready else None
             outcomes = self.reconciler.reconcile(pools, source="events", deadline=deadline)
             blocked = set() if all(o.status in DONE for o in outcomes) else {i.row_key for i in taken}
+            unread: list[str] = []
         else:
-            outcomes, blocked = self._owner_round(taken, deadline, lease, reads_done)
+            outcomes, blocked, unread = self._owner_round(taken, deadline, lease, reads_done)
             self._repair_index(deadline)
         report.rounds += 1
         report.outcomes = outcomes
@@ -243,7 +244,8 @@ class Flusher:
         report.intents += len(consumed)
         report.status = FLUSHED
         if waiting:
-            reasons = "; ".join(f"{o.pool_id}: {o.detail}" for o in outcomes if o.status not in DONE)
+            not_done = [f"{o.pool_id}: {o.detail}" for o in outcomes if o.status not in DONE]
+            reasons = "; ".join(not_done + unread)
             self.intents.defer(waiting, reasons)
             report.deferred += len(waiting)
             telemetry.emit("intents_deferred", logging.WARNING, subscription=scope, intents=len(waiting),
@@ -253,9 +255,11 @@ class Flusher:
             raise FlushFailed(scope, outcomes)
 
     def _owner_round(self, taken: list[Intent], deadline: float, lease: HeldLease,
-                     reads_done: Callable[[], None] | None = None) -> tuple[list[PoolOutcome], set[str]]:
+                     reads_done: Callable[[], None] | None = None,
+                     ) -> tuple[list[PoolOutcome], set[str], list[str]]:
         """Work from the owners the intents name; the row keys of intents that must stay pending (a pool
-        they touch is not done, or nothing could be decided for an owner that has entries)."""
+        they touch is not done, or nothing could be decided for an owner that has entries), and why nothing
+        was decided for those owners."""
         owners = {id_key(i.subject): Owner(i.kind, i.subject) for i in taken if i.kind in OWNER_KINDS}
         # Read after taking: every change whose intent we took is visible in the reconciler's read.
         # The flush lock fences the writes too: once lost, a successor may be working from a newer read.
@@ -264,7 +268,8 @@ class Flusher:
                                                   expect_present=written, reads_done=reads_done)
         waiting = result.owners_waiting()
         blocked = {i.row_key for i in taken if id_key(i.subject) in waiting}
-        return result.outcomes, blocked
+        unread = [f"{key}: {reason}" for key, reason in result.undecided.items() if key in result.waiting]
+        return result.outcomes, blocked, unread
 
     def _repair_index(self, deadline: float) -> None:
         """Pools a full reconcile could not build the index for are retried here, on their back-off; their

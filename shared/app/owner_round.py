@@ -137,7 +137,7 @@ def _owner_pass(reconciler: Reconciler, owners: list[Owner], *, deadline: float 
     read = time.monotonic()
     changes = owner_change(reconciler.rules, owners + instances.owners, merged(state, instances.state),
                            records + set_records)
-    changes.pools_by_owner.update(instances.pools_by_set(changes.pools_by_owner))
+    instances.settle(changes, {id_key(pool_id) for pool_id in reconciler.managed_pool_ids()})
     outcomes = reconciler.apply_changes(changes, source=source, deadline=deadline, fence=fence,
                                         reads_done=reads_done) if changes.pools else []
     log.info("owners round: %d owners, %d index records (%.2fs), %s read (%.2fs), %d pools written "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -166,6 +167,8 @@ class Reconciler:
             desired = self.desired(inventory)
             records = self.index.all_records() if self.index is not None and not dry_run else []
             state = OwnerState(inventory, direct=False)
+            target_keys = {id_key(pool) for pool in targets}
+            refused_sets = self._unreadable_sets(inventory, [r for r in records if r.pool_key in target_keys])
             by_pool: dict[str, dict[str, MemberRecord]] = {}
             for record in records:
                 by_pool.setdefault(record.pool_key, {})[record.name.lower()] = record
@@ -180,6 +183,8 @@ class Reconciler:
                     work.records = by_pool.get(id_key(pool), {})
                     work.confirmed = {name: reason for name, r in work.records.items()
                                       if (reason := removal_confirmation(r, state)) is not None}
+                    work.kept = {name for name, r in work.records.items()
+                                 if id_key(r.scale_set_id or "") in refused_sets}
                     outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
                                                      force=force, force_reason=force_reason, wait=wait,
                                                      deadline=deadline))
@@ -198,6 +203,19 @@ class Reconciler:
                                    reason="full reconcile failed; retried with a back-off")
             self.journal.record(outcomes, source, by)
         return outcomes
+
+    def _unreadable_sets(self, inventory: Inventory, records: Iterable[MemberRecord]) -> set[str]:
+        """Id keys of the recorded scale sets whose instances a list read may not show all of: RBAC filters
+        lists silently, so absence proves nothing. Those whose lists answered 403, those listed with fewer
+        instances than their capacity, and those not listed whose GET answers 403."""
+        recorded = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id}
+        shown = Counter(id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id)
+        capacity = inventory.set_capacity
+        undecided = {key for key in recorded if key in inventory.unreadable_sets
+                     or (capacity.get(key) or 0) > shown[key]}
+        unlisted = [set_id for key, set_id in recorded.items()
+                    if key not in capacity and key not in undecided]
+        return undecided | (self.inventory.scale_sets.refused_among(unlisted) if unlisted else set())
 
     def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:
         """Full reconcile of the pools whose index rows a failed full reconcile could not build, when their
@@ -272,7 +290,7 @@ class Reconciler:
         """Plan and write one pool; with `index_rows` its member-index rows are written around the PUT
         (else the caller writes the rows of a whole round at once)."""
         guard = self.writer.guard
-        scope = None if full else work.in_scope
+        scope = (work.not_kept if work.kept else None) if full else work.in_scope
         recalled: list[Recall] = []  # read once per pool write, at its first plan (under the write lease)
 
         def make_plan(snapshot: PoolSnapshot) -> PoolPlan:

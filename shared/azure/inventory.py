@@ -70,6 +70,8 @@ class InventoryReader:
             part = self.subscription(subscription_id)
             merged.vms.update(part.vms)
             merged.nics.update(part.nics)
+            merged.set_capacity.update(part.set_capacity)
+            merged.unreadable_sets |= part.unreadable_sets
         return merged
 
     def _get_or_none(self, fn: Any, operation: str) -> dict[str, Any] | None:

@@ -2,32 +2,39 @@
 
 Uniform: the set (GET), Compute's instance list, the Network RP's scale-set NIC list. Flexible: the set,
 its instance list (ordinary VMs) and the NIC list of the set's resource group (kept: NICs of instances).
+A 403 on any of them makes the set unreadable (`ScaleSetRead.refused`), never gone: a principal with roles on
+some resource groups still receives the events of the whole subscription.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.mgmt.compute.operations._operations as compute_ops  # the SDK's request builders
 import azure.mgmt.network.operations._operations as network_ops
+from azure.core.exceptions import HttpResponseError
 
 from shared.azure.arm_pages import get_json, list_json
 from shared.azure.clients import AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
 from shared.core.arm_json import nic_from_json
-from shared.core.ids import ResourceId
+from shared.core.ids import ResourceId, id_key
 from shared.core.models import Inventory
 from shared.core.scale_sets import (
     UNIFORM,
     ScaleSetProfile,
     ScaleSetRead,
+    capacity_of,
     mode_of,
     profile_from_json,
     read_from_json,
     uniform_instance,
 )
+
+log = logging.getLogger("poolsync.inventory")
 
 _PARALLEL_SETS = 4
 _SET_NICS = network_ops.build_network_interfaces_list_virtual_machine_scale_set_network_interfaces_request
@@ -59,13 +66,34 @@ class ScaleSetReader:
         return profile_from_json(scale_set) if scale_set is not None else None
 
     def read(self, scale_set_id: str) -> ScaleSetRead:
-        """The set as its own lists show it now (a set that is gone reads as `exists=False`)."""
+        """The set as its own lists show it now (a set that is gone reads as `exists=False`, one poolsync may
+        not read as `unreadable`; other errors past the retries raise)."""
         rid = ResourceId.parse(scale_set_id)
-        scale_set = self._get(rid)
-        if scale_set is None:
-            return ScaleSetRead(scale_set_id, exists=False)
-        instances, nics = self._instances_and_nics(rid, mode_of(scale_set))
+        try:
+            scale_set = self._get(rid)
+            if scale_set is None:
+                return ScaleSetRead(scale_set_id, exists=False)
+            instances, nics = self._instances_and_nics(rid, mode_of(scale_set))
+        except HttpResponseError as error:
+            if not _refused(error, scale_set_id):
+                raise
+            return ScaleSetRead.refused(scale_set_id)
         return read_from_json(scale_set_id, scale_set, instances, nics)
+
+    def refused_among(self, scale_set_ids: Iterable[str]) -> set[str]:
+        """Id keys of the sets (not in a list read: gone or hidden from this principal) whose GET answers
+        403: a list leaves out what poolsync may not read, so their absence proves nothing."""
+        def refused(scale_set_id: str) -> bool:
+            try:
+                self._get(ResourceId.parse(scale_set_id))
+            except HttpResponseError as error:
+                if not _refused(error, scale_set_id):
+                    raise
+                return True
+            return False
+        ids = list(dict.fromkeys(scale_set_ids))
+        with ThreadPoolExecutor(max_workers=max(1, min(_PARALLEL_SETS, len(ids)))) as executor:
+            return {id_key(i) for i, no in zip(ids, executor.map(refused, ids), strict=True) if no}
 
     def _instances_and_nics(self, rid: ResourceId, mode: str) -> tuple[list[Any], list[Any]]:
         compute = self.clients.compute(rid.subscription)
@@ -96,11 +124,27 @@ class ScaleSetReader:
     def add_uniform_instances(self, inventory: Inventory, subscription_id: str) -> None:
         """Every Uniform instance of a subscription and its NICs, into `inventory` (the subscription's VM and
         NIC lists have none of them; a Flexible set's VMs and NICs are already there)."""
-        for scale_set in self.list_all(subscription_id):
+        for scale_set in self.list_all(subscription_id):  # lists only the sets poolsync may read
+            inventory.set_capacity[id_key(scale_set["id"])] = capacity_of(scale_set)
             if mode_of(scale_set) != UNIFORM:
                 continue
-            instances, nics = self._instances_and_nics(ResourceId.parse(scale_set["id"]), UNIFORM)
+            try:
+                instances, nics = self._instances_and_nics(ResourceId.parse(scale_set["id"]), UNIFORM)
+            except HttpResponseError as error:
+                if not _refused(error, scale_set["id"]):
+                    raise
+                inventory.unreadable_sets.add(id_key(scale_set["id"]))
+                continue
             for instance in instances:
                 inventory.add_vm(uniform_instance(scale_set, instance))
             for nic in nics:
                 inventory.add_nic(nic_from_json(nic))
+
+
+def _refused(error: HttpResponseError, scale_set_id: str) -> bool:
+    """True (and logged) for a 403: the set is unreadable to poolsync, its entries are left as they are."""
+    if error.status_code != 403:
+        return False
+    log.warning("scale set %s: read refused (403); its entries are left as they are",
+                ResourceId.parse(scale_set_id).name, extra={"resource": scale_set_id})
+    return True

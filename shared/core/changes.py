@@ -61,6 +61,9 @@ class PoolWork:
     scope: set[str] = field(default_factory=set)  # lower-cased names the plan may add, change or remove
     confirmed: dict[str, str] = field(default_factory=dict)  # lower name -> why its removal is confirmed
     records: dict[str, MemberRecord] = field(default_factory=dict)  # lower name -> index record
+    # full reconcile: lower names left as they are (their scale set's read was refused or its lists may hide
+    # them: neither there nor gone)
+    kept: set[str] = field(default_factory=set)
 
     @property
     def lb_id(self) -> str:
@@ -68,6 +71,9 @@ class PoolWork:
 
     def in_scope(self, lowered_name: str) -> bool:
         return lowered_name in self.scope
+
+    def not_kept(self, lowered_name: str) -> bool:
+        return lowered_name not in self.kept
 
 
 @dataclass

@@ -71,10 +71,14 @@ class VirtualMachine:
 
 @dataclass(slots=True)
 class Inventory:
-    """What exists: VMs and NICs keyed by `id_key(id)`."""
+    """What exists: VMs and NICs keyed by `id_key(id)`. A subscription's list read also says which scale sets
+    it listed, with the capacity each says it has, and those whose instance or NIC list was refused (403):
+    their instances are neither here nor gone."""
 
     vms: dict[str, VirtualMachine] = field(default_factory=dict)
     nics: dict[str, NetworkInterface] = field(default_factory=dict)
+    set_capacity: dict[str, int | None] = field(default_factory=dict)  # scale set key -> its sku.capacity
+    unreadable_sets: set[str] = field(default_factory=set)
 
     def add_vm(self, vm: VirtualMachine) -> None:
         self.vms[id_key(vm.id)] = vm

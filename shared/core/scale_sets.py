@@ -6,18 +6,21 @@ with the set's tags (Uniform instances cannot carry tags of their own) and its N
 (`.../virtualMachines/{n}/networkInterfaces/{nic}`); a Flexible instance is an ordinary VM with its own
 tags. The set's lists are authoritative: an instance, or an instance's NIC, that the index recorded and
 the lists no longer show is gone, so its entries' removal is confirmed (a 90% scale-in is not a guard
-matter) - and if the set itself is gone, all of them are.
+matter) - and if the set itself is gone, all of them are. Unless the lists may hide them: a set whose read
+was refused (403), or whose lists RBAC filtered (fewer instances than its capacity, a listed instance's NIC
+missing), proves nothing absent; those instances' entries stay as they are and the set is undecided.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from shared.core.arm_json import nic_from_json, vm_from_json
-from shared.core.changes import KIND_NIC, KIND_VM, Owner, OwnerState
+from shared.core.changes import KIND_NIC, KIND_VM, ChangeSet, Owner, OwnerState
 from shared.core.events import KIND_SCALE_SET
 from shared.core.ids import ResourceId, id_key
 from shared.core.member_record import MemberRecord
@@ -52,7 +55,9 @@ FLEXIBLE = "flexible"
 
 @dataclass
 class ScaleSetRead:
-    """A scale set as its own lists show it now."""
+    """A scale set as its own lists show it now. `exists` is False for a set that is gone (404) and for one
+    that is `unreadable`: its GET or one of its lists answered 403 (neither present nor gone: its instances
+    are not known, none of them is gone)."""
 
     id: str
     exists: bool
@@ -60,10 +65,42 @@ class ScaleSetRead:
     instances: list[VirtualMachine] = field(default_factory=list)
     nics: list[NetworkInterface] = field(default_factory=list)
     known_nic_keys: frozenset[str] = frozenset()  # NICs the read saw at all (attached or not)
+    unreadable: bool = False
+    capacity: int | None = None  # the set's sku.capacity: how many instances it says it has
+
+    @classmethod
+    def refused(cls, scale_set_id: str) -> ScaleSetRead:
+        return cls(scale_set_id, exists=False, unreadable=True)
+
+    @cached_property
+    def listed_instances(self) -> dict[str, VirtualMachine]:
+        """Instance key -> instance, of the instances listed."""
+        return {id_key(vm.id): vm for vm in self.instances}
 
     @property
-    def instance_keys(self) -> set[str]:
-        return {id_key(vm.id) for vm in self.instances}
+    def short(self) -> bool:
+        """The instance list shows fewer instances than the set has: RBAC filters lists silently (a Flexible
+        set's instances are VMs of their own), or instances are still being created."""
+        return self.capacity is not None and len(self.instances) < self.capacity
+
+    def hides(self, record: MemberRecord) -> bool:
+        """The lists may leave out this recorded instance or NIC although it exists, so its absence proves
+        nothing: the read was refused, the instance list is short, or a listed instance still uses a NIC
+        the NIC list does not show (a filtered list: an attached NIC cannot be deleted)."""
+        if self.unreadable:
+            return True
+        instance = self.listed_instances.get(id_key(record.vm_id))
+        if instance is None:
+            return self.short
+        return id_key(record.nic_id) not in self.known_nic_keys \
+            and any(id_key(nic_id) == id_key(record.nic_id) for nic_id in instance.nic_ids)
+
+    def why_undecided(self) -> str:
+        if self.unreadable:
+            return f"read refused (403): poolsync may not read scale set {self.id}"
+        return (f"scale set {self.id}: its lists do not show every instance and NIC it has "
+                f"({len(self.instances)} instances listed, capacity {self.capacity}): "
+                "not visible to poolsync, or not created yet")
 
 
 @dataclass(frozen=True)
@@ -115,7 +152,14 @@ def read_from_json(scale_set_id: str, scale_set: Mapping[str, Any] | None,
     parsed = [nic_from_json(nic) for nic in nics]
     keys = {id_key(vm.id) for vm in vms}
     attached = [nic for nic in parsed if nic.vm_id and id_key(nic.vm_id) in keys]
-    return ScaleSetRead(canonical, True, mode, vms, attached, frozenset(id_key(n.id) for n in parsed))
+    return ScaleSetRead(canonical, True, mode, vms, attached, frozenset(id_key(n.id) for n in parsed),
+                        capacity=capacity_of(scale_set))
+
+
+def capacity_of(scale_set: Mapping[str, Any]) -> int | None:
+    """How many instances the set says it has (its sku.capacity), if it says."""
+    capacity = (scale_set.get("sku") or {}).get("capacity")
+    return capacity if isinstance(capacity, int) and not isinstance(capacity, bool) else None
 
 
 def _with_set(vm: VirtualMachine, scale_set_id: str) -> VirtualMachine:
@@ -129,21 +173,39 @@ class ScaleSetRound:
     owners: list[Owner]
     state: OwnerState
     instances_of: dict[str, set[str]]  # scale set key -> instance (VM owner) keys
+    # scale set key -> why nothing could be decided for some of its instances (a refused read, a filtered
+    # list), and the index records of the instances left undecided
+    undecided: dict[str, str] = field(default_factory=dict)
+    hidden: dict[str, list[MemberRecord]] = field(default_factory=dict)
 
     def pools_by_set(self, pools_by_owner: Mapping[str, set[str]]) -> dict[str, set[str]]:
         """Scale set key -> the pools its instances touched (what the flusher waits on per set event)."""
         return {set_key: set().union(*(pools_by_owner.get(key, set()) for key in keys))
                 for set_key, keys in self.instances_of.items()}
 
+    def settle(self, changes: ChangeSet, managed_pool_keys: Collection[str]) -> None:
+        """Per set, what its event waits on: the pools its instances touched; a set with undecided instances
+        is undecided too, and waits when the index holds entries of them in managed pools."""
+        changes.pools_by_owner.update(self.pools_by_set(changes.pools_by_owner))
+        for set_key, reason in self.undecided.items():
+            changes.undecided[set_key] = reason
+            if any(r.pool_key in managed_pool_keys for r in self.hidden.get(set_key, ())) \
+                    or self.instances_of.get(set_key, set()) & changes.undecided_with_entries:
+                changes.undecided_with_entries.add(set_key)
+
 
 def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecord]) -> ScaleSetRound:
     """The instances listed now and those the index recorded become VM owners; what the lists show is the
-    state, and a recorded instance or NIC no list shows is gone (its removal confirmed)."""
+    state, and a recorded instance or NIC no list shows is gone (its removal confirmed) - unless the lists
+    may hide it (`ScaleSetRead.hides`): then it is unreadable, no owner, and its set undecided."""
     inventory = Inventory()
     gone: set[str] = set()
+    unreadable: set[str] = set()
     owners: dict[str, Owner] = {}
     by_set = {id_key(read.id): read for read in reads}
-    instances_of: dict[str, set[str]] = {key: set() for key in by_set}
+    instances_of: dict[str, set[str]] = {key: set() for key, read in by_set.items() if not read.unreadable}
+    undecided = {key: read.why_undecided() for key, read in by_set.items() if read.unreadable}
+    hidden: dict[str, list[MemberRecord]] = {}
     for set_key, read in by_set.items():
         for vm in read.instances:
             inventory.add_vm(vm)
@@ -156,20 +218,30 @@ def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecor
         listed = by_set.get(set_key)
         if listed is None:
             continue
+        if listed.hides(record):
+            hidden.setdefault(set_key, []).append(record)
+            undecided.setdefault(set_key, listed.why_undecided())
+            unreadable.add(id_key(record.nic_id))
+            if id_key(record.vm_id) not in listed.listed_instances:
+                unreadable.add(id_key(record.vm_id))
+            continue
         owners.setdefault(id_key(record.vm_id), Owner(KIND_VM, record.vm_id))
         instances_of[set_key].add(id_key(record.vm_id))
-        if id_key(record.vm_id) not in listed.instance_keys:
+        if id_key(record.vm_id) not in listed.listed_instances:
             gone.add(id_key(record.vm_id))
         if id_key(record.nic_id) not in listed.known_nic_keys:
             gone.add(id_key(record.nic_id))
-    state = OwnerState(inventory, frozenset(gone), direct=True)
-    return ScaleSetRound(list(owners.values()), state, instances_of)
+    state = OwnerState(inventory, frozenset(gone), direct=True, unreadable=frozenset(unreadable))
+    return ScaleSetRound(list(owners.values()), state, instances_of, undecided, hidden)
 
 
 def merged(first: OwnerState, second: OwnerState) -> OwnerState:
-    """Two reads of one round as one state (the scale-set read is the newer for its instances)."""
+    """Two reads of one round as one state (the scale-set read is the newer for its instances). What the
+    first read saw of its own (a VM or NIC event's owner) is not made unreadable by a set refused to the
+    second."""
     inventory = Inventory(dict(first.inventory.vms), dict(first.inventory.nics))
     inventory.vms.update(second.inventory.vms)
     inventory.nics.update(second.inventory.nics)
+    seen = first.gone | first.inventory.vms.keys() | first.inventory.nics.keys()
     return OwnerState(inventory, first.gone | second.gone, first.direct and second.direct,
-                      first.unreadable | second.unreadable)
+                      first.unreadable | (second.unreadable - seen))

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.core.arm_json import nic_from_json, vm_from_json
 from shared.core.audit_findings import AuditInputs, LoadBalancerFacts, audit
-from shared.core.changes import KIND_VM, owner_change
+from shared.core.changes import KIND_VM, OwnerState, owner_change
 from shared.core.events import KIND_SCALE_SET, Ignored, parse_event
 from shared.core.member_record import MemberRecord
 from shared.core.membership import compute_membership
@@ -17,7 +18,7 @@ from shared.core.naming import address_name, is_managed_name
 from shared.core.plan import CONFIRM_NIC_DELETED
 from shared.core.rules import RulesError, parse_rules
 from shared.core.rules_azure import AzureFacts, validate_against_azure
-from shared.core.scale_sets import profile_from_json, read_from_json, scale_set_round
+from shared.core.scale_sets import ScaleSetRead, merged, profile_from_json, read_from_json, scale_set_round
 from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id, vnet_id
 
 RG = "rg-app"
@@ -230,6 +231,75 @@ def test_a_deleted_set_confirms_every_recorded_instance_gone():
         ruleset(rule_doc(scaleSets=["web"])), found.owners, found.state, [record("web", 0)]
     )
     assert list(changes.pools[pool_id().lower()].confirmed.values()) == [CONFIRM_NIC_DELETED]
+
+
+def test_a_set_whose_read_was_refused_decides_nothing_and_its_event_waits_when_it_has_entries():
+    rules = ruleset(rule_doc(scaleSets=["web", "batch"]))
+    records = [record("web", n) for n in range(3)]
+    reads = [ScaleSetRead.refused(set_id("web")), ScaleSetRead.refused(set_id("batch"))]
+
+    found = scale_set_round(reads, records)
+    changes = owner_change(rules, found.owners, found.state, records)
+    found.settle(changes, {pool_id().lower()})
+
+    assert found.owners == [] and found.state.gone == frozenset()  # neither present nor gone
+    assert changes.pools == {}  # no entry of its instances is added, changed or removed
+    assert set(changes.undecided) == {set_id("web").lower(), set_id("batch").lower()}
+    assert set_id("web") in changes.undecided[set_id("web").lower()]
+    assert changes.undecided_with_entries == {set_id("web").lower()}  # batch has none: nothing to wait for
+
+
+def test_entries_of_a_refused_set_in_pools_no_longer_managed_do_not_hold_its_event():
+    found = scale_set_round([ScaleSetRead.refused(set_id("web"))], [record("web", 0)])
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    changes = owner_change(rules, found.owners, found.state, [record("web", 0)])
+    found.settle(changes, set())
+    assert set(changes.undecided) == {set_id("web").lower()} and changes.undecided_with_entries == set()
+
+
+def test_an_owner_read_directly_is_decided_although_its_set_was_refused_in_the_same_round():
+    instance, nic = uniform_instance("web", 0)
+    direct = OwnerState(Inventory())
+    direct.inventory.add_vm(vm_from_json(instance))
+    direct.inventory.add_nic(nic_from_json(nic))
+    found = scale_set_round([ScaleSetRead.refused(set_id("web"))], [record("web", 0)])
+
+    state = merged(direct, found.state)
+
+    assert state.unreadable == frozenset()
+    assert merged(OwnerState(Inventory()), found.state).unreadable == {
+        record("web", 0).vm_id.lower(), record("web", 0).nic_id.lower()}
+
+
+def test_a_short_instance_list_confirms_nothing_gone_and_its_set_waits():
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    records = [record("web", n) for n in range(3)]
+    pairs = [uniform_instance("web", 0)]  # the set says 3 instances, the (filtered) list shows one
+    read = read_from_json(set_id("web"), {**scale_set("web"), "sku": {"capacity": 3}},
+                          [p[0] for p in pairs], [p[1] for p in pairs])
+
+    found = scale_set_round([read], records)
+    changes = owner_change(rules, found.owners, found.state, records)
+    found.settle(changes, {pool_id().lower()})
+
+    assert found.state.gone == frozenset()
+    work = changes.pools[pool_id().lower()]
+    assert work.confirmed == {} and set(work.records) == {records[0].name.lower()}  # 1, 2 out of scope
+    assert changes.undecided_with_entries == {set_id("web").lower()}
+    assert "1 instances listed, capacity 3" in changes.undecided[set_id("web").lower()]
+
+
+def test_a_nic_a_listed_instance_uses_that_the_nic_list_leaves_out_is_not_gone():
+    rules = ruleset(rule_doc(scaleSets=["web"]))
+    instance, _ = uniform_instance("web", 0)
+    read = read_from_json(set_id("web"), scale_set("web"), [instance], [])  # the NIC list hides its NIC
+
+    found = scale_set_round([read], [record("web", 0)])
+    changes = owner_change(rules, found.owners, found.state, [record("web", 0)])
+    found.settle(changes, {pool_id().lower()})
+
+    assert found.state.gone == frozenset() and changes.pools == {}
+    assert changes.undecided_with_entries == {record("web", 0).vm_id.lower(), set_id("web").lower()}
 
 
 def test_uniform_instance_entries_are_named_after_set_and_instance():

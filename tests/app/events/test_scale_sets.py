@@ -67,8 +67,9 @@ def sets(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
 
 
 def instance_ips(arm: Emulator, name: str) -> set[str]:
-    """The private IPs of a set's instances as Azure holds them (Uniform: under the set; Flexible: VMs)."""
-    scale_set = ids.scale_set(name)
+    """The private IPs of a set's instances as Azure holds them (Uniform: under the set; Flexible: VMs);
+    `name`: in the default resource group, or the set's id."""
+    scale_set = name if name.startswith("/") else ids.scale_set(name)
     nics = arm.world.list_scale_set_nics(scale_set)
     if not nics:  # Flexible: the instances' ordinary NICs
         vms = arm.world.list_scale_set_instances(scale_set) or []
