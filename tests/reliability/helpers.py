@@ -176,6 +176,17 @@ class Worker:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds what it holds and does nothing (a frozen VM, a long GC pause)."""
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.alive:
             assert self.process is not None
