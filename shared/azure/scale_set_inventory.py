@@ -1,7 +1,8 @@
 """Reading scale sets: one set's instances and their NICs by paged lists (never a GET per instance).
 
 Uniform: the set (GET), Compute's instance list, the Network RP's scale-set NIC list. Flexible: the set,
-its instance list (ordinary VMs) and the NIC list of the set's resource group (kept: NICs of instances).
+its instance list (ordinary VMs) and the NIC lists of the set's resource group and of any other resource
+group an instance's NIC lives in (kept: NICs of instances).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.core.scale_sets import (
     ScaleSetProfile,
     ScaleSetRead,
     mode_of,
+    nic_groups,
     profile_from_json,
     read_from_json,
     uniform_instance,
@@ -64,19 +66,37 @@ class ScaleSetReader:
         scale_set = self._get(rid)
         if scale_set is None:
             return ScaleSetRead(scale_set_id, exists=False)
-        instances, nics = self._instances_and_nics(rid, mode_of(scale_set))
-        return read_from_json(scale_set_id, scale_set, instances, nics)
+        mode = mode_of(scale_set)
+        instances = self._instances(rid)
+        if mode == UNIFORM:
+            return read_from_json(scale_set_id, scale_set, instances, self._uniform_nics(rid))
+        groups = nic_groups(scale_set_id, instances)
+        nics = [nic for group in groups for nic in self._group_nics(group)]
+        return read_from_json(scale_set_id, scale_set, instances, nics, groups)
 
-    def _instances_and_nics(self, rid: ResourceId, mode: str) -> tuple[list[Any], list[Any]]:
-        compute = self.clients.compute(rid.subscription)
-        network = self.clients.network(rid.subscription)
-        where = {"resource_group_name": rid.resource_group, "subscription_id": rid.subscription}
+    def _instances(self, rid: ResourceId) -> list[Any]:
         list_instances = compute_ops.build_virtual_machine_scale_set_vms_list_request(
-            virtual_machine_scale_set_name=rid.name, **where)
-        instances = self._read(compute, list_instances, f"list instances of {rid.name}")
-        list_nics = (_SET_NICS(virtual_machine_scale_set_name=rid.name, **where) if mode == UNIFORM
-                     else network_ops.build_network_interfaces_list_request(**where))
-        return instances, self._read(network, list_nics, f"list NICs of {rid.name}")
+            virtual_machine_scale_set_name=rid.name, resource_group_name=rid.resource_group,
+            subscription_id=rid.subscription)
+        found: list[Any] = self._read(self.clients.compute(rid.subscription), list_instances,
+                                      f"list instances of {rid.name}")
+        return found
+
+    def _uniform_nics(self, rid: ResourceId) -> list[Any]:
+        list_nics = _SET_NICS(virtual_machine_scale_set_name=rid.name, resource_group_name=rid.resource_group,
+                              subscription_id=rid.subscription)
+        found: list[Any] = self._read(self.clients.network(rid.subscription), list_nics,
+                                      f"list NICs of {rid.name}")
+        return found
+
+    def _group_nics(self, group: str) -> list[Any]:
+        """The NICs of one resource group (`group_key` form)."""
+        _, subscription, _, resource_group = group.strip("/").split("/")
+        list_nics = network_ops.build_network_interfaces_list_request(resource_group_name=resource_group,
+                                                                     subscription_id=subscription)
+        found: list[Any] = self._read(self.clients.network(subscription), list_nics,
+                                      f"list NICs of {resource_group}")
+        return found
 
     def reads(self, scale_set_ids: Iterable[str]) -> list[ScaleSetRead]:
         ids = list(dict.fromkeys(scale_set_ids))
@@ -99,8 +119,8 @@ class ScaleSetReader:
         for scale_set in self.list_all(subscription_id):
             if mode_of(scale_set) != UNIFORM:
                 continue
-            instances, nics = self._instances_and_nics(ResourceId.parse(scale_set["id"]), UNIFORM)
-            for instance in instances:
+            rid = ResourceId.parse(scale_set["id"])
+            for instance in self._instances(rid):
                 inventory.add_vm(uniform_instance(scale_set, instance))
-            for nic in nics:
+            for nic in self._uniform_nics(rid):
                 inventory.add_nic(nic_from_json(nic))

@@ -17,7 +17,13 @@ from shared.core.naming import address_name, is_managed_name
 from shared.core.plan import CONFIRM_NIC_DELETED
 from shared.core.rules import RulesError, parse_rules
 from shared.core.rules_azure import AzureFacts, validate_against_azure
-from shared.core.scale_sets import profile_from_json, read_from_json, scale_set_round
+from shared.core.scale_sets import (
+    group_key,
+    nic_groups,
+    profile_from_json,
+    read_from_json,
+    scale_set_round,
+)
 from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id, vnet_id
 
 RG = "rg-app"
@@ -230,6 +236,24 @@ def test_a_deleted_set_confirms_every_recorded_instance_gone():
         ruleset(rule_doc(scaleSets=["web"])), found.owners, found.state, [record("web", 0)]
     )
     assert list(changes.pools[pool_id().lower()].confirmed.values()) == [CONFIRM_NIC_DELETED]
+
+
+def test_a_flexible_instances_nic_in_a_resource_group_no_list_read_is_not_proven_gone():
+    vm = f"{COMPUTE}/virtualMachines/flex_1"
+    nic = f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Network/networkInterfaces/n"
+    instance = {"id": vm, "name": "flex_1", "properties": {
+        "networkProfile": {"networkInterfaces": [{"id": nic}]}, "virtualMachineScaleSet": {"id": set_id("flex")}}}
+    flex = scale_set("flex", mode="Flexible")
+    recorded = MemberRecord(pool_id(), pool_id().rsplit("/backendAddressPools/", 1)[0],
+                            address_name(nic, "ipconfig1", "g"), nic, "ipconfig1", vm, "g", "10.0.1.9",
+                            set_id("flex"))
+    assert nic_groups(set_id("flex"), [instance]) == [group_key(set_id("flex")), group_key(nic)]
+
+    read_there = read_from_json(set_id("flex"), flex, [instance], [], [group_key(nic)])  # listed: absent
+    not_read = read_from_json(set_id("flex"), flex, [instance], [], [group_key(set_id("flex"))])
+
+    assert nic.lower() in scale_set_round([read_there], [recorded]).state.gone
+    assert scale_set_round([not_read], [recorded]).state.gone == frozenset()
 
 
 def test_uniform_instance_entries_are_named_after_set_and_instance():
