@@ -6,6 +6,8 @@ same owner. Each ends with the pools holding what Azure says - or the intent sti
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,12 +15,13 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredIDs
 
 from emulator import Emulator
+from handlers.events import full_reconcile_timer
 from shared.app.runtime import set_runtime
-from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack
+from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, pool_key
 from tests.app.events.helpers import runtime_env
 from tests.app.events.test_attacks import _static_vm
 from tests.app.events.test_scale_sets import FLEXIBLE, UNIFORM, instance_ips, ips, scale
-from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, VNET, ids, topology
+from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -121,3 +124,34 @@ def test_a_flexible_instance_on_a_nic_of_another_resource_group_stays_through_it
 
     assert ips(sets, ALL_POOL) == instance_ips(arm, FLEXIBLE) and moved in ips(sets, ALL_POOL)
     assert sets.pending_intents() == 0
+
+
+# -- the flush beside other writers ----------------------------------------------------------------------
+
+FULL_RECONCILE = full_reconcile_timer.build().get_user_function()
+
+
+def test_a_vm_added_while_a_full_reconcile_reads_keeps_its_index_row_and_leaves_on_its_delete(
+        stack: Stack, arm: Emulator, network, compute):
+    # The hourly full reconcile holds the write lease and reads the subscription; its scale-set list is slow.
+    arm.faults.add("slow", delay=4, times=1,
+                   path=f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachineScaleSets")
+    hourly = threading.Thread(target=FULL_RECONCILE, args=(None,))
+    hourly.start()
+    deadline = time.monotonic() + 30
+    while arm.stats.requests("GET", "Microsoft.Compute/virtualMachineScaleSets") == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    create_vm(network, compute, "web-9")  # after the reconcile's VM and NIC lists: it does not see web-9
+
+    stack.deliver(*stack.emitted())  # the event round records web-9's rows, waits for the lease, adds it
+    hourly.join(60)
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("web-9-nic") in stack.pool(pool)
+
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-9").result()  # its NIC goes with it
+    stack.deliver(*stack.emitted())
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("web-9-nic") not in stack.pool(pool), f"deleted VM still in {pool}"
+    assert stack.pending_intents() == 0
