@@ -17,8 +17,9 @@ from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredID
 from emulator import Emulator
 from handlers.events import full_reconcile_timer
 from shared.app.runtime import set_runtime
+from shared.core.events import parse_event
 from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, pool_key
-from tests.app.events.helpers import runtime_env
+from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
 from tests.app.events.test_attacks import _static_vm
 from tests.app.events.test_scale_sets import FLEXIBLE, UNIFORM, instance_ips, ips, scale
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
@@ -155,3 +156,43 @@ def test_a_vm_added_while_a_full_reconcile_reads_keeps_its_index_row_and_leaves_
     for pool in (POOL, ALL_POOL):
         assert pool_key("web-9-nic") not in stack.pool(pool), f"deleted VM still in {pool}"
     assert stack.pending_intents() == 0
+
+
+def _record(stack: Stack, *events: dict) -> None:
+    """Deliveries recorded without a flush (the queued request's flush runs elsewhere)."""
+    for event in events:
+        stack.service.intents.record(parse_event(event))
+
+
+def test_pipelined_rounds_on_one_vm_deleted_then_recreated_leave_its_entry_and_its_index_row(
+        stack: Stack, arm: Emulator, compute):
+    kept_vm = compute.virtual_machines.get(RESOURCE_GROUP, "kept-1")  # deleteOption Detach: the NIC stays
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "kept-1").result()
+    _record(stack, *stack.emitted())
+    # Round one reads kept-1 (slowly) and removes its entry (slowly); round two reads it while that PUT runs.
+    reads = arm.faults.add_sequence(["slow", "slow"], method="GET", path="/virtualMachines/kept-1", delay=2)
+    arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=5, times=1)
+    flush = threading.Thread(target=stack.service.flush, args=(SUBSCRIPTION,))
+    flush.start()
+    deadline = time.monotonic() + 30
+    while reads._position < 1:  # round one is reading: what arrives now is round two's
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    _record(stack, eventgrid_event(WRITE, ids.vm("kept-1")))
+    while not reads.exhausted():  # round two is reading, round one waits for its PUT
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    kept_vm.network_profile.network_interfaces[0].delete_option = "Detach"
+    compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, "kept-1", kept_vm).result()
+    flush.join(60)
+    stack.emitted()
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("kept-1-nic") in stack.pool(pool)
+    assert stack.pending_intents() == 0
+
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "kept-1").result()
+    stack.deliver(*stack.emitted())  # the row round two wrote survived round one's clean-up: it is found
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("kept-1-nic") not in stack.pool(pool)
