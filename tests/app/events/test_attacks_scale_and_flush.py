@@ -13,12 +13,13 @@ from collections.abc import Iterator
 import pytest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredIDs
+from azure.mgmt.network.models import LoadBalancerBackendAddress, SubResource
 
 from emulator import Emulator
 from handlers.events import full_reconcile_timer
 from shared.app.runtime import set_runtime
 from shared.core.events import parse_event
-from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, pool_key
+from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, facts, pool_key
 from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
 from tests.app.events.test_attacks import _static_vm
 from tests.app.events.test_scale_sets import FLEXIBLE, UNIFORM, instance_ips, ips, scale
@@ -38,29 +39,44 @@ RULES = [
 ]
 
 
-def world() -> dict:
+TINY_SUBNET = "tiny"  # a /29: three usable addresses, so a freed one is the next one handed out
+
+
+def world(uniform_subnet: str = SUBNET) -> dict:
     doc = topology(
         [{"name": "solo-1", "subnet": f"{VNET}/{SUBNET}", "tags": TAGGED}],
         vnets=[{"name": VNET, "address_space": ["10.0.0.0/16"],
                 "subnets": [{"name": SUBNET, "prefix": "10.0.0.0/24"},
-                            {"name": OTHER_SUBNET, "prefix": "10.0.1.0/24"}]}],
+                            {"name": OTHER_SUBNET, "prefix": "10.0.1.0/24"},
+                            {"name": TINY_SUBNET, "prefix": "10.0.2.0/29"}]}],
         lbs=[{"name": LB, "sku": "Standard", "pools": [{"name": POOL}, {"name": ALL_POOL}]}],
     )
     doc["scale_sets"] = [
-        {"name": UNIFORM, "capacity": 3, "subnet": f"{VNET}/{SUBNET}", "tags": TAGGED},
+        {"name": UNIFORM, "capacity": 3, "subnet": f"{VNET}/{uniform_subnet}", "tags": TAGGED},
         {"name": FLEXIBLE, "mode": "Flexible", "capacity": 2, "subnet": f"{VNET}/{SUBNET}"},
     ]
     return doc
 
 
-@pytest.fixture
-def sets(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
-    arm.reset(world())
-    built = Stack(arm, runtime_env(arm.url, arm.ca_path, storage_connection_string, RULES))
+def _stack(arm: Emulator, storage_connection_string: str, doc: dict, **env: str) -> Stack:
+    arm.reset(doc)
+    built = Stack(arm, runtime_env(arm.url, arm.ca_path, storage_connection_string, RULES, **env))
     assert [o.status for o in built.runtime.reconciler.reconcile()] == ["written", "written"]
     built.emitted()
     arm.stats.reset()
-    yield built
+    return built
+
+
+@pytest.fixture
+def sets(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    yield _stack(arm, storage_connection_string, world())
+    set_runtime(None)
+
+
+@pytest.fixture
+def tiny(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    """The Uniform set fills a /29: a scale-out after a scale-in gets the freed address."""
+    yield _stack(arm, storage_connection_string, world(TINY_SUBNET))
     set_runtime(None)
 
 
@@ -124,6 +140,93 @@ def test_a_flexible_instance_on_a_nic_of_another_resource_group_stays_through_it
     sets.deliver(*sets.emitted())
 
     assert ips(sets, ALL_POOL) == instance_ips(arm, FLEXIBLE) and moved in ips(sets, ALL_POOL)
+    assert sets.pending_intents() == 0
+
+
+def test_a_scale_in_then_a_scale_out_reusing_the_freed_ip_delivered_late_twice_and_reversed(
+        tiny: Stack, arm: Emulator, compute):
+    freed = _ip_of(_uniform_nic(arm, "2"))
+    scale(compute, UNIFORM, 2)
+    scale_in = tiny.emitted()
+    scale(compute, UNIFORM, 3)
+    scale_out = tiny.emitted()
+    assert _ip_of(_uniform_nic(arm, "3")) == freed  # instance 3 has instance 2's old address
+
+    tiny.deliver(*scale_out, *scale_in, *scale_out)
+
+    assert ips(tiny, POOL) == instance_ips(arm, UNIFORM) | {tiny.nic_ip("solo-1-nic")}
+    names = {n for n in tiny.pool(POOL) if "-web-" in n}
+    assert names == {f"psync-web-{i}-web-nic-ipconfig1" for i in (0, 1, 3)}  # the entry is instance 3's
+    assert tiny.pending_intents() == 0
+
+
+def test_a_deleted_set_whose_freed_ip_a_vm_takes_before_the_sets_event_comes(
+        sets: Stack, arm: Emulator, network, compute):
+    freed = _ip_of(_uniform_nic(arm, "0"))
+    compute.virtual_machine_scale_sets.begin_delete(RESOURCE_GROUP, UNIFORM).result()
+    deleted = sets.emitted()
+    _static_vm(network, compute, "solo-2", freed, TAGGED)
+
+    sets.deliver(*sets.emitted())  # the VM's events first: the instance holding its IP is read (gone)
+
+    assert ips(sets, POOL) >= {freed, sets.nic_ip("solo-1-nic")}
+    assert sets.pending_intents() == 0
+    sets.deliver(*deleted, *deleted)  # then the set's delete, twice
+    assert ips(sets, POOL) == {freed, sets.nic_ip("solo-1-nic")}
+    assert ips(sets, ALL_POOL) == instance_ips(arm, FLEXIBLE)
+
+
+def test_a_truncated_instance_list_never_counts_live_instances_gone(sets: Stack, arm: Emulator, compute):
+    scale(compute, UNIFORM, 7)
+    sets.deliver(*sets.emitted())
+    arm.page_size = 2  # four pages of instances
+    scale(compute, UNIFORM, 5)
+    events = sets.emitted()
+    pages = arm.faults.add_sequence(["pass", "429", "pass", "pass", "500", "pass", "pass", "503"],
+                                    method="GET", path=f"/virtualMachineScaleSets/{UNIFORM}/virtualMachines")
+
+    sets.deliver(*events)
+
+    assert pages.exhausted()  # failures on the second, third and fourth page: the list was read again
+    assert ips(sets, POOL) == instance_ips(arm, UNIFORM) | {sets.nic_ip("solo-1-nic")}
+    assert len(instance_ips(arm, UNIFORM)) == 5
+    assert sets.pending_intents() == 0
+
+
+def test_a_set_untagged_out_of_the_rules_is_held_by_the_guard_with_an_alert(
+        sets: Stack, arm: Emulator, compute, caplog):
+    before = ips(sets, POOL)
+    model = compute.virtual_machine_scale_sets.get(RESOURCE_GROUP, UNIFORM)
+    model.tags = {}
+    compute.virtual_machine_scale_sets.begin_create_or_update(RESOURCE_GROUP, UNIFORM, model).result()
+
+    with caplog.at_level("INFO", logger="poolsync"):
+        sets.deliver(*sets.emitted())
+
+    assert ips(sets, POOL) == before  # three of four entries unconfirmed: beyond the share
+    assert facts(caplog, "guard_refused")
+    assert sets.pending_intents() == 1
+
+
+def test_another_writer_changing_the_pool_during_a_scale_set_round_keeps_its_entry(
+        sets: Stack, arm: Emulator, network, compute):
+    scale(compute, UNIFORM, 5)
+    events = sets.emitted()
+    arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=2, times=1)
+    round_thread = threading.Thread(target=sets.deliver, args=tuple(events))
+    round_thread.start()
+    deadline = time.monotonic() + 30
+    while arm.stats.requests("PUT", "backendAddressPools") == 0:  # poolsync's PUT is on its way
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pool = network.load_balancer_backend_address_pools.get(RESOURCE_GROUP, LB, POOL)
+    pool.load_balancer_backend_addresses.append(LoadBalancerBackendAddress(
+        name="manual-1", ip_address="10.0.0.250", virtual_network=SubResource(id=ids.vnet(VNET))))
+    network.load_balancer_backend_address_pools.begin_create_or_update(RESOURCE_GROUP, LB, POOL, pool).result()
+    round_thread.join(60)
+
+    assert arm.stats.rejections(412) >= 1  # poolsync's PUT carried the older ETag
+    assert ips(sets, POOL) == instance_ips(arm, UNIFORM) | {sets.nic_ip("solo-1-nic"), "10.0.0.250"}
     assert sets.pending_intents() == 0
 
 
