@@ -13,12 +13,15 @@ from collections.abc import Iterator
 import pytest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredIDs
+from azure.functions.queue import QueueMessage
 from azure.mgmt.network.models import LoadBalancerBackendAddress, SubResource
 
 from emulator import Emulator
-from handlers.events import full_reconcile_timer
+from handlers.events import flush_requests, full_reconcile_timer, intents_sweep_timer
+from shared.app.flusher import FlushFailed
 from shared.app.runtime import set_runtime
 from shared.core.events import parse_event
+from shared.storage.flush_requests import request_message
 from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, facts, pool_key
 from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
 from tests.app.events.test_attacks import _static_vm
@@ -233,6 +236,8 @@ def test_another_writer_changing_the_pool_during_a_scale_set_round_keeps_its_ent
 # -- the flush beside other writers ----------------------------------------------------------------------
 
 FULL_RECONCILE = full_reconcile_timer.build().get_user_function()
+FLUSH = flush_requests.build().get_user_function()
+SWEEP = intents_sweep_timer.build().get_user_function()
 
 
 def test_a_vm_added_while_a_full_reconcile_reads_keeps_its_index_row_and_leaves_on_its_delete(
@@ -299,3 +304,63 @@ def test_pipelined_rounds_on_one_vm_deleted_then_recreated_leave_its_entry_and_i
 
     for pool in (POOL, ALL_POOL):
         assert pool_key("kept-1-nic") not in stack.pool(pool)
+
+
+def test_a_round_whose_write_fails_while_the_next_one_reads_keeps_only_its_own_intents(
+        stack: Stack, arm: Emulator, network, compute):
+    short = Stack(arm, {**stack.env, "POOLSYNC_RETRY_MAX_ATTEMPTS": "2"})
+    create_vm(network, compute, "web-8")
+    _record(short, *short.emitted())
+    reads = arm.faults.add_sequence(["slow"], method="GET", path="/virtualMachines/web-8", delay=2)
+    arm.faults.add_sequence(["500", "500"], method="PUT", path=f"/backendAddressPools/{POOL}")
+    failures: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            short.service.flush(SUBSCRIPTION)
+        except FlushFailed as failed:
+            failures.append(failed)
+
+    flushing = threading.Thread(target=flush)
+    flushing.start()
+    deadline = time.monotonic() + 30
+    while not reads.exhausted():  # round one reads web-8: web-9's events are the next round's
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    create_vm(network, compute, "web-9")
+    _record(short, *short.emitted())
+    flushing.join(60)
+
+    assert len(failures) == 1  # round one's pool-app write outlived its retries
+    assert pool_key("web-9-nic") in short.pool(POOL) and pool_key("web-8-nic") not in short.pool(POOL)
+    assert {pool_key("web-8-nic"), pool_key("web-9-nic")} <= set(short.pool(ALL_POOL))
+    waiting = short.service.intents.pending(SUBSCRIPTION, due_only=False)
+    assert {i.subject.lower() for i in waiting} == {ids.vm("web-8").lower(), ids.nic("web-8-nic").lower()}
+    assert all(i.attempts == 1 for i in waiting)  # deferred: the sweep retries them after the back-off
+
+    deadline = time.monotonic() + 30
+    while not short.service.intents.has_pending(SUBSCRIPTION):  # the back-off (10 s) runs out
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    short.service.sweep()
+    assert pool_key("web-8-nic") in short.pool(POOL)
+    assert short.pending_intents() == 0
+
+
+def test_a_flush_request_delivered_twice_and_a_sweep_racing_it_write_each_pool_once(
+        stack: Stack, arm: Emulator, network, compute):
+    create_vm(network, compute, "web-9")
+    _record(stack, *stack.emitted())
+    arm.stats.reset()
+    message = QueueMessage(id="m1", body=request_message(SUBSCRIPTION).encode())
+    racers = [threading.Thread(target=FLUSH, args=(message,)), threading.Thread(target=FLUSH, args=(message,)),
+              threading.Thread(target=SWEEP, args=(None,))]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("web-9-nic") in stack.pool(pool)
+        assert arm.stats.pool_writes(ids.pool(pool)) == 1
+    assert stack.pending_intents() == 0
