@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from azure.functions.queue import QueueMessage
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachineScaleSetVMInstanceRequiredIDs
-from azure.functions.queue import QueueMessage
 from azure.mgmt.network.models import LoadBalancerBackendAddress, SubResource
+from azure.storage.blob import BlobLeaseClient
 
 from emulator import Emulator
 from handlers.events import flush_requests, full_reconcile_timer, intents_sweep_timer
@@ -22,11 +23,13 @@ from shared.app.flusher import FlushFailed
 from shared.app.runtime import set_runtime
 from shared.core.events import parse_event
 from shared.storage.flush_requests import request_message
+from shared.storage.intents import scope_partition_key
 from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, facts, pool_key
 from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
 from tests.app.events.test_attacks import _static_vm
 from tests.app.events.test_scale_sets import FLEXIBLE, UNIFORM, instance_ips, ips, scale
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
+from tests.storage.helpers import locks_container
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -364,3 +367,40 @@ def test_a_flush_request_delivered_twice_and_a_sweep_racing_it_write_each_pool_o
         assert pool_key("web-9-nic") in stack.pool(pool)
         assert arm.stats.pool_writes(ids.pool(pool)) == 1
     assert stack.pending_intents() == 0
+
+
+def test_a_flusher_that_loses_its_lock_mid_round_to_a_sweep_leaves_the_pools_to_the_new_holder(
+        stack: Stack, arm: Emulator, network, compute, storage_connection_string: str):
+    create_vm(network, compute, "web-8")
+    _record(stack, *stack.emitted())
+    arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=3, times=1)
+    failures: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            stack.service.flush(SUBSCRIPTION)
+        except FlushFailed as failed:
+            failures.append(failed)
+
+    first = threading.Thread(target=flush)
+    first.start()
+    deadline = time.monotonic() + 30
+    while arm.stats.requests("PUT", "backendAddressPools") == 0:  # its first PUT is on its way
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    lock = locks_container(storage_connection_string, stack.env["POOLSYNC_LOCKS_CONTAINER"])
+    BlobLeaseClient(lock.get_blob_client(scope_partition_key(SUBSCRIPTION))).break_lease(lease_break_period=0)
+    create_vm(network, compute, "web-9")
+    _record(stack, *stack.emitted())
+
+    SWEEP(None)  # the next holder: takes every pending intent, waits for the load balancer's lease
+    first.join(60)
+
+    for pool in (POOL, ALL_POOL):
+        assert {pool_key("web-8-nic"), pool_key("web-9-nic")} <= set(stack.pool(pool))
+    assert len(failures) == 1  # the old holder's next PUT failed its proof: it wrote nothing after the loss
+    deadline = time.monotonic() + 30
+    while stack.pending_intents():  # what the old holder deferred is done again, as a no-op, by the sweep
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+        SWEEP(None)
