@@ -177,7 +177,8 @@ class MemberIndex:
                 for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
 
     def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord],
-                existing: Iterable[MemberRecord] | None = None, now: datetime | None = None) -> tuple[int, int]:
+                existing: Iterable[MemberRecord] | None = None,
+                now: datetime | None = None) -> tuple[int, int]:
         """Make the rows of these pools `records` (anti-entropy); returns (written, deleted).
 
         `existing` is the index as the caller already read it (else it is read here). Rows already right

@@ -242,7 +242,8 @@ def test_a_flexible_instances_nic_in_a_resource_group_no_list_read_is_not_proven
     vm = f"{COMPUTE}/virtualMachines/flex_1"
     nic = f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Network/networkInterfaces/n"
     instance = {"id": vm, "name": "flex_1", "properties": {
-        "networkProfile": {"networkInterfaces": [{"id": nic}]}, "virtualMachineScaleSet": {"id": set_id("flex")}}}
+        "networkProfile": {"networkInterfaces": [{"id": nic}]},
+        "virtualMachineScaleSet": {"id": set_id("flex")}}}
     flex = scale_set("flex", mode="Flexible")
     recorded = MemberRecord(pool_id(), pool_id().rsplit("/backendAddressPools/", 1)[0],
                             address_name(nic, "ipconfig1", "g"), nic, "ipconfig1", vm, "g", "10.0.1.9",

@@ -228,7 +228,8 @@ def test_another_writer_changing_the_pool_during_a_scale_set_round_keeps_its_ent
     pool = network.load_balancer_backend_address_pools.get(RESOURCE_GROUP, LB, POOL)
     pool.load_balancer_backend_addresses.append(LoadBalancerBackendAddress(
         name="manual-1", ip_address="10.0.0.250", virtual_network=SubResource(id=ids.vnet(VNET))))
-    network.load_balancer_backend_address_pools.begin_create_or_update(RESOURCE_GROUP, LB, POOL, pool).result()
+    pools = network.load_balancer_backend_address_pools
+    pools.begin_create_or_update(RESOURCE_GROUP, LB, POOL, pool).result()
     round_thread.join(60)
 
     assert arm.stats.rejections(412) >= 1  # poolsync's PUT carried the older ETag
@@ -356,8 +357,8 @@ def test_a_flush_request_delivered_twice_and_a_sweep_racing_it_write_each_pool_o
     _record(stack, *stack.emitted())
     arm.stats.reset()
     message = QueueMessage(id="m1", body=request_message(SUBSCRIPTION).encode())
-    racers = [threading.Thread(target=FLUSH, args=(message,)), threading.Thread(target=FLUSH, args=(message,)),
-              threading.Thread(target=SWEEP, args=(None,))]
+    racers = [threading.Thread(target=FLUSH, args=(message,)) for _ in range(2)]
+    racers.append(threading.Thread(target=SWEEP, args=(None,)))
     for racer in racers:
         racer.start()
     for racer in racers:
