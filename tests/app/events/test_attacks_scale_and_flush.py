@@ -26,7 +26,7 @@ from shared.storage.flush_requests import request_message
 from shared.storage.intents import scope_partition_key
 from tests.app.events.conftest import ALL_POOL, OTHER_SUBNET, Stack, create_vm, facts, pool_key
 from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
-from tests.app.events.test_attacks import _static_vm
+from tests.app.events.test_attacks import _set_tags, _static_vm
 from tests.app.events.test_scale_sets import FLEXIBLE, UNIFORM, instance_ips, ips, scale
 from tests.fixtures.arm import LB, LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids, topology
 from tests.storage.helpers import locks_container
@@ -405,3 +405,32 @@ def test_a_flusher_that_loses_its_lock_mid_round_to_a_sweep_leaves_the_pools_to_
         assert time.monotonic() < deadline
         time.sleep(0.5)
         SWEEP(None)
+
+
+def test_pipelined_rounds_removing_from_one_pool_count_together_in_the_guards_window(
+        stack: Stack, arm: Emulator, compute, caplog):
+    guarded = Stack(arm, {**stack.env, "POOLSYNC_MAX_REMOVE_FRACTION": "0.4"})  # one of four; not two
+    _set_tags(compute, "web-1", {})
+    _set_tags(compute, "web-2", {})
+    untagged = guarded.emitted()
+    (web1,) = [e for e in untagged if e["subject"] == ids.vm("web-1")]
+    (web2,) = [e for e in untagged if e["subject"] == ids.vm("web-2")]
+    _record(guarded, web1)
+    reads = arm.faults.add_sequence(["slow"], method="GET", path="/virtualMachines/web-1", delay=2)
+    arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=3, times=1)
+    flushing = threading.Thread(target=guarded.service.flush, args=(SUBSCRIPTION,))
+    flushing.start()
+    deadline = time.monotonic() + 30
+    while not reads.exhausted():  # round one reads web-1: web-2's event is the next round's
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    _record(guarded, web2)
+    with caplog.at_level("INFO", logger="poolsync"):
+        flushing.join(60)
+
+    pool = guarded.pool(POOL)
+    assert pool_key("web-1-nic") not in pool  # one of four: within the share
+    assert pool_key("web-2-nic") in pool  # alone one of three, but the window holds both: two of four
+    assert [f["pool"] for f in facts(caplog, "guard_refused")] == [ids.pool(POOL)]
+    assert {i.subject.lower() for i in guarded.service.intents.pending(SUBSCRIPTION, due_only=False)} \
+        == {ids.vm("web-2").lower()}
