@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from shared.core.ids import id_key
@@ -48,7 +47,6 @@ class MemberRecord:
     scale_set_id: str | None = None  # the VM is an instance of this scale set
     # the row's ETag when read from the index: deleting it then only succeeds while nobody rewrote it
     etag: str | None = field(default=None, compare=False)
-    written_at: datetime | None = field(default=None, compare=False)  # the row's last write (storage time)
 
     @property
     def row_key(self) -> str:
@@ -73,7 +71,7 @@ class MemberRecord:
         metadata = getattr(row, "metadata", None) or {}
         return cls(row["PoolId"], row["LbId"], row["Name"], row["NicId"], row.get("IpConfiguration", ""),
                    row.get("VmId", ""), row.get("NicGuid") or None, row.get("Ip") or None,
-                   row.get("ScaleSetId") or None, metadata.get("etag"), metadata.get("timestamp"))
+                   row.get("ScaleSetId") or None, metadata.get("etag"))
 
 
 def scale_set_link(record: MemberRecord) -> dict[str, Any] | None:

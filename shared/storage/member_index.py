@@ -39,9 +39,6 @@ _SCAN_ABOVE = 200  # more owners than this: one scan of the NIC rows beats two q
 
 
 _META = ("meta", "built")  # written once a full reconcile of every managed pool filled the index
-# An event round writes the rows of what it adds before it waits for the write lease and PUTs (within its
-# flush budget): a rebuild keeps a row this young although its entry is not in the pool yet.
-IN_FLIGHT = timedelta(minutes=15)
 
 
 class MemberIndex:
@@ -177,21 +174,16 @@ class MemberIndex:
                 for row in self.table.query_entities("PartitionKey ge 'nic-' and PartitionKey lt 'nic.'")]
 
     def rebuild(self, pool_ids: Iterable[str], records: Iterable[MemberRecord],
-                existing: Iterable[MemberRecord] | None = None,
-                now: datetime | None = None) -> tuple[int, int]:
-        """Make the rows of these pools `records` (anti-entropy); returns (written, deleted).
+                existing: Iterable[MemberRecord] | None = None) -> tuple[int, int]:
+        """Make the rows of these pools exactly `records` (anti-entropy); returns (written, deleted).
 
         `existing` is the index as the caller already read it (else it is read here). Rows already right
-        are left alone, so an hourly rebuild of a steady world writes nothing. A row younger than
-        `IN_FLIGHT` stays although its entry is missing: an event round may be about to add that entry (a
-        row too many is harmless; one too few would hide the entry from its owner's delete)."""
+        are left alone, so an hourly rebuild of a steady world writes nothing."""
         pools = {id_key(pool_id) for pool_id in pool_ids}
         wanted = {r.key: r for r in records if r.pool_key in pools}
         current = {r.key: r for r in (self.all_records() if existing is None else existing)
                    if r.pool_key in pools}
-        cutoff = (now or datetime.now(UTC)) - IN_FLIGHT
-        stale = [r for key, r in current.items()
-                 if key not in wanted and (r.written_at is None or r.written_at < cutoff)]
+        stale = [r for key, r in current.items() if key not in wanted]
         changed = [r for key, r in wanted.items() if current.get(key) != r]
         self.forget(stale)
         self.remember(changed)
