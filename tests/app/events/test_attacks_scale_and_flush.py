@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from azure.functions.queue import QueueMessage
@@ -84,6 +84,28 @@ def tiny(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
     """The Uniform set fills a /29: a scale-out after a scale-in gets the freed address."""
     yield _stack(arm, storage_connection_string, world(TINY_SUBNET))
     set_runtime(None)
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _flush_in_background(stack: Stack) -> tuple[threading.Thread, list[FlushFailed]]:
+    """The queued request's flush, running; the FlushFailed it raised lands in the list."""
+    failures: list[FlushFailed] = []
+
+    def flush() -> None:
+        try:
+            stack.service.flush(SUBSCRIPTION)
+        except FlushFailed as failed:
+            failures.append(failed)
+
+    running = threading.Thread(target=flush)
+    running.start()
+    return running, failures
 
 
 def _uniform_nic(arm: Emulator, instance: str) -> dict:
@@ -221,10 +243,7 @@ def test_another_writer_changing_the_pool_during_a_scale_set_round_keeps_its_ent
     arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=2, times=1)
     round_thread = threading.Thread(target=sets.deliver, args=tuple(events))
     round_thread.start()
-    deadline = time.monotonic() + 30
-    while arm.stats.requests("PUT", "backendAddressPools") == 0:  # poolsync's PUT is on its way
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _wait_until(lambda: arm.stats.requests("PUT", "backendAddressPools") > 0)  # poolsync's PUT is on its way
     pool = network.load_balancer_backend_address_pools.get(RESOURCE_GROUP, LB, POOL)
     pool.load_balancer_backend_addresses.append(LoadBalancerBackendAddress(
         name="manual-1", ip_address="10.0.0.250", virtual_network=SubResource(id=ids.vnet(VNET))))
@@ -251,10 +270,7 @@ def test_a_vm_added_while_a_full_reconcile_reads_keeps_its_index_row_and_leaves_
                    path=f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachineScaleSets")
     hourly = threading.Thread(target=FULL_RECONCILE, args=(None,))
     hourly.start()
-    deadline = time.monotonic() + 30
-    while arm.stats.requests("GET", "Microsoft.Compute/virtualMachineScaleSets") == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_until(lambda: arm.stats.requests("GET", "Microsoft.Compute/virtualMachineScaleSets") > 0)
     create_vm(network, compute, "web-9")  # after the reconcile's VM and NIC lists: it does not see web-9
 
     stack.deliver(*stack.emitted())  # the event round records web-9's rows, waits for the lease, adds it
@@ -284,16 +300,10 @@ def test_pipelined_rounds_on_one_vm_deleted_then_recreated_leave_its_entry_and_i
     # Round one reads kept-1 (slowly) and removes its entry (slowly); round two reads it while that PUT runs.
     reads = arm.faults.add_sequence(["slow", "slow"], method="GET", path="/virtualMachines/kept-1", delay=2)
     arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=5, times=1)
-    flush = threading.Thread(target=stack.service.flush, args=(SUBSCRIPTION,))
-    flush.start()
-    deadline = time.monotonic() + 30
-    while reads._position < 1:  # round one is reading: what arrives now is round two's
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    flush, _ = _flush_in_background(stack)
+    _wait_until(lambda: reads._position >= 1)  # round one is reading: what arrives now is round two's
     _record(stack, eventgrid_event(WRITE, ids.vm("kept-1")))
-    while not reads.exhausted():  # round two is reading, round one waits for its PUT
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _wait_until(reads.exhausted)  # round two is reading, round one waits for its PUT
     kept_vm.network_profile.network_interfaces[0].delete_option = "Detach"
     compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, "kept-1", kept_vm).result()
     flush.join(60)
@@ -317,20 +327,8 @@ def test_a_round_whose_write_fails_while_the_next_one_reads_keeps_only_its_own_i
     _record(short, *short.emitted())
     reads = arm.faults.add_sequence(["slow"], method="GET", path="/virtualMachines/web-8", delay=2)
     arm.faults.add_sequence(["500", "500"], method="PUT", path=f"/backendAddressPools/{POOL}")
-    failures: list[BaseException] = []
-
-    def flush() -> None:
-        try:
-            short.service.flush(SUBSCRIPTION)
-        except FlushFailed as failed:
-            failures.append(failed)
-
-    flushing = threading.Thread(target=flush)
-    flushing.start()
-    deadline = time.monotonic() + 30
-    while not reads.exhausted():  # round one reads web-8: web-9's events are the next round's
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    flushing, failures = _flush_in_background(short)
+    _wait_until(reads.exhausted)  # round one reads web-8: web-9's events are the next round's
     create_vm(network, compute, "web-9")
     _record(short, *short.emitted())
     flushing.join(60)
@@ -342,10 +340,7 @@ def test_a_round_whose_write_fails_while_the_next_one_reads_keeps_only_its_own_i
     assert {i.subject.lower() for i in waiting} == {ids.vm("web-8").lower(), ids.nic("web-8-nic").lower()}
     assert all(i.attempts == 1 for i in waiting)  # deferred: the sweep retries them after the back-off
 
-    deadline = time.monotonic() + 30
-    while not short.service.intents.has_pending(SUBSCRIPTION):  # the back-off (10 s) runs out
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    _wait_until(lambda: short.service.intents.has_pending(SUBSCRIPTION))  # the back-off (10 s) ran out
     short.service.sweep()
     assert pool_key("web-8-nic") in short.pool(POOL)
     assert short.pending_intents() == 0
@@ -375,20 +370,8 @@ def test_a_flusher_that_loses_its_lock_mid_round_to_a_sweep_leaves_the_pools_to_
     create_vm(network, compute, "web-8")
     _record(stack, *stack.emitted())
     arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=3, times=1)
-    failures: list[BaseException] = []
-
-    def flush() -> None:
-        try:
-            stack.service.flush(SUBSCRIPTION)
-        except FlushFailed as failed:
-            failures.append(failed)
-
-    first = threading.Thread(target=flush)
-    first.start()
-    deadline = time.monotonic() + 30
-    while arm.stats.requests("PUT", "backendAddressPools") == 0:  # its first PUT is on its way
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    first, failures = _flush_in_background(stack)
+    _wait_until(lambda: arm.stats.requests("PUT", "backendAddressPools") > 0)  # its first PUT is on its way
     lock = locks_container(storage_connection_string, stack.env["POOLSYNC_LOCKS_CONTAINER"])
     BlobLeaseClient(lock.get_blob_client(scope_partition_key(SUBSCRIPTION))).break_lease(lease_break_period=0)
     create_vm(network, compute, "web-9")
@@ -400,11 +383,10 @@ def test_a_flusher_that_loses_its_lock_mid_round_to_a_sweep_leaves_the_pools_to_
     for pool in (POOL, ALL_POOL):
         assert {pool_key("web-8-nic"), pool_key("web-9-nic")} <= set(stack.pool(pool))
     assert len(failures) == 1  # the old holder's next PUT failed its proof: it wrote nothing after the loss
-    deadline = time.monotonic() + 30
-    while stack.pending_intents():  # what the old holder deferred is done again, as a no-op, by the sweep
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-        SWEEP(None)
+    # what the old holder deferred is done again, as a no-op, by the sweep once its back-off ran out
+    _wait_until(lambda: stack.pending_intents() == 0 or stack.service.intents.has_pending(SUBSCRIPTION))
+    SWEEP(None)
+    assert stack.pending_intents() == 0
 
 
 def test_pipelined_rounds_removing_from_one_pool_count_together_in_the_guards_window(
@@ -418,12 +400,8 @@ def test_pipelined_rounds_removing_from_one_pool_count_together_in_the_guards_wi
     _record(guarded, web1)
     reads = arm.faults.add_sequence(["slow"], method="GET", path="/virtualMachines/web-1", delay=2)
     arm.faults.add("slow", method="PUT", resource_type="backendAddressPools", delay=3, times=1)
-    flushing = threading.Thread(target=guarded.service.flush, args=(SUBSCRIPTION,))
-    flushing.start()
-    deadline = time.monotonic() + 30
-    while not reads.exhausted():  # round one reads web-1: web-2's event is the next round's
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    flushing, _ = _flush_in_background(guarded)
+    _wait_until(reads.exhausted)  # round one reads web-1: web-2's event is the next round's
     _record(guarded, web2)
     with caplog.at_level("INFO", logger="poolsync"):
         flushing.join(60)
