@@ -163,9 +163,12 @@ class Reconciler:
                     leases[lb_key] = held.enter_context(self.writer.lb_lease(_lb_of(pools[0])))
                 except LoadBalancerBusy as error:
                     busy[lb_key] = str(error)
+            # The index before the inventory: a row an event round writes while the inventory is read (for
+            # a VM the lists may miss; it then waits for our lease to add it) is not in this read, so the
+            # rebuild below cannot delete it.
+            records = self.index.all_records() if self.index is not None and not dry_run else []
             inventory = self.read_inventory()
             desired = self.desired(inventory)
-            records = self.index.all_records() if self.index is not None and not dry_run else []
             state = OwnerState(inventory, direct=False)
             target_keys = {id_key(pool) for pool in targets}
             refused_sets = self._unreadable_sets(inventory, [r for r in records if r.pool_key in target_keys])

@@ -22,8 +22,8 @@ from shared.azure.scale_set_inventory import ScaleSetReader
 from shared.core.arm_json import as_json, nic_from_json, vm_from_json
 from shared.core.changes import OwnerState
 from shared.core.ids import ResourceId, id_key
-from shared.core.models import Inventory
-from shared.core.scale_sets import UniformNicId
+from shared.core.models import Inventory, VirtualMachine
+from shared.core.scale_sets import UniformNicId, uniform_instance
 
 log = logging.getLogger("poolsync.inventory")
 
@@ -150,18 +150,30 @@ class InventoryReader:
         def read(vm_id: str) -> bool:
             rid = ResourceId.parse(vm_id)
             compute = self.clients.compute(rid.subscription)
-            if rid.child_type:  # a Uniform scale-set instance (read to tell whether it still exists)
-                instance = rid.child_name or ""
-                vm = self._get_owner(lambda: compute.virtual_machine_scale_set_vms.get(
-                    rid.resource_group, rid.name, instance), f"GET instance {rid.name}/{instance}", vm_id,
-                    refused)
+            if rid.child_type:  # a Uniform scale-set instance
+                model = self._uniform_instance(rid, vm_id, refused)
             else:
                 vm = self._get_owner(lambda: compute.virtual_machines.get(rid.resource_group, rid.name),
                                      f"GET VM {rid.name}", vm_id, refused)
-            if vm is not None:
-                inventory.add_vm(vm_from_json(vm))
-            return vm is not None
+                model = vm_from_json(vm) if vm is not None else None
+            if model is not None:
+                inventory.add_vm(model)
+            return model is not None
         return read
+
+    def _uniform_instance(self, rid: ResourceId, vm_id: str, refused: set[str]) -> VirtualMachine | None:
+        """A Uniform instance by GET, with its set's tags and id as the set's own lists give them (the
+        instance carries neither: read alone, rules on tags or scale sets would not select it)."""
+        compute = self.clients.compute(rid.subscription)
+        instance = rid.child_name or ""
+        found = self._get_owner(lambda: compute.virtual_machine_scale_set_vms.get(
+            rid.resource_group, rid.name, instance), f"GET instance {rid.name}/{instance}", vm_id, refused)
+        if found is None:
+            return None
+        get_set = compute.virtual_machine_scale_sets.get
+        scale_set = self._get_owner(lambda: get_set(rid.resource_group, rid.name),
+                                    f"GET scale set {rid.name}", vm_id, refused)
+        return uniform_instance(scale_set, found) if scale_set is not None else None
 
     def _nic_reader(self, inventory: Inventory, refused: set[str]) -> Callable[[str], bool]:
         return lambda nic_id: self._add_nic(inventory, nic_id, refused) is not None

@@ -1,9 +1,10 @@
 """Reading scale sets: one set's instances and their NICs by paged lists (never a GET per instance).
 
 Uniform: the set (GET), Compute's instance list, the Network RP's scale-set NIC list. Flexible: the set,
-its instance list (ordinary VMs) and the NIC list of the set's resource group (kept: NICs of instances).
-A 403 on any of them makes the set unreadable (`ScaleSetRead.refused`), never gone: a principal with roles on
-some resource groups still receives the events of the whole subscription.
+its instance list (ordinary VMs) and the NIC lists of the set's resource group and of any other resource
+group an instance's NIC lives in (kept: NICs of instances). A 403 on any of them makes the set
+unreadable (`ScaleSetRead.refused`), never gone: a principal with roles on some resource groups still
+receives the events of the whole subscription.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shared.core.scale_sets import (
     ScaleSetRead,
     capacity_of,
     mode_of,
+    nic_groups,
     profile_from_json,
     read_from_json,
     uniform_instance,
@@ -73,12 +75,16 @@ class ScaleSetReader:
             scale_set = self._get(rid)
             if scale_set is None:
                 return ScaleSetRead(scale_set_id, exists=False)
-            instances, nics = self._instances_and_nics(rid, mode_of(scale_set))
+            instances = self._instances(rid)
+            if mode_of(scale_set) == UNIFORM:
+                return read_from_json(scale_set_id, scale_set, instances, self._uniform_nics(rid))
+            groups = nic_groups(scale_set_id, instances)
+            nics = [nic for group in groups for nic in self._group_nics(group)]
         except HttpResponseError as error:
             if not _refused(error, scale_set_id):
                 raise
             return ScaleSetRead.refused(scale_set_id)
-        return read_from_json(scale_set_id, scale_set, instances, nics)
+        return read_from_json(scale_set_id, scale_set, instances, nics, groups)
 
     def refused_among(self, scale_set_ids: Iterable[str]) -> set[str]:
         """Id keys of the sets (not in a list read: gone or hidden from this principal) whose GET answers
@@ -95,16 +101,29 @@ class ScaleSetReader:
         with ThreadPoolExecutor(max_workers=max(1, min(_PARALLEL_SETS, len(ids)))) as executor:
             return {id_key(i) for i, no in zip(ids, executor.map(refused, ids), strict=True) if no}
 
-    def _instances_and_nics(self, rid: ResourceId, mode: str) -> tuple[list[Any], list[Any]]:
-        compute = self.clients.compute(rid.subscription)
-        network = self.clients.network(rid.subscription)
-        where = {"resource_group_name": rid.resource_group, "subscription_id": rid.subscription}
+    def _instances(self, rid: ResourceId) -> list[Any]:
         list_instances = compute_ops.build_virtual_machine_scale_set_vms_list_request(
-            virtual_machine_scale_set_name=rid.name, **where)
-        instances = self._read(compute, list_instances, f"list instances of {rid.name}")
-        list_nics = (_SET_NICS(virtual_machine_scale_set_name=rid.name, **where) if mode == UNIFORM
-                     else network_ops.build_network_interfaces_list_request(**where))
-        return instances, self._read(network, list_nics, f"list NICs of {rid.name}")
+            virtual_machine_scale_set_name=rid.name, resource_group_name=rid.resource_group,
+            subscription_id=rid.subscription)
+        found: list[Any] = self._read(self.clients.compute(rid.subscription), list_instances,
+                                      f"list instances of {rid.name}")
+        return found
+
+    def _uniform_nics(self, rid: ResourceId) -> list[Any]:
+        list_nics = _SET_NICS(virtual_machine_scale_set_name=rid.name, resource_group_name=rid.resource_group,
+                              subscription_id=rid.subscription)
+        found: list[Any] = self._read(self.clients.network(rid.subscription), list_nics,
+                                      f"list NICs of {rid.name}")
+        return found
+
+    def _group_nics(self, group: str) -> list[Any]:
+        """The NICs of one resource group (`group_key` form)."""
+        _, subscription, _, resource_group = group.strip("/").split("/")
+        list_nics = network_ops.build_network_interfaces_list_request(resource_group_name=resource_group,
+                                                                     subscription_id=subscription)
+        found: list[Any] = self._read(self.clients.network(subscription), list_nics,
+                                      f"list NICs of {resource_group}")
+        return found
 
     def reads(self, scale_set_ids: Iterable[str]) -> list[ScaleSetRead]:
         ids = list(dict.fromkeys(scale_set_ids))
@@ -128,8 +147,9 @@ class ScaleSetReader:
             inventory.set_capacity[id_key(scale_set["id"])] = capacity_of(scale_set)
             if mode_of(scale_set) != UNIFORM:
                 continue
+            rid = ResourceId.parse(scale_set["id"])
             try:
-                instances, nics = self._instances_and_nics(ResourceId.parse(scale_set["id"]), UNIFORM)
+                instances, nics = self._instances(rid), self._uniform_nics(rid)
             except HttpResponseError as error:
                 if not _refused(error, scale_set["id"]):
                     raise

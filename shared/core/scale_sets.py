@@ -76,6 +76,9 @@ class ScaleSetRead:
     def listed_instances(self) -> dict[str, VirtualMachine]:
         """Instance key -> instance, of the instances listed."""
         return {id_key(vm.id): vm for vm in self.instances}
+    # Flexible: the resource groups whose NIC lists were read (group_key); None: every NIC of the set's
+    # instances is in the list read (Uniform: the set's own NIC list)
+    nic_groups: frozenset[str] | None = None
 
     @property
     def short(self) -> bool:
@@ -101,6 +104,26 @@ class ScaleSetRead:
         return (f"scale set {self.id}: its lists do not show every instance and NIC it has "
                 f"({len(self.instances)} instances listed, capacity {self.capacity}): "
                 "not visible to poolsync, or not created yet")
+
+    def lists_nic(self, nic_id: str) -> bool:
+        """Whether this read would show the NIC if it existed: only then does its absence prove it gone."""
+        return not self.exists or self.nic_groups is None or group_key(nic_id) in self.nic_groups
+
+
+def group_key(resource_id: str) -> str:
+    """The comparison key of a resource's resource group (`/subscriptions/s/resourcegroups/g`)."""
+    rid = ResourceId.parse(resource_id)
+    return f"/subscriptions/{rid.subscription}/resourcegroups/{rid.resource_group}".lower()
+
+
+def nic_groups(scale_set_id: str, instances: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The resource groups (group_key) whose NIC lists show a Flexible set's instances' NICs: the set's own
+    and any other one an instance's NIC lives in (a VM may use a NIC of another resource group)."""
+    groups = {group_key(scale_set_id): None}
+    for instance in instances:
+        for nic_id in vm_from_json(instance).nic_ids:
+            groups.setdefault(group_key(nic_id), None)
+    return list(groups)
 
 
 @dataclass(frozen=True)
@@ -137,9 +160,10 @@ def uniform_instance(scale_set: Mapping[str, Any], instance: Mapping[str, Any]) 
 
 
 def read_from_json(scale_set_id: str, scale_set: Mapping[str, Any] | None,
-                   instances: Iterable[Mapping[str, Any]], nics: Iterable[Mapping[str, Any]]) -> ScaleSetRead:
+                   instances: Iterable[Mapping[str, Any]], nics: Iterable[Mapping[str, Any]],
+                   groups: Iterable[str] | None = None) -> ScaleSetRead:
     """`instances`: the set's instance list; `nics`: Uniform - the set's NIC list, Flexible - the NICs of
-    the set's resource group (only those attached to an instance are kept)."""
+    the resource groups `groups` (see `nic_groups`; only those attached to an instance are kept)."""
     if scale_set is None:
         return ScaleSetRead(scale_set_id, exists=False)
     mode = mode_of(scale_set)
@@ -153,7 +177,8 @@ def read_from_json(scale_set_id: str, scale_set: Mapping[str, Any] | None,
     keys = {id_key(vm.id) for vm in vms}
     attached = [nic for nic in parsed if nic.vm_id and id_key(nic.vm_id) in keys]
     return ScaleSetRead(canonical, True, mode, vms, attached, frozenset(id_key(n.id) for n in parsed),
-                        capacity=capacity_of(scale_set))
+                        capacity=capacity_of(scale_set),
+                        nic_groups=frozenset(groups) if groups is not None and mode != UNIFORM else None)
 
 
 def capacity_of(scale_set: Mapping[str, Any]) -> int | None:
@@ -229,7 +254,7 @@ def scale_set_round(reads: Iterable[ScaleSetRead], records: Iterable[MemberRecor
         instances_of[set_key].add(id_key(record.vm_id))
         if id_key(record.vm_id) not in listed.listed_instances:
             gone.add(id_key(record.vm_id))
-        if id_key(record.nic_id) not in listed.known_nic_keys:
+        if id_key(record.nic_id) not in listed.known_nic_keys and listed.lists_nic(record.nic_id):
             gone.add(id_key(record.nic_id))
     state = OwnerState(inventory, frozenset(gone), direct=True, unreadable=frozenset(unreadable))
     return ScaleSetRound(list(owners.values()), state, instances_of, undecided, hidden)

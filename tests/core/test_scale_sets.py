@@ -18,7 +18,15 @@ from shared.core.naming import address_name, is_managed_name
 from shared.core.plan import CONFIRM_NIC_DELETED
 from shared.core.rules import RulesError, parse_rules
 from shared.core.rules_azure import AzureFacts, validate_against_azure
-from shared.core.scale_sets import ScaleSetRead, merged, profile_from_json, read_from_json, scale_set_round
+from shared.core.scale_sets import (
+    ScaleSetRead,
+    group_key,
+    merged,
+    nic_groups,
+    profile_from_json,
+    read_from_json,
+    scale_set_round,
+)
 from tests.core.unit_factories import SUB, pool_id, rule_doc, rules_document, ruleset, subnet_id, vnet_id
 
 RG = "rg-app"
@@ -300,6 +308,30 @@ def test_a_nic_a_listed_instance_uses_that_the_nic_list_leaves_out_is_not_gone()
 
     assert found.state.gone == frozenset() and changes.pools == {}
     assert changes.undecided_with_entries == {record("web", 0).vm_id.lower(), set_id("web").lower()}
+
+
+def test_a_flexible_instances_nic_in_a_resource_group_no_list_read_is_not_proven_gone():
+    vm = f"{COMPUTE}/virtualMachines/flex_1"
+    nic = f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Network/networkInterfaces/n"
+    instance = {"id": vm, "name": "flex_1", "properties": {
+        "networkProfile": {"networkInterfaces": [{"id": nic}]},
+        "virtualMachineScaleSet": {"id": set_id("flex")}}}
+    flex = scale_set("flex", mode="Flexible")
+    recorded = MemberRecord(pool_id(), pool_id().rsplit("/backendAddressPools/", 1)[0],
+                            address_name(nic, "ipconfig1", "g"), nic, "ipconfig1", vm, "g", "10.0.1.9",
+                            set_id("flex"))
+    assert nic_groups(set_id("flex"), [instance]) == [group_key(set_id("flex")), group_key(nic)]
+
+    # The instance now uses another NIC of that group, which the list shows; the recorded one is absent
+    other = nic[:-1] + "n2"
+    moved = {**instance, "properties": {**instance["properties"],
+                                         "networkProfile": {"networkInterfaces": [{"id": other}]}}}
+    other_nic = {"id": other, "name": "n2", "properties": {"virtualMachine": {"id": vm}, "ipConfigurations": []}}
+    read_there = read_from_json(set_id("flex"), flex, [moved], [other_nic], [group_key(nic)])
+    not_read = read_from_json(set_id("flex"), flex, [instance], [], [group_key(set_id("flex"))])
+
+    assert nic.lower() in scale_set_round([read_there], [recorded]).state.gone
+    assert scale_set_round([not_read], [recorded]).state.gone == frozenset()
 
 
 def test_uniform_instance_entries_are_named_after_set_and_instance():
