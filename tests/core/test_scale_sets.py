@@ -326,7 +326,8 @@ def test_a_flexible_instances_nic_in_a_resource_group_no_list_read_is_not_proven
     other = nic[:-1] + "n2"
     moved = {**instance, "properties": {**instance["properties"],
                                          "networkProfile": {"networkInterfaces": [{"id": other}]}}}
-    other_nic = {"id": other, "name": "n2", "properties": {"virtualMachine": {"id": vm}, "ipConfigurations": []}}
+    other_nic = {"id": other, "name": "n2",
+                 "properties": {"virtualMachine": {"id": vm}, "ipConfigurations": []}}
     read_there = read_from_json(set_id("flex"), flex, [moved], [other_nic], [group_key(nic)])
     not_read = read_from_json(set_id("flex"), flex, [instance], [], [group_key(set_id("flex"))])
 
