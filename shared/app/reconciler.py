@@ -91,8 +91,11 @@ class Reconciler:
 
     def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
                  journal: Journal | None = None, index: MemberIndex | None = None,
-                 memory: PoolMemory | None = None) -> None:
+                 memory: PoolMemory | None = None,
+                 pending_owners: Callable[[], set[str]] | None = None) -> None:
         self.rules = rules
+        # id keys of the resources pending intents name: an event round may hold their rows (see reconcile)
+        self.pending_owners = pending_owners
         self.memory = memory  # the guard's window and drains that outlive their entry (None: no storage)
         self.inventory = inventory
         self.writer = writer
@@ -167,6 +170,10 @@ class Reconciler:
             # a VM the lists may miss; it then waits for our lease to add it) is not in this read, so the
             # rebuild below cannot delete it.
             records = self.index.all_records() if self.index is not None and not dry_run else []
+            # An event round writes its rows before it waits for our lease, then adds what it read - maybe
+            # a VM deleted before our inventory read. Its intent stays pending until then: the rebuild
+            # keeps the rows of pending owners, so the delete that follows finds the entry.
+            pending = self.pending_owners() if records and self.pending_owners is not None else set()
             inventory = self.read_inventory()
             desired = self.desired(inventory)
             state = OwnerState(inventory, direct=False)
@@ -196,7 +203,7 @@ class Reconciler:
             outcomes_by_pool = self._per_lb(list(by_lb), reconcile_lb)
         outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
         if not dry_run:
-            self._rebuild_index(outcomes, desired, by_pool, records)
+            self._rebuild_index(outcomes, desired, by_pool, records, pending)
             if self.index is not None:
                 failed = [o.pool_id for o in outcomes if o.status == "failed"]
                 self.index.record_build([o.pool_id for o in outcomes if o.status != "failed"], failed,
@@ -392,12 +399,14 @@ class Reconciler:
             self.index.remember(stale)
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
-                       known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord]) -> None:
-        """Anti-entropy for the member index: the rows of each pool seen become what the pool holds."""
+                       known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord],
+                       pending: Collection[str] = ()) -> None:
+        """Anti-entropy for the member index: the rows of each pool seen become what the pool holds, plus
+        the rows of owners whose intents are still pending (an event round may be about to add them)."""
         if self.index is None:
             return
         seen: list[str] = []
-        records: list[MemberRecord] = []
+        records: list[MemberRecord] = [record for record in read if record.owned_by(pending)]
         for outcome in outcomes:
             if outcome.result is None or outcome.status == "failed":
                 continue

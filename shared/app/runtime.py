@@ -23,7 +23,7 @@ from shared.azure.retry import RETRY_STATS, RetrySettings, RetryStats, unreachab
 from shared.core.guard import GuardSettings
 from shared.core.rules import ERROR, RuleProblem, RulesError, RuleSet, load_rules
 from shared.storage.account import StorageSettings
-from shared.storage.intents import FlushLocks
+from shared.storage.intents import FlushLocks, IntentStore
 from shared.storage.member_index import MemberIndex
 from shared.storage.reconcile_log import ReconcileLog
 
@@ -56,17 +56,19 @@ class Runtime:
         clients = AzureClients(ArmSettings.from_env(env), credential)
         inventory = InventoryReader(clients, retry, stats)
         storage = StorageSettings.from_env(env)
-        locks, index, memory = None, None, None
+        locks, index, memory, intents = None, None, None, None
         guard = GuardSettings.from_env(env)
         if storage.configured:
             lease_seconds = int(settings.FLUSH_LEASE_SECONDS.or_default(env))
             locks = FlushLocks.from_settings(storage, env, lease_seconds)
             index = MemberIndex.from_settings(storage, env)
             memory = PoolMemory.from_settings(storage, env, guard.window)
+            intents = IntentStore.from_settings(storage, env)
         else:  # the Functions host always has storage; this is a read-only tool or a unit test
             log.warning("no storage configured: writes take no load-balancer lease and keep no member index")
         writer = PoolWriter(clients, guard, retry, stats, locks=locks)
-        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env), index, memory)
+        reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env), index, memory,
+                                pending_owners=intents.pending_subjects if intents is not None else None)
         return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 

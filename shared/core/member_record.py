@@ -6,7 +6,7 @@ Pure data: the changes engine builds and reads these; shared/storage/member_inde
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,11 @@ class MemberRecord:
     scale_set_id: str | None = None  # the VM is an instance of this scale set
     # the row's ETag when read from the index: deleting it then only succeeds while nobody rewrote it
     etag: str | None = field(default=None, compare=False)
+
+    def owned_by(self, owner_keys: Collection[str]) -> bool:
+        """Whether its VM, NIC or scale set is one of these (id keys)."""
+        return any(id_key(owner) in owner_keys for owner in (self.vm_id, self.nic_id, self.scale_set_id)
+                   if owner)
 
     @property
     def row_key(self) -> str:

@@ -217,6 +217,14 @@ class IntentStore:
                     raise
         return deleted
 
+    def pending_subjects(self) -> set[str]:
+        """Id keys of the resources every pending intent names (due or deferred, every subscription)."""
+        try:
+            rows = self.table.list_entities(select=["Subject"])
+            return {id_key(row["Subject"]) for row in rows if row.get("Subject")}
+        except ResourceNotFoundError:
+            return set()
+
     def scopes_with_pending(self, *, due_only: bool = True) -> list[str]:
         """Every subscription that has intents waiting (for the sweep)."""
         self._ensure_table()

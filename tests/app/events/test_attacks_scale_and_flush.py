@@ -21,6 +21,7 @@ from emulator import Emulator
 from handlers.events import flush_requests, full_reconcile_timer, intents_sweep_timer
 from shared.app.flusher import FlushFailed
 from shared.app.runtime import set_runtime
+from shared.core.changes import KIND_VM, Owner
 from shared.core.events import parse_event
 from shared.storage.flush_requests import request_message
 from shared.storage.intents import scope_partition_key
@@ -412,3 +413,25 @@ def test_pipelined_rounds_removing_from_one_pool_count_together_in_the_guards_wi
     assert [f["pool"] for f in facts(caplog, "guard_refused")] == [ids.pool(POOL)]
     assert {i.subject.lower() for i in guarded.service.intents.pending(SUBSCRIPTION, due_only=False)} \
         == {ids.vm("web-2").lower()}
+
+
+def test_a_full_reconcile_between_an_event_rounds_index_rows_and_its_write_leaves_the_rows(
+        stack: Stack, network, compute):
+    """An event round writes its index rows, then waits for the load balancer's lease; the hourly full
+    reconcile takes that lease first, and the round's VM is deleted before the reconcile lists VMs. The
+    round then adds the VM as it read it (its read is older than the delete): the rows must still be there
+    when the delete event comes, or nothing ever finds the entry again."""
+    create_vm(network, compute, "web-9")
+    _record(stack, *stack.emitted())  # the round's intent: pending until the round is done
+
+    def meanwhile() -> None:  # the round has written its rows and not yet asked for the lease
+        compute.virtual_machines.begin_delete(RESOURCE_GROUP, "web-9").result()  # its NIC goes with it
+        FULL_RECONCILE(None)
+
+    stack.runtime.reconciler.reconcile_owners([Owner(KIND_VM, ids.vm("web-9"))], reads_done=meanwhile)
+    assert pool_key("web-9-nic") in stack.pool(POOL)  # the round wrote what it had read
+
+    stack.deliver(*stack.emitted())
+    for pool in (POOL, ALL_POOL):
+        assert pool_key("web-9-nic") not in stack.pool(pool), f"deleted VM still in {pool}"
+    assert stack.pending_intents() == 0
