@@ -1,0 +1,31 @@
+"""End to end: attacks on the handling of scale sets poolsync may not fully read, and on the full
+reconcile's rebuild of the member index. Through the Event Grid trigger, the emulator over HTTPS and
+Azurite (world and fixture of test_scale_sets_unreadable.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.events.conftest import Stack
+from tests.app.events.test_scale_sets import instance_ips, ips
+from tests.app.events.test_scale_sets_unreadable import FLEX, OTHER_GROUP, _reader_of_own_group_only, _set_id
+from tests.app.events.test_scale_sets_unreadable import stack as _stack  # noqa: F401 - the `stack` fixture
+from tests.fixtures.arm import POOL, SUBSCRIPTION
+
+pytestmark = pytest.mark.timeout(240)
+
+# The sets' Compute resources (the sets, their instances, Uniform NICs), not the Network RP's NICs
+OTHER_COMPUTE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{OTHER_GROUP}/providers/Microsoft.Compute"
+
+
+def test_the_full_reconcile_keeps_the_entries_of_flexible_instances_whose_nics_it_may_not_list(stack: Stack):
+    before = ips(stack, POOL)
+    flex_ips = instance_ips(stack.arm, _set_id(FLEX))
+    assert flex_ips <= before
+    # flex's VMs are listed (all of its capacity), their NICs filtered out of the NIC list
+    _reader_of_own_group_only(stack.arm, OTHER_COMPUTE)
+
+    outcomes = stack.runtime.reconciler.reconcile()
+
+    assert ips(stack, POOL) == before  # an attached NIC exists: its absence from a list proves nothing
+    assert [o.status for o in outcomes] == ["unchanged"]
