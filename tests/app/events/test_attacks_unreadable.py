@@ -4,18 +4,41 @@ Azurite (world and fixture of test_scale_sets_unreadable.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from emulator import Emulator
+from shared.app.runtime import set_runtime
 from tests.app.events.conftest import Stack
+from tests.app.events.helpers import runtime_env
 from tests.app.events.test_scale_sets import instance_ips, ips
-from tests.app.events.test_scale_sets_unreadable import FLEX, OTHER_GROUP, _reader_of_own_group_only, _set_id
-from tests.app.events.test_scale_sets_unreadable import stack as _stack  # noqa: F401 - the `stack` fixture
+from tests.app.events.test_scale_sets_unreadable import (
+    FLEX,
+    OTHER_GROUP,
+    RULES,
+    _reader_of_own_group_only,
+    _set_id,
+    _world,
+)
 from tests.fixtures.arm import POOL, SUBSCRIPTION
 
 pytestmark = pytest.mark.timeout(240)
 
 # The sets' Compute resources (the sets, their instances, Uniform NICs), not the Network RP's NICs
 OTHER_COMPUTE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{OTHER_GROUP}/providers/Microsoft.Compute"
+
+
+@pytest.fixture
+def stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    """solo-1..3 and the instances of web and flex in the pool (built while every read was allowed)."""
+    arm.reset(_world())
+    built = Stack(arm, runtime_env(arm.url, arm.ca_path, storage_connection_string, RULES))
+    assert [o.status for o in built.runtime.reconciler.reconcile()] == ["written"]
+    built.emitted()
+    arm.stats.reset()
+    yield built
+    set_runtime(None)
 
 
 def test_the_full_reconcile_keeps_the_entries_of_flexible_instances_whose_nics_it_may_not_list(stack: Stack):
