@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -42,6 +41,7 @@ from shared.core.naming import is_managed_name
 from shared.core.plan import PoolPlan
 from shared.core.rules import RuleProblem, RuleSet
 from shared.core.rules_azure import AzureFacts, validate_against_azure
+from shared.core.scale_sets import sets_a_list_may_hide
 from shared.errors import GuardError
 from shared.storage.intents import HeldLease, LeaseLost
 from shared.storage.member_index import MemberIndex
@@ -215,17 +215,10 @@ class Reconciler:
         return outcomes
 
     def _unreadable_sets(self, inventory: Inventory, records: Iterable[MemberRecord]) -> set[str]:
-        """Id keys of the recorded scale sets whose instances a list read may not show all of: RBAC filters
-        lists silently, so absence proves nothing. Those whose lists answered 403, those listed with fewer
-        instances than their capacity, and those not listed whose GET answers 403."""
-        recorded = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id}
-        shown = Counter(id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id)
-        capacity = inventory.set_capacity
-        undecided = {key for key in recorded if key in inventory.unreadable_sets
-                     or (capacity.get(key) or 0) > shown[key]}
-        unlisted = [set_id for key, set_id in recorded.items()
-                    if key not in capacity and key not in undecided]
-        return undecided | (self.inventory.scale_sets.refused_among(unlisted) if unlisted else set())
+        """Id keys of the recorded scale sets whose instances a list read may not show all of
+        (`sets_a_list_may_hide`), and of those not listed whose GET answers 403."""
+        hidden, unlisted = sets_a_list_may_hide(inventory, records)
+        return hidden | (self.inventory.scale_sets.refused_among(unlisted) if unlisted else set())
 
     def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:
         """Full reconcile of the pools whose index rows a failed full reconcile could not build, when their
