@@ -21,7 +21,7 @@ from tests.app.events.test_scale_sets_unreadable import (
     _set_id,
     _world,
 )
-from tests.fixtures.arm import POOL, SUBSCRIPTION
+from tests.fixtures.arm import LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -51,4 +51,33 @@ def test_the_full_reconcile_keeps_the_entries_of_flexible_instances_whose_nics_i
     outcomes = stack.runtime.reconciler.reconcile()
 
     assert ips(stack, POOL) == before  # an attached NIC exists: its absence from a list proves nothing
+    assert [o.status for o in outcomes] == ["unchanged"]
+
+
+def _vm_on_nic_of_other_group(network, compute, name: str) -> str:
+    """A tagged VM of poolsync's own resource group on a NIC of the sets' group; the NIC's IP."""
+    nic = network.network_interfaces.begin_create_or_update(OTHER_GROUP, f"{name}-nic", {
+        "location": LOCATION,
+        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+            "subnet": {"id": ids.subnet(VNET, SUBNET)}, "privateIPAllocationMethod": "Dynamic"}}]},
+    }).result()
+    nics = [{"id": nic.id, "properties": {"primary": True}}]
+    compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, name, {
+        "location": LOCATION, "tags": {"poolsync": "true"},
+        "properties": {"hardwareProfile": {"vmSize": "Standard_B1s"},
+                       "networkProfile": {"networkInterfaces": nics}},
+    }).result()
+    return str(nic.ip_configurations[0].private_ip_address)
+
+
+def test_the_full_reconcile_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(stack: Stack, network, compute):
+    address = _vm_on_nic_of_other_group(network, compute, "solo-9")
+    stack.deliver(*stack.emitted())
+    before = ips(stack, POOL)
+    assert address in before
+    _reader_of_own_group_only(stack.arm)  # the VM is listed, its NIC (another group's) is not
+
+    outcomes = stack.runtime.reconciler.reconcile()
+
+    assert ips(stack, POOL) == before  # the listed VM still uses the NIC: it exists
     assert [o.status for o in outcomes] == ["unchanged"]
