@@ -29,6 +29,7 @@ from shared.core.changes import (
     Owner,
     OwnerState,
     PoolWork,
+    nic_filtered_out,
     records_for,
     removal_confirmation,
 )
@@ -194,7 +195,8 @@ class Reconciler:
                     work.confirmed = {name: reason for name, r in work.records.items()
                                       if (reason := removal_confirmation(r, state)) is not None}
                     work.kept = {name for name, r in work.records.items()
-                                 if id_key(r.scale_set_id or "") in refused_sets}
+                                 if id_key(r.scale_set_id or "") in refused_sets
+                                 or nic_filtered_out(r, inventory)}
                     outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
                                                      force=force, force_reason=force_reason, wait=wait,
                                                      deadline=deadline))

@@ -103,6 +103,14 @@ def owner_nics(owners: Iterable[Owner], inventory: Inventory,
     return nics
 
 
+def nic_filtered_out(record: MemberRecord, inventory: Inventory) -> bool:
+    """A list read shows the record's VM still using the record's NIC, but not the NIC: RBAC filtered the
+    NIC list (an attached NIC cannot be deleted), so the read proves nothing about the entry."""
+    vm = inventory.vms.get(id_key(record.vm_id))
+    return vm is not None and id_key(record.nic_id) not in inventory.nics \
+        and any(id_key(nic_id) == id_key(record.nic_id) for nic_id in vm.nic_ids)
+
+
 def removal_confirmation(record: MemberRecord, state: OwnerState) -> str | None:
     """Why a read proves this recorded entry's owner no longer holds it, or None if nothing proves it."""
     nic = state.inventory.nics.get(id_key(record.nic_id))

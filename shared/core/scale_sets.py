@@ -185,8 +185,7 @@ def read_from_json(scale_set_id: str, scale_set: Mapping[str, Any] | None,
 def sets_a_list_may_hide(inventory: Inventory, records: Iterable[MemberRecord]) -> tuple[set[str], list[str]]:
     """What a subscription's list read (`inventory`) proves about the recorded scale sets, which RBAC may
     filter silently. First the keys of the sets whose instances it may not show all of: their instance or
-    NIC list answered 403, fewer instances are listed than their capacity, or a listed instance still uses
-    a recorded NIC the NIC list leaves out (an attached NIC cannot be deleted). Then the ids of the other
+    NIC list answered 403, or fewer instances are listed than their capacity. Then the ids of the other
     recorded sets the read did not list at all (gone, or hidden from this principal: only a GET tells)."""
     records = list(records)
     recorded = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id}
@@ -194,11 +193,6 @@ def sets_a_list_may_hide(inventory: Inventory, records: Iterable[MemberRecord]) 
     capacity = inventory.set_capacity
     hidden = {key for key in recorded if key in inventory.unreadable_sets
               or (capacity.get(key) or 0) > shown[key]}
-    for record in records:
-        instance = inventory.vms.get(id_key(record.vm_id)) if record.scale_set_id else None
-        if instance is not None and id_key(record.nic_id) not in inventory.nics \
-                and any(id_key(nic_id) == id_key(record.nic_id) for nic_id in instance.nic_ids):
-            hidden.add(id_key(record.scale_set_id or ""))
     unlisted = [set_id for key, set_id in recorded.items() if key not in capacity and key not in hidden]
     return hidden, unlisted
 
