@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import Emulator
+from shared.app.owner_round import OWNER_READ_LIMIT
 from shared.app.runtime import set_runtime
-from tests.app.events.conftest import Stack
-from tests.app.events.helpers import runtime_env
+from tests.app.events.conftest import Stack, create_vm
+from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
 from tests.app.events.test_scale_sets import instance_ips, ips
 from tests.app.events.test_scale_sets_unreadable import (
     FLEX,
@@ -81,3 +82,23 @@ def test_the_full_reconcile_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(st
 
     assert ips(stack, POOL) == before  # the listed VM still uses the NIC: it exists
     assert [o.status for o in outcomes] == ["unchanged"]
+
+
+def test_a_burst_read_by_lists_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(stack: Stack, network,
+                                                                                  compute):
+    address = _vm_on_nic_of_other_group(network, compute, "solo-9")
+    for i in range(10, 10 + OWNER_READ_LIMIT // 2):
+        create_vm(network, compute, f"solo-{i}")
+    stack.deliver(*stack.emitted())
+    before = ips(stack, POOL)
+    assert address in before
+    _reader_of_own_group_only(stack.arm)
+    burst = [eventgrid_event(WRITE, vm.id) for vm in compute.virtual_machines.list(RESOURCE_GROUP)
+             if vm.name.startswith("solo-")]
+    assert len(burst) > OWNER_READ_LIMIT // 2  # read by one list read of the subscription
+
+    stack.deliver(*burst)
+
+    assert ips(stack, POOL) == before  # the listed VM still uses the NIC the list leaves out: it exists
+    (waiting,) = stack.service.intents.pending(SUBSCRIPTION, due_only=False)  # undecided, with entries
+    assert waiting.subject.lower().endswith("/virtualmachines/solo-9")
