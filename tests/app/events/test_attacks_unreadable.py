@@ -102,3 +102,27 @@ def test_a_burst_read_by_lists_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list
     assert ips(stack, POOL) == before  # the listed VM still uses the NIC the list leaves out: it exists
     (waiting,) = stack.service.intents.pending(SUBSCRIPTION, due_only=False)  # undecided, with entries
     assert waiting.subject.lower().endswith("/virtualmachines/solo-9")
+
+
+def _instance_ip(arm: Emulator, vm: dict) -> str:
+    nic = arm.world.get_nic(vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"])
+    return str(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
+
+
+def test_a_flexible_instance_deleted_leaves_at_once_though_its_sets_read_is_refused_in_the_same_round(
+        stack: Stack, compute):
+    before = ips(stack, POOL)
+    gone, kept = stack.arm.world.list_scale_set_instances(_set_id(FLEX)) or []
+    gone_nic = gone["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
+    gone_ip, kept_ip = _instance_ip(stack.arm, gone), _instance_ip(stack.arm, kept)
+    # poolsync may read that instance and its NIC, not the set nor the set's other instance
+    _reader_of_own_group_only(stack.arm, gone["id"], gone_nic)
+    compute.virtual_machines.begin_delete(OTHER_GROUP, gone["name"]).result()
+    events = [*stack.emitted(), eventgrid_event(WRITE, _set_id(FLEX))]  # the set's write too (autoscale)
+
+    stack.deliver(*events)  # one round: the VM's delete and the set's write
+
+    assert ips(stack, POOL) == before - {gone_ip}  # read gone by its own GET: removed
+    assert kept_ip in ips(stack, POOL)  # the set's other instance: neither listed nor gone, left as it is
+    (waiting,) = stack.service.intents.pending(SUBSCRIPTION, due_only=False)  # the set, for that instance
+    assert waiting.subject.lower() == _set_id(FLEX).lower()
