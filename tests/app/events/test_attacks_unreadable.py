@@ -4,14 +4,19 @@ Azurite (world and fixture of test_scale_sets_unreadable.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from emulator import Emulator
+from shared.app.flusher import FlushFailed
 from shared.app.owner_round import OWNER_READ_LIMIT
 from shared.app.runtime import set_runtime
-from tests.app.events.conftest import Stack, create_vm
+from shared.core.ids import id_key
+from shared.storage.intents import backoff_seconds
+from tests.app.events.conftest import Stack, create_vm, facts
 from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
 from tests.app.events.test_scale_sets import instance_ips, ips
 from tests.app.events.test_scale_sets_unreadable import (
@@ -126,3 +131,49 @@ def test_a_flexible_instance_deleted_leaves_at_once_though_its_sets_read_is_refu
     assert kept_ip in ips(stack, POOL)  # the set's other instance: neither listed nor gone, left as it is
     (waiting,) = stack.service.intents.pending(SUBSCRIPTION, due_only=False)  # the set, for that instance
     assert waiting.subject.lower() == _set_id(FLEX).lower()
+
+
+def _vm_in_other_group(network, compute, name: str) -> tuple[str, str]:
+    """A tagged VM and its NIC in the sets' group (poolsync may be refused there); their ids."""
+    nic = network.network_interfaces.begin_create_or_update(OTHER_GROUP, f"{name}-nic", {
+        "location": LOCATION,
+        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+            "subnet": {"id": ids.subnet(VNET, SUBNET)}, "privateIPAllocationMethod": "Dynamic"}}]},
+    }).result()
+    nics = [{"id": nic.id, "properties": {"primary": True, "deleteOption": "Delete"}}]
+    vm = compute.virtual_machines.begin_create_or_update(OTHER_GROUP, name, {
+        "location": LOCATION, "tags": {"poolsync": "true"},
+        "properties": {"hardwareProfile": {"vmSize": "Standard_B1s"},
+                       "networkProfile": {"networkInterfaces": nics}},
+    }).result()
+    return str(vm.id), str(nic.id)
+
+
+def test_an_index_row_a_full_reconcile_kept_for_a_deferred_intent_does_not_make_an_unreadable_vm_wait(
+        stack: Stack, network, compute, caplog, monkeypatch):
+    before = ips(stack, POOL)
+    vm_id, nic_id = _vm_in_other_group(network, compute, "solo-9")
+    created = stack.emitted()
+    stack.arm.faults.add("500", method="PUT", resource_type="backendAddressPools")
+    short_retries = {"POOLSYNC_RETRY_DEADLINE": "2", "POOLSYNC_RETRY_MAX_ATTEMPTS": "2"}
+    failing = Stack(stack.arm, {**stack.env, **short_retries})
+    with pytest.raises(FlushFailed):
+        failing.deliver(*created)  # the round wrote its index rows; its PUT failed: the intent is deferred
+    stack.arm.faults.clear()
+    compute.virtual_machines.begin_delete(OTHER_GROUP, "solo-9").result()  # with its NIC
+    deleted = stack.emitted()
+    assert [o.status for o in stack.runtime.reconciler.reconcile()] == ["unchanged"]
+    assert ips(stack, POOL) == before  # solo-9 never had an entry
+    _reader_of_own_group_only(stack.arm)  # from now on poolsync may not read solo-9's group
+
+    with caplog.at_level(logging.INFO, logger="poolsync"):
+        stack.deliver(*deleted)
+        later = datetime.now(UTC) + timedelta(seconds=backoff_seconds(1) + 1)
+        monkeypatch.setattr(stack.service.intents, "_clock", lambda: later)  # the creation's back-off passed
+        stack.service.sweep()
+
+    assert ips(stack, POOL) == before
+    assert stack.pending_intents() == 0  # nothing of poolsync's at stake: consumed, with an alert
+    alerts = facts(caplog, "owner_unreadable")
+    assert {a["owner"] for a in alerts} == {id_key(vm_id), id_key(nic_id)}
+    assert not any(a["has_entries"] for a in alerts)
