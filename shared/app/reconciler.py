@@ -95,7 +95,7 @@ class Reconciler:
                  memory: PoolMemory | None = None,
                  pending_owners: Callable[[], set[str]] | None = None) -> None:
         self.rules = rules
-        # id keys of the resources pending intents name: an event round may hold their rows (see reconcile)
+        # id keys of the resources due intents name: an event round may hold their rows (see reconcile)
         self.pending_owners = pending_owners
         self.memory = memory  # the guard's window and drains that outlive their entry (None: no storage)
         self.inventory = inventory
@@ -172,8 +172,9 @@ class Reconciler:
             # rebuild below cannot delete it.
             records = self.index.all_records() if self.index is not None and not dry_run else []
             # An event round writes its rows before it waits for our lease, then adds what it read - maybe
-            # a VM deleted before our inventory read. Its intent stays pending until then: the rebuild
-            # keeps the rows of pending owners, so the delete that follows finds the entry.
+            # a VM deleted before our inventory read. Its intent stays due until then: the rebuild keeps
+            # the rows of owners due intents name, so the delete that follows finds the entry (not those
+            # of deferred intents: a row kept for ever would make an unreadable owner wait for ever).
             pending = self.pending_owners() if records and self.pending_owners is not None else set()
             inventory = self.read_inventory()
             desired = self.desired(inventory)
@@ -397,7 +398,7 @@ class Reconciler:
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord],
                        pending: Collection[str] = ()) -> None:
         """Anti-entropy for the member index: the rows of each pool seen become what the pool holds, plus
-        the rows of owners whose intents are still pending (an event round may be about to add them)."""
+        the rows of owners whose intents are due (an event round may be about to add them)."""
         if self.index is None:
             return
         seen: list[str] = []
