@@ -13,19 +13,17 @@ import pytest
 from emulator import Emulator
 from shared.app.flusher import FlushFailed
 from shared.app.owner_round import OWNER_READ_LIMIT
-from shared.app.runtime import set_runtime
 from shared.core.ids import id_key
 from shared.storage.intents import backoff_seconds
 from tests.app.events.conftest import Stack, create_vm, facts
-from tests.app.events.helpers import WRITE, eventgrid_event, runtime_env
+from tests.app.events.helpers import WRITE, eventgrid_event
 from tests.app.events.test_scale_sets import instance_ips, ips
 from tests.app.events.test_scale_sets_unreadable import (
     FLEX,
     OTHER_GROUP,
-    RULES,
     _reader_of_own_group_only,
     _set_id,
-    _world,
+    built_stack,
 )
 from tests.fixtures.arm import LOCATION, POOL, RESOURCE_GROUP, SUBNET, SUBSCRIPTION, VNET, ids
 
@@ -37,14 +35,7 @@ OTHER_COMPUTE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{OTHER_GROUP}/pro
 
 @pytest.fixture
 def stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
-    """solo-1..3 and the instances of web and flex in the pool (built while every read was allowed)."""
-    arm.reset(_world())
-    built = Stack(arm, runtime_env(arm.url, arm.ca_path, storage_connection_string, RULES))
-    assert [o.status for o in built.runtime.reconciler.reconcile()] == ["written"]
-    built.emitted()
-    arm.stats.reset()
-    yield built
-    set_runtime(None)
+    yield from built_stack(arm, storage_connection_string)
 
 
 def test_the_full_reconcile_keeps_the_entries_of_flexible_instances_whose_nics_it_may_not_list(stack: Stack):
@@ -60,24 +51,25 @@ def test_the_full_reconcile_keeps_the_entries_of_flexible_instances_whose_nics_i
     assert [o.status for o in outcomes] == ["unchanged"]
 
 
-def _vm_on_nic_of_other_group(network, compute, name: str) -> str:
-    """A tagged VM of poolsync's own resource group on a NIC of the sets' group; the NIC's IP."""
+def _vm_on_nic_of_other_group(network, compute, name: str,
+                              vm_group: str = RESOURCE_GROUP) -> tuple[str, str, str]:
+    """A tagged VM (of `vm_group`) on a NIC of the sets' group, deleted with the VM; their ids and its IP."""
     nic = network.network_interfaces.begin_create_or_update(OTHER_GROUP, f"{name}-nic", {
         "location": LOCATION,
         "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
             "subnet": {"id": ids.subnet(VNET, SUBNET)}, "privateIPAllocationMethod": "Dynamic"}}]},
     }).result()
-    nics = [{"id": nic.id, "properties": {"primary": True}}]
-    compute.virtual_machines.begin_create_or_update(RESOURCE_GROUP, name, {
+    nics = [{"id": nic.id, "properties": {"primary": True, "deleteOption": "Delete"}}]
+    vm = compute.virtual_machines.begin_create_or_update(vm_group, name, {
         "location": LOCATION, "tags": {"poolsync": "true"},
         "properties": {"hardwareProfile": {"vmSize": "Standard_B1s"},
                        "networkProfile": {"networkInterfaces": nics}},
     }).result()
-    return str(nic.ip_configurations[0].private_ip_address)
+    return str(vm.id), str(nic.id), str(nic.ip_configurations[0].private_ip_address)
 
 
 def test_the_full_reconcile_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(stack: Stack, network, compute):
-    address = _vm_on_nic_of_other_group(network, compute, "solo-9")
+    *_, address = _vm_on_nic_of_other_group(network, compute, "solo-9")
     stack.deliver(*stack.emitted())
     before = ips(stack, POOL)
     assert address in before
@@ -91,7 +83,7 @@ def test_the_full_reconcile_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(st
 
 def test_a_burst_read_by_lists_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(stack: Stack, network,
                                                                                   compute):
-    address = _vm_on_nic_of_other_group(network, compute, "solo-9")
+    *_, address = _vm_on_nic_of_other_group(network, compute, "solo-9")
     for i in range(10, 10 + OWNER_READ_LIMIT // 2):
         create_vm(network, compute, f"solo-{i}")
     stack.deliver(*stack.emitted())
@@ -133,26 +125,10 @@ def test_a_flexible_instance_deleted_leaves_at_once_though_its_sets_read_is_refu
     assert waiting.subject.lower() == _set_id(FLEX).lower()
 
 
-def _vm_in_other_group(network, compute, name: str) -> tuple[str, str]:
-    """A tagged VM and its NIC in the sets' group (poolsync may be refused there); their ids."""
-    nic = network.network_interfaces.begin_create_or_update(OTHER_GROUP, f"{name}-nic", {
-        "location": LOCATION,
-        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
-            "subnet": {"id": ids.subnet(VNET, SUBNET)}, "privateIPAllocationMethod": "Dynamic"}}]},
-    }).result()
-    nics = [{"id": nic.id, "properties": {"primary": True, "deleteOption": "Delete"}}]
-    vm = compute.virtual_machines.begin_create_or_update(OTHER_GROUP, name, {
-        "location": LOCATION, "tags": {"poolsync": "true"},
-        "properties": {"hardwareProfile": {"vmSize": "Standard_B1s"},
-                       "networkProfile": {"networkInterfaces": nics}},
-    }).result()
-    return str(vm.id), str(nic.id)
-
-
 def test_an_index_row_a_full_reconcile_kept_for_a_deferred_intent_does_not_make_an_unreadable_vm_wait(
         stack: Stack, network, compute, caplog, monkeypatch):
     before = ips(stack, POOL)
-    vm_id, nic_id = _vm_in_other_group(network, compute, "solo-9")
+    vm_id, nic_id, _ = _vm_on_nic_of_other_group(network, compute, "solo-9", vm_group=OTHER_GROUP)
     created = stack.emitted()
     stack.arm.faults.add("500", method="PUT", resource_type="backendAddressPools")
     short_retries = {"POOLSYNC_RETRY_DEADLINE": "2", "POOLSYNC_RETRY_MAX_ATTEMPTS": "2"}
