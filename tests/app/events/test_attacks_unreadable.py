@@ -82,7 +82,7 @@ def test_the_full_reconcile_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(st
 
 
 def test_a_burst_read_by_lists_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list(stack: Stack, network,
-                                                                                  compute):
+                                                                                  compute, monkeypatch):
     *_, address = _vm_on_nic_of_other_group(network, compute, "solo-9")
     for i in range(10, 10 + OWNER_READ_LIMIT // 2):
         create_vm(network, compute, f"solo-{i}")
@@ -99,6 +99,16 @@ def test_a_burst_read_by_lists_keeps_the_entry_of_a_vm_whose_nic_it_may_not_list
     assert ips(stack, POOL) == before  # the listed VM still uses the NIC the list leaves out: it exists
     (waiting,) = stack.service.intents.pending(SUBSCRIPTION, due_only=False)  # undecided, with entries
     assert waiting.subject.lower().endswith("/virtualmachines/solo-9")
+
+    compute.virtual_machines.begin_delete(RESOURCE_GROUP, "solo-9").result()
+    stack.emitted()  # its delete events are lost: the waiting intent alone must bring the pool there
+    stack.arm.configure_rbac(None)
+    later = datetime.now(UTC) + timedelta(seconds=backoff_seconds(1) + 1)
+    monkeypatch.setattr(stack.service.intents, "_clock", lambda: later)
+    stack.service.sweep()
+
+    assert ips(stack, POOL) == before - {address}
+    assert stack.pending_intents() == 0
 
 
 def _instance_ip(arm: Emulator, vm: dict) -> str:
