@@ -21,6 +21,7 @@ from tests.app.events.test_scale_sets import instance_ips, ips
 from tests.app.events.test_scale_sets_unreadable import (
     FLEX,
     OTHER_GROUP,
+    SOLOS,
     _reader_of_own_group_only,
     _set_id,
     built_stack,
@@ -163,3 +164,18 @@ def test_an_index_row_a_full_reconcile_kept_for_a_deferred_intent_does_not_make_
     alerts = facts(caplog, "owner_unreadable")
     assert {a["owner"] for a in alerts} == {id_key(vm_id), id_key(nic_id)}
     assert not any(a["has_entries"] for a in alerts)
+
+
+def test_a_full_reconcile_removes_every_deleted_vm_past_the_guard_and_keeps_the_sets_it_may_not_read(
+        stack: Stack, compute):
+    solos = {stack.nic_ip(f"solo-{i}-nic") for i in range(1, SOLOS + 1)}
+    before = ips(stack, POOL)
+    _reader_of_own_group_only(stack.arm)  # web and flex: their reads refused
+    for i in range(1, SOLOS + 1):  # more than the guard's share of the pool; their events lost
+        compute.virtual_machines.begin_delete(RESOURCE_GROUP, f"solo-{i}").result()
+
+    outcomes = stack.runtime.reconciler.reconcile()
+
+    # the guard holds the removals a list read alone suggests; direct reads confirm them; the sets' stay
+    assert ips(stack, POOL) == before - solos
+    assert [o.status for o in outcomes] == ["written"]
