@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -30,6 +29,7 @@ from shared.core.changes import (
     Owner,
     OwnerState,
     PoolWork,
+    nic_filtered_out,
     records_for,
     removal_confirmation,
 )
@@ -42,6 +42,7 @@ from shared.core.naming import is_managed_name
 from shared.core.plan import PoolPlan
 from shared.core.rules import RuleProblem, RuleSet
 from shared.core.rules_azure import AzureFacts, validate_against_azure
+from shared.core.scale_sets import sets_a_list_may_hide
 from shared.errors import GuardError
 from shared.storage.intents import HeldLease, LeaseLost
 from shared.storage.member_index import MemberIndex
@@ -94,7 +95,7 @@ class Reconciler:
                  memory: PoolMemory | None = None,
                  pending_owners: Callable[[], set[str]] | None = None) -> None:
         self.rules = rules
-        # id keys of the resources pending intents name: an event round may hold their rows (see reconcile)
+        # id keys of the resources due intents name: an event round may hold their rows (see reconcile)
         self.pending_owners = pending_owners
         self.memory = memory  # the guard's window and drains that outlive their entry (None: no storage)
         self.inventory = inventory
@@ -171,8 +172,9 @@ class Reconciler:
             # rebuild below cannot delete it.
             records = self.index.all_records() if self.index is not None and not dry_run else []
             # An event round writes its rows before it waits for our lease, then adds what it read - maybe
-            # a VM deleted before our inventory read. Its intent stays pending until then: the rebuild
-            # keeps the rows of pending owners, so the delete that follows finds the entry.
+            # a VM deleted before our inventory read. Its intent stays due until then: the rebuild keeps
+            # the rows of owners due intents name, so the delete that follows finds the entry (not those
+            # of deferred intents: a row kept for ever would make an unreadable owner wait for ever).
             pending = self.pending_owners() if records and self.pending_owners is not None else set()
             inventory = self.read_inventory()
             desired = self.desired(inventory)
@@ -194,7 +196,8 @@ class Reconciler:
                     work.confirmed = {name: reason for name, r in work.records.items()
                                       if (reason := removal_confirmation(r, state)) is not None}
                     work.kept = {name for name, r in work.records.items()
-                                 if id_key(r.scale_set_id or "") in refused_sets}
+                                 if id_key(r.scale_set_id or "") in refused_sets
+                                 or nic_filtered_out(r, inventory)}
                     outcomes.append(self._apply_work(work, full=True, lease=leases[lb_key], dry_run=dry_run,
                                                      force=force, force_reason=force_reason, wait=wait,
                                                      deadline=deadline))
@@ -215,17 +218,10 @@ class Reconciler:
         return outcomes
 
     def _unreadable_sets(self, inventory: Inventory, records: Iterable[MemberRecord]) -> set[str]:
-        """Id keys of the recorded scale sets whose instances a list read may not show all of: RBAC filters
-        lists silently, so absence proves nothing. Those whose lists answered 403, those listed with fewer
-        instances than their capacity, and those not listed whose GET answers 403."""
-        recorded = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id}
-        shown = Counter(id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id)
-        capacity = inventory.set_capacity
-        undecided = {key for key in recorded if key in inventory.unreadable_sets
-                     or (capacity.get(key) or 0) > shown[key]}
-        unlisted = [set_id for key, set_id in recorded.items()
-                    if key not in capacity and key not in undecided]
-        return undecided | (self.inventory.scale_sets.refused_among(unlisted) if unlisted else set())
+        """Id keys of the recorded scale sets whose instances a list read may not show all of
+        (`sets_a_list_may_hide`), and of those not listed whose GET answers 403."""
+        hidden, unlisted = sets_a_list_may_hide(inventory, records)
+        return hidden | (self.inventory.scale_sets.refused_among(unlisted) if unlisted else set())
 
     def rebuild_unbuilt(self, *, deadline: float | None = None) -> list[PoolOutcome]:
         """Full reconcile of the pools whose index rows a failed full reconcile could not build, when their
@@ -402,7 +398,7 @@ class Reconciler:
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord],
                        pending: Collection[str] = ()) -> None:
         """Anti-entropy for the member index: the rows of each pool seen become what the pool holds, plus
-        the rows of owners whose intents are still pending (an event round may be about to add them)."""
+        the rows of owners whose intents are due (an event round may be about to add them)."""
         if self.index is None:
             return
         seen: list[str] = []

@@ -103,6 +103,14 @@ def owner_nics(owners: Iterable[Owner], inventory: Inventory,
     return nics
 
 
+def nic_filtered_out(record: MemberRecord, inventory: Inventory) -> bool:
+    """A list read shows the record's VM still using the record's NIC, but not the NIC: RBAC filtered the
+    NIC list (an attached NIC cannot be deleted), so the read proves nothing about the entry."""
+    vm = inventory.vms.get(id_key(record.vm_id))
+    return vm is not None and id_key(record.nic_id) not in inventory.nics \
+        and any(id_key(nic_id) == id_key(record.nic_id) for nic_id in vm.nic_ids)
+
+
 def removal_confirmation(record: MemberRecord, state: OwnerState) -> str | None:
     """Why a read proves this recorded entry's owner no longer holds it, or None if nothing proves it."""
     nic = state.inventory.nics.get(id_key(record.nic_id))
@@ -185,8 +193,13 @@ def owner_change(rules: RuleSet, owners: Iterable[Owner], state: OwnerState,
 
 
 def _unreadable_nics(nics: Mapping[str, str], state: OwnerState) -> set[str]:
-    """NIC keys whose NIC, or the VM it is attached to, could not be read (403)."""
+    """NIC keys whose NIC, or the VM it is attached to, could not be read (403), and those a list read left
+    out although a VM it shows still uses them (RBAC filtered the NIC list)."""
     blind = {key for key in nics if key in state.unreadable}
+    if not state.direct:
+        blind |= {id_key(nic_id) for vm in state.inventory.vms.values() for nic_id in vm.nic_ids
+                  if id_key(nic_id) in nics and id_key(nic_id) not in state.inventory.nics
+                  and id_key(nic_id) not in state.gone}
     for key in nics:
         nic = state.inventory.nics.get(key)
         if nic is not None and nic.vm_id and id_key(nic.vm_id) in state.unreadable:

@@ -14,6 +14,7 @@ missing), proves nothing absent; those instances' entries stay as they are and t
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -179,6 +180,21 @@ def read_from_json(scale_set_id: str, scale_set: Mapping[str, Any] | None,
     return ScaleSetRead(canonical, True, mode, vms, attached, frozenset(id_key(n.id) for n in parsed),
                         capacity=capacity_of(scale_set),
                         nic_groups=frozenset(groups) if groups is not None and mode != UNIFORM else None)
+
+
+def sets_a_list_may_hide(inventory: Inventory, records: Iterable[MemberRecord]) -> tuple[set[str], list[str]]:
+    """What a subscription's list read (`inventory`) proves about the recorded scale sets, which RBAC may
+    filter silently. First the keys of the sets whose instances it may not show all of: their instance or
+    NIC list answered 403, or fewer instances are listed than their capacity. Then the ids of the other
+    recorded sets the read did not list at all (gone, or hidden from this principal: only a GET tells)."""
+    records = list(records)
+    recorded = {id_key(r.scale_set_id): r.scale_set_id for r in records if r.scale_set_id}
+    shown = Counter(id_key(vm.scale_set_id) for vm in inventory.vms.values() if vm.scale_set_id)
+    capacity = inventory.set_capacity
+    hidden = {key for key in recorded if key in inventory.unreadable_sets
+              or (capacity.get(key) or 0) > shown[key]}
+    unlisted = [set_id for key, set_id in recorded.items() if key not in capacity and key not in hidden]
+    return hidden, unlisted
 
 
 def capacity_of(scale_set: Mapping[str, Any]) -> int | None:

@@ -217,11 +217,13 @@ class IntentStore:
                     raise
         return deleted
 
-    def pending_subjects(self) -> set[str]:
-        """Id keys of the resources every pending intent names (due or deferred, every subscription)."""
+    def due_subjects(self) -> set[str]:
+        """Id keys of the resources the due intents name, every subscription: those a round may be working
+        on now. A deferred intent's next round reads Azure afresh and writes rows of its own."""
         try:
-            rows = self.table.list_entities(select=["Subject"])
-            return {id_key(row["Subject"]) for row in rows if row.get("Subject")}
+            now = self._clock()
+            rows = self.table.list_entities(select=["Subject", "NotBefore"])
+            return {id_key(row["Subject"]) for row in rows if row.get("Subject") and self._due(row, now)}
         except ResourceNotFoundError:
             return set()
 

@@ -74,9 +74,8 @@ def _scale(compute, name: str, capacity: int) -> None:
         OTHER_GROUP, name, VirtualMachineScaleSetUpdate(sku=Sku(capacity=capacity))).result()
 
 
-@pytest.fixture
-def stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
-    """solo-1..3 and web's two instances in the pool (built while every read was allowed)."""
+def built_stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    """The solo VMs and the instances of web and flex in the pool (built while every read was allowed)."""
     arm.reset(_world())
     built = Stack(arm, runtime_env(arm.url, arm.ca_path, storage_connection_string, RULES))
     assert [o.status for o in built.runtime.reconciler.reconcile()] == ["written"]
@@ -84,6 +83,11 @@ def stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
     arm.stats.reset()
     yield built
     set_runtime(None)
+
+
+@pytest.fixture
+def stack(arm: Emulator, storage_connection_string: str) -> Iterator[Stack]:
+    yield from built_stack(arm, storage_connection_string)
 
 
 def _web_ips(arm: Emulator) -> set[str]:
