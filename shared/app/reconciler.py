@@ -93,10 +93,10 @@ class Reconciler:
     def __init__(self, rules: RuleSet, inventory: InventoryReader, writer: PoolWriter,
                  journal: Journal | None = None, index: MemberIndex | None = None,
                  memory: PoolMemory | None = None,
-                 pending_owners: Callable[[], set[str]] | None = None) -> None:
+                 due_owners: Callable[[], set[str]] | None = None) -> None:
         self.rules = rules
         # id keys of the resources due intents name: an event round may hold their rows (see reconcile)
-        self.pending_owners = pending_owners
+        self.due_owners = due_owners
         self.memory = memory  # the guard's window and drains that outlive their entry (None: no storage)
         self.inventory = inventory
         self.writer = writer
@@ -175,7 +175,7 @@ class Reconciler:
             # a VM deleted before our inventory read. Its intent stays due until then: the rebuild keeps
             # the rows of owners due intents name, so the delete that follows finds the entry (not those
             # of deferred intents: a row kept for ever would make an unreadable owner wait for ever).
-            pending = self.pending_owners() if records and self.pending_owners is not None else set()
+            due = self.due_owners() if records and self.due_owners is not None else set()
             inventory = self.read_inventory()
             desired = self.desired(inventory)
             state = OwnerState(inventory, direct=False)
@@ -206,7 +206,7 @@ class Reconciler:
             outcomes_by_pool = self._per_lb(list(by_lb), reconcile_lb)
         outcomes = [outcomes_by_pool[pool_id] for pool_id in targets]
         if not dry_run:
-            self._rebuild_index(outcomes, desired, by_pool, records, pending)
+            self._rebuild_index(outcomes, desired, by_pool, records, due)
             if self.index is not None:
                 failed = [o.pool_id for o in outcomes if o.status == "failed"]
                 self.index.record_build([o.pool_id for o in outcomes if o.status != "failed"], failed,
@@ -396,13 +396,13 @@ class Reconciler:
 
     def _rebuild_index(self, outcomes: list[PoolOutcome], desired: Desired,
                        known: Mapping[str, Mapping[str, MemberRecord]], read: list[MemberRecord],
-                       pending: Collection[str] = ()) -> None:
+                       due: Collection[str] = ()) -> None:
         """Anti-entropy for the member index: the rows of each pool seen become what the pool holds, plus
         the rows of owners whose intents are due (an event round may be about to add them)."""
         if self.index is None:
             return
         seen: list[str] = []
-        records: list[MemberRecord] = [record for record in read if record.owned_by(pending)]
+        records: list[MemberRecord] = [record for record in read if record.owned_by(due)]
         for outcome in outcomes:
             if outcome.result is None or outcome.status == "failed":
                 continue

@@ -68,7 +68,7 @@ class Runtime:
             log.warning("no storage configured: writes take no load-balancer lease and keep no member index")
         writer = PoolWriter(clients, guard, retry, stats, locks=locks)
         reconciler = Reconciler(rules, inventory, writer, ReconcileLog.from_env(storage, env), index, memory,
-                                pending_owners=intents.due_subjects if intents is not None else None)
+                                due_owners=intents.due_subjects if intents is not None else None)
         return cls(rules, clients, inventory, writer, reconciler, stats, storage, env)
 
 

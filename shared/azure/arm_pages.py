@@ -3,11 +3,24 @@ builders) without building SDK models: paged lists follow nextLink; ARM errors r
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.core.exceptions import ARMErrorFormat
+
+log = logging.getLogger("poolsync.inventory")
+
+
+def read_refused(error: HttpResponseError, what: str, resource_id: str) -> bool:
+    """True (and logged) for a 403: the resource is neither there nor gone to poolsync - a principal scoped
+    to some resource groups still gets the events of the whole subscription - so its entries stay as they
+    are. Any other error is the caller's to raise."""
+    if error.status_code != 403:
+        return False
+    log.warning("%s refused (403): its entries are left as they are", what, extra={"resource": resource_id})
+    return True
 
 
 def list_json(client: Any, first: HttpRequest) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import azure.mgmt.compute.operations._operations as compute_operations  # the SD
 import azure.mgmt.network.operations._operations as network_operations
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared.azure.arm_pages import list_json
+from shared.azure.arm_pages import list_json, read_refused
 from shared.azure.clients import AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
 from shared.azure.scale_set_inventory import ScaleSetReader
@@ -87,10 +87,8 @@ class InventoryReader:
         try:
             return self._get_or_none(fn, operation)
         except HttpResponseError as error:
-            if error.status_code != 403:
+            if not read_refused(error, operation, resource_id):
                 raise
-            log.warning("%s refused (403): its entries are left as they are", operation,
-                        extra={"resource": resource_id})
             refused.add(id_key(resource_id))
             return None
 

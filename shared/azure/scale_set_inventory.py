@@ -9,7 +9,6 @@ receives the events of the whole subscription.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +17,7 @@ import azure.mgmt.compute.operations._operations as compute_ops  # the SDK's req
 import azure.mgmt.network.operations._operations as network_ops
 from azure.core.exceptions import HttpResponseError
 
-from shared.azure.arm_pages import get_json, list_json
+from shared.azure.arm_pages import get_json, list_json, read_refused
 from shared.azure.clients import AzureClients
 from shared.azure.retry import RetrySettings, RetryStats, call_with_retry
 from shared.core.arm_json import nic_from_json
@@ -35,8 +34,6 @@ from shared.core.scale_sets import (
     read_from_json,
     uniform_instance,
 )
-
-log = logging.getLogger("poolsync.inventory")
 
 _PARALLEL_SETS = 4
 _SET_NICS = network_ops.build_network_interfaces_list_virtual_machine_scale_set_network_interfaces_request
@@ -81,7 +78,7 @@ class ScaleSetReader:
             groups = nic_groups(scale_set_id, instances)
             nics = [nic for group in groups for nic in self._group_nics(group)]
         except HttpResponseError as error:
-            if not _refused(error, scale_set_id):
+            if not read_refused(error, _what(scale_set_id), scale_set_id):
                 raise
             return ScaleSetRead.refused(scale_set_id)
         return read_from_json(scale_set_id, scale_set, instances, nics, groups)
@@ -93,7 +90,7 @@ class ScaleSetReader:
             try:
                 self._get(ResourceId.parse(scale_set_id))
             except HttpResponseError as error:
-                if not _refused(error, scale_set_id):
+                if not read_refused(error, _what(scale_set_id), scale_set_id):
                     raise
                 return True
             return False
@@ -151,7 +148,7 @@ class ScaleSetReader:
             try:
                 instances, nics = self._instances(rid), self._uniform_nics(rid)
             except HttpResponseError as error:
-                if not _refused(error, scale_set["id"]):
+                if not read_refused(error, _what(scale_set["id"]), scale_set["id"]):
                     raise
                 inventory.unreadable_sets.add(id_key(scale_set["id"]))
                 continue
@@ -161,10 +158,5 @@ class ScaleSetReader:
                 inventory.add_nic(nic_from_json(nic))
 
 
-def _refused(error: HttpResponseError, scale_set_id: str) -> bool:
-    """True (and logged) for a 403: the set is unreadable to poolsync, its entries are left as they are."""
-    if error.status_code != 403:
-        return False
-    log.warning("scale set %s: read refused (403); its entries are left as they are",
-                ResourceId.parse(scale_set_id).name, extra={"resource": scale_set_id})
-    return True
+def _what(scale_set_id: str) -> str:
+    return f"read of scale set {ResourceId.parse(scale_set_id).name}"

@@ -108,7 +108,7 @@ def nic_filtered_out(record: MemberRecord, inventory: Inventory) -> bool:
     NIC list (an attached NIC cannot be deleted), so the read proves nothing about the entry."""
     vm = inventory.vms.get(id_key(record.vm_id))
     return vm is not None and id_key(record.nic_id) not in inventory.nics \
-        and any(id_key(nic_id) == id_key(record.nic_id) for nic_id in vm.nic_ids)
+        and vm.uses_nic(record.nic_id)
 
 
 def removal_confirmation(record: MemberRecord, state: OwnerState) -> str | None:
@@ -196,10 +196,10 @@ def _unreadable_nics(nics: Mapping[str, str], state: OwnerState) -> set[str]:
     """NIC keys whose NIC, or the VM it is attached to, could not be read (403), and those a list read left
     out although a VM it shows still uses them (RBAC filtered the NIC list)."""
     blind = {key for key in nics if key in state.unreadable}
-    if not state.direct:
+    unlisted = {key for key in nics if key not in state.inventory.nics and key not in state.gone}
+    if unlisted and not state.direct:  # who uses them: one pass over the listed VMs, only when it can matter
         blind |= {id_key(nic_id) for vm in state.inventory.vms.values() for nic_id in vm.nic_ids
-                  if id_key(nic_id) in nics and id_key(nic_id) not in state.inventory.nics
-                  and id_key(nic_id) not in state.gone}
+                  if id_key(nic_id) in unlisted}
     for key in nics:
         nic = state.inventory.nics.get(key)
         if nic is not None and nic.vm_id and id_key(nic.vm_id) in state.unreadable:

@@ -68,6 +68,9 @@ class VirtualMachine:
     # the scale set of an instance: a Uniform instance (its tags are the set's) or a Flexible set's VM
     scale_set_id: str | None = None
 
+    def uses_nic(self, nic_id: str) -> bool:
+        return any(id_key(own) == id_key(nic_id) for own in self.nic_ids)
+
 
 @dataclass(slots=True)
 class Inventory:

@@ -97,7 +97,7 @@ class ScaleSetRead:
         if instance is None:
             return self.short
         return id_key(record.nic_id) not in self.known_nic_keys \
-            and any(id_key(nic_id) == id_key(record.nic_id) for nic_id in instance.nic_ids)
+            and instance.uses_nic(record.nic_id)
 
     def why_undecided(self) -> str:
         if self.unreadable:
